@@ -1,0 +1,29 @@
+# The two commands of a fresh machine: `make demo` (set up, run the small sweep, draw its phase
+# diagram) and `make test` (set up, run the tests). Both create .venv on first use.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test test-fast clean-results
+
+$(BIN)/urn-study: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch is pinned to 2.13.0 in pyproject.toml: the CPU build on this disk, no multi-GB download.
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(BIN)/urn-study
+
+setup: $(BIN)/urn-study
+
+demo: setup
+	$(BIN)/urn-study sweep search_spaces/quickstart.yaml
+	$(BIN)/urn-study phase search_spaces/quickstart.yaml --out urn_results/figures/quickstart
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+clean-results:
+	rm -rf urn_results

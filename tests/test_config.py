@@ -1,0 +1,92 @@
+"""Typed configuration: dotted keys, schedules, and errors that name the key."""
+import subprocess
+import sys
+
+import pytest
+
+from urn_study.config import ConfigError, Schedule, all_keys, load_config, parse_config, to_flat
+
+
+def test_dotted_and_nested_keys_build_the_same_config():
+    dotted = parse_config({"model.steps": 4, "regulators.l1": 1e-4, "data.name": "nlgp", "seed": 3})
+    nested = parse_config({"model": {"steps": 4}, "regulators": {"l1": 1e-4}, "data": {"name": "nlgp"}, "seed": 3})
+    assert dotted == nested
+    assert dotted.model.steps == 4 and dotted.regulators.l1 == 1e-4 and dotted.seed == 3
+
+
+def test_every_required_key_exists():
+    required = ["seed", "data.name", "model.steps", "model.input_mode", "model.readout", "model.activation",
+                "model.hidden_channels", "model.hidden_layout", "model.output_position", "model.init_scale",
+                "regulators.l1", "regulators.l2", "regulators.locality", "regulators.locality_alpha",
+                "regulators.width", "regulators.self", "train.epochs", "train.batch_size", "train.lr",
+                "train.snapshot_every"]
+    assert set(required) <= set(all_keys())
+
+
+@pytest.mark.parametrize("mapping,fragment", [
+    ({"model.stepz": 3}, "unknown key 'model.stepz' (did you mean 'model.steps'?)"),
+    ({"model.steps": "three"}, "model.steps: expected an integer"),
+    ({"model.steps": 2.5}, "model.steps: expected an integer"),
+    ({"train.lr": True}, "train.lr: expected a number"),
+    ({"regulators.self": "lots"}, "regulators.self: expected a number"),
+    ({"model.input_mode": "twice"}, "model.input_mode: must be one of once, clamp"),
+    ({"model.steps": 0}, "model.steps: must be at least 1"),
+    ({"regulators.l1": -1.0}, "regulators.l1: strength must be >= 0"),
+    ({"model.readout_from": 5, "model.steps": 3}, "model.readout_from"),
+    ({"regulators.l1": {"kind": "ramp"}}, "regulators.l1.kind"),
+    ({"regulators.l1": {"kind": "step", "before": 0}}, "regulators.l1: a step schedule needs after, epoch"),
+    ({"regulators.l1": {"kind": "step", "before": 0, "after": 1, "epoch": 2, "end": 3}}, "regulators.l1.end"),
+    ({"data.name": "cifar"}, "data.name"),
+])
+def test_bad_values_name_the_key(mapping, fragment):
+    with pytest.raises(ConfigError) as err:
+        parse_config(mapping, source="my.yaml")
+    assert str(err.value).startswith("my.yaml: ")
+    assert fragment in str(err.value)
+
+
+def test_schedules():
+    cfg = parse_config({
+        "regulators.l1": {"kind": "linear", "start": 0.0, "end": 1.0, "start_epoch": 10, "end_epoch": 20},
+        "regulators.self": {"kind": "step", "before": 0.0, "after": 0.5, "epoch": 5},
+        "regulators.l2": 0.1,
+    })
+    l1 = cfg.regulators.schedule("l1")
+    assert [l1.at(e) for e in (0, 10, 15, 20, 30)] == [0.0, 0.0, 0.5, 1.0, 1.0]
+    sc = cfg.regulators.schedule("self")
+    assert (sc.at(4), sc.at(5)) == (0.0, 0.5) and sc.change_epochs() == [5]
+    assert cfg.regulators.schedule("l2") == Schedule(value=0.1)
+
+
+def test_to_flat_round_trips():
+    cfg = parse_config({"model.steps": 5, "regulators.self": {"kind": "step", "before": 0.0, "after": 0.5, "epoch": 5}})
+    flat = to_flat(cfg)
+    assert set(flat) == set(all_keys())
+    assert parse_config(flat) == cfg
+
+
+def test_yaml_file_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  steps: 2\nregulators.l1: 0.001\n")
+    cfg = load_config(path, ["model.steps=4", "model.activation=tanh"])
+    assert (cfg.model.steps, cfg.regulators.l1, cfg.model.activation) == (4, 0.001, "tanh")
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "missing.yaml")
+    path.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="expected key=value"):
+        load_config(None, ["model.steps"])
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--set", "model.stepz=3"], "model.stepz"),
+    (["--set", "train.epochs=many"], "train.epochs"),
+    (["/no/such/config.yaml"], "/no/such/config.yaml"),
+])
+def test_cli_bad_config_is_one_line_without_traceback(args, fragment):
+    proc = subprocess.run([sys.executable, "-m", "urn_study.cli", "train", *args], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert fragment in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

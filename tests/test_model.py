@@ -1,0 +1,110 @@
+"""The URN computes exactly what an explicit layered network computes when W is set to it."""
+import numpy as np
+import pytest
+import torch
+
+from urn_study.model import URN, initial_weights, pick_device
+from urn_study.regulators import linear_cost, regulator_penalty, regulator_values
+
+
+def _mlp_in_urn(widths: list[int], seed: int = 0):
+    """Embed an MLP with layer widths [n_in, h1, ..., n_out] into one URN W and bias."""
+    rng = np.random.default_rng(seed)
+    offsets = np.cumsum([0] + widths)
+    size = offsets[-1]
+    W, b = np.zeros((size, size)), np.zeros(size)
+    layers = []
+    for l in range(len(widths) - 1):
+        w = rng.normal(size=(widths[l + 1], widths[l]))
+        bias = rng.normal(size=widths[l + 1])
+        W[offsets[l + 1]:offsets[l + 2], offsets[l]:offsets[l + 1]] = w
+        b[offsets[l + 1]:offsets[l + 2]] = bias
+        layers.append((w, bias))
+    return W, b, layers
+
+
+def _mlp(x: np.ndarray, layers, phi) -> np.ndarray:
+    h = x
+    for i, (w, bias) in enumerate(layers):
+        h = h @ w.T + bias
+        if i < len(layers) - 1:
+            h = phi(h)
+    return h
+
+
+@pytest.mark.parametrize("activation,phi", [("relu", lambda a: np.maximum(a, 0)), ("tanh", np.tanh), ("identity", lambda a: a)])
+@pytest.mark.parametrize("widths", [[5, 7, 3], [6, 4, 5, 2], [4, 3, 3, 3, 2]])
+def test_urn_equals_explicit_layered_network(widths, activation, phi):
+    W, b, layers = _mlp_in_urn(widths)
+    steps = len(widths) - 1
+    model = URN(torch.tensor(W)[None], widths[0], widths[-1], steps, activation=activation).double()
+    with torch.no_grad():
+        model.b.copy_(torch.tensor(b)[None])
+    x = np.random.default_rng(1).normal(size=(11, widths[0]))
+    got = model(torch.tensor(x)[None])[-1, 0].detach().numpy()
+    np.testing.assert_allclose(got, _mlp(x, layers, phi), rtol=1e-10, atol=1e-10)
+
+
+def test_clamp_mode_reinjects_input_and_readout_all_returns_each_step():
+    W, b, layers = _mlp_in_urn([4, 3, 2])
+    model = URN(torch.tensor(W)[None], 4, 2, steps=4, input_mode="clamp", readout="all", readout_from=2).double()
+    with torch.no_grad():
+        model.b.copy_(torch.tensor(b)[None])
+    x = np.random.default_rng(2).normal(size=(5, 4))
+    out = model(torch.tensor(x)[None]).detach()
+    assert out.shape == (3, 1, 5, 2)  # steps 2, 3, 4
+    expected = _mlp(x, layers, lambda a: np.maximum(a, 0))
+    for step_out in out:  # with the input clamped, the 2-layer answer holds at every step from 2 on
+        np.testing.assert_allclose(step_out[0].numpy(), expected, rtol=1e-10)
+
+
+def test_once_mode_forgets_input_after_first_step():
+    W, b, _ = _mlp_in_urn([4, 3, 2])
+    model = URN(torch.tensor(W)[None], 4, 2, steps=3).double()  # depth 2 network, read at step 3
+    x = torch.tensor(np.random.default_rng(3).normal(size=(5, 4)))[None]
+    # nothing carries the signal a third step: output only sees the (zero) bias path
+    assert torch.allclose(model(x)[-1], torch.zeros(1, 5, 2, dtype=torch.float64))
+
+
+def test_stacked_trials_do_not_mix():
+    w = initial_weights([0, 1, 2], 20, 0.3)
+    model = URN(w, 8, 4, steps=3)
+    x = torch.randn(3, 6, 8)
+    out = model(x)[-1]
+    for k in range(3):
+        single = URN(w[k:k + 1], 8, 4, steps=3)
+        torch.testing.assert_close(single(x[k:k + 1])[-1][0], out[k])
+
+
+def test_initial_weights_are_seeded_dense_and_scaled():
+    a, b = initial_weights([5], 50, 0.05), initial_weights([5], 50, 0.05)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, initial_weights([6], 50, 0.05))
+    assert (a != 0).float().mean() > 0.99
+    assert abs(a.std().item() - 0.05) < 0.005
+
+
+def test_regulator_values_by_hand():
+    W = torch.tensor([[[1.0, -2.0], [0.0, 3.0]]])
+    d = torch.tensor([[[0.0, 2.0], [2.0, 0.0]]])
+    v = regulator_values(W, d)
+    assert v["l1"].item() == 6.0
+    assert v["l2"].item() == 14.0
+    assert v["locality"].item() == 4.0  # only the off-diagonal -2 costs distance 2
+    assert v["self"].item() == 4.0
+    # neuron 0: column (1, 0) and row (1, -2); neuron 1: column (-2, 3) and row (0, 3)
+    expected_width = np.sqrt(1 + 0 + 1 + 4) + np.sqrt(4 + 9 + 0 + 9)
+    assert v["width"].item() == pytest.approx(expected_width, rel=1e-5)
+    strengths = {name: torch.tensor([s]) for name, s in
+                 {"l1": 0.1, "l2": 0.01, "locality": 0.5, "width": 0.2, "self": 1.0}.items()}
+    penalty = regulator_penalty(W, linear_cost(d, strengths), strengths, set(strengths))
+    expected = 0.1 * 6 + 0.01 * 14 + 0.5 * 4 + 0.2 * expected_width + 1.0 * 4
+    assert penalty.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_device_is_chosen_at_run_time():
+    assert pick_device("cpu").type == "cpu"
+    assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="train.device"):
+            pick_device("cuda")

@@ -1,0 +1,38 @@
+"""A TrialState on disk: arrays in one .npz (loaded without pickle), the rest as JSON."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from urn_study.trial import TrialState
+
+ARRAYS = "state.npz"
+META = "state.json"
+
+
+def save_state(state: TrialState, folder: str | Path) -> None:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = dict(state.arrays)
+    arrays.update({f"snapshot_{epoch}": w for epoch, w in state.snapshots.items()})
+    # Write then rename, so a kill mid-write never leaves a half checkpoint behind.
+    with open(folder / (ARRAYS + ".tmp"), "wb") as f:
+        np.savez(f, **arrays)
+    (folder / (ARRAYS + ".tmp")).replace(folder / ARRAYS)
+    meta = {"epoch": state.epoch, "adam_step": state.adam_step, "history": state.history,
+            "diverged_at": state.diverged_at, "seconds": state.seconds}
+    tmp = folder / (META + ".tmp")
+    tmp.write_text(json.dumps(meta))
+    tmp.replace(folder / META)
+
+
+def load_state(folder: str | Path) -> TrialState:
+    folder = Path(folder)
+    meta = json.loads((folder / META).read_text())
+    with np.load(folder / ARRAYS, allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    snapshots = {int(name.split("_", 1)[1]): arrays.pop(name) for name in list(arrays) if name.startswith("snapshot_")}
+    return TrialState(epoch=meta["epoch"], arrays=arrays, adam_step=meta["adam_step"], history=meta["history"],
+                      snapshots=snapshots, diverged_at=meta["diverged_at"], seconds=meta["seconds"])

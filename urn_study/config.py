@@ -1,0 +1,324 @@
+"""Typed trial configuration, built from nested mappings or dotted keys (``model.steps: 3``).
+
+Every key is checked against the dataclasses below: an unknown key or a value of the wrong type
+raises ``ConfigError`` naming the key (and the file, when there is one).
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from urn_study.data import DataConfig
+
+
+class ConfigError(ValueError):
+    """A configuration or study file is wrong; the message names the key and, if any, the file."""
+
+
+@dataclass
+class Schedule:
+    """A regulator strength over training: constant, a linear ramp, or a step at an epoch."""
+
+    kind: str = "constant"
+    value: float = 0.0  # constant
+    start: float = 0.0  # linear: strength at start_epoch ...
+    end: float = 0.0  # ... and at end_epoch, held after it
+    start_epoch: int = 0
+    end_epoch: int = 0
+    before: float = 0.0  # step: strength before epoch ...
+    after: float = 0.0  # ... and from epoch on
+    epoch: int = 0
+
+    def at(self, epoch: int) -> float:
+        if self.kind == "constant":
+            return self.value
+        if self.kind == "step":
+            return self.before if epoch < self.epoch else self.after
+        if epoch <= self.start_epoch:
+            return self.start
+        if epoch >= self.end_epoch:
+            return self.end
+        frac = (epoch - self.start_epoch) / (self.end_epoch - self.start_epoch)
+        return self.start + frac * (self.end - self.start)
+
+    def change_epochs(self) -> list[int]:
+        """Epochs where the schedule changes course (for marking lifetime plots)."""
+        if self.kind == "step":
+            return [self.epoch]
+        if self.kind == "linear":
+            return [self.start_epoch, self.end_epoch]
+        return []
+
+    def values(self) -> list[float]:
+        return {"constant": [self.value], "step": [self.before, self.after], "linear": [self.start, self.end]}[self.kind]
+
+    def to_value(self) -> float | dict:
+        if self.kind == "constant":
+            return self.value
+        keys = {"step": ("before", "after", "epoch"), "linear": ("start", "end", "start_epoch", "end_epoch")}
+        return {"kind": self.kind, **{k: getattr(self, k) for k in keys[self.kind]}}
+
+
+Strength = Union[float, Schedule]
+REGULATORS = ("l1", "l2", "locality", "width", "self")
+
+
+@dataclass
+class ModelConfig:
+    steps: int = 3  # T: bounds the depth that can emerge
+    input_mode: str = "once"  # once | clamp
+    readout: str = "last"  # last | all
+    readout_from: int = 1  # readout all: loss averaged over steps readout_from..T
+    activation: str = "relu"  # relu | tanh | identity
+    hidden_channels: int = 1  # hidden neurons = channels copies of the input lattice
+    hidden_layout: str = "lattice"  # lattice | random
+    output_position: str = "uniform"  # uniform | center | free
+    init_scale: float = 0.05  # std of the dense i.i.d. normal initial W
+
+
+@dataclass
+class RegulatorConfig:
+    l1: Strength = 0.0
+    l2: Strength = 0.0
+    locality: Strength = 0.0
+    locality_alpha: float = 1.0
+    width: Strength = 0.0
+    self_: Strength = 0.0  # key "regulators.self" ("self" cannot be a Python field name)
+
+    def schedule(self, name: str) -> Schedule:
+        value = getattr(self, _attr(name))
+        return value if isinstance(value, Schedule) else Schedule(value=float(value))
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 0.01
+    lr_schedule: str = "cosine"  # cosine (decays to 0: small weights settle instead of dithering at ~lr) | constant
+    snapshot_every: int = 5  # epochs between structure snapshots (and saved W)
+    checkpoint_every: int = 5  # epochs between checkpoints (sweeps only)
+    device: str = "auto"  # auto (cuda where present) | cpu | cuda
+
+
+@dataclass
+class TrialConfig:
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    regulators: RegulatorConfig = field(default_factory=RegulatorConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "regulators": RegulatorConfig, "train": TrainConfig}
+CHOICES = {
+    "model.input_mode": ("once", "clamp"),
+    "model.readout": ("last", "all"),
+    "model.activation": ("relu", "tanh", "identity"),
+    "model.hidden_layout": ("lattice", "random"),
+    "model.output_position": ("uniform", "center", "free"),
+    "train.device": ("auto", "cpu", "cuda"),
+    "train.lr_schedule": ("cosine", "constant"),
+}
+
+
+def _attr(name: str) -> str:
+    return "self_" if name == "self" else name
+
+
+def _key(attr: str) -> str:
+    return "self" if attr == "self_" else attr
+
+
+def flatten(mapping: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested mapping -> dotted keys. Schedules (mappings under a regulator) stay whole."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and not dotted.startswith("regulators."):
+            flat.update(flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def all_keys() -> list[str]:
+    """Every valid dotted key."""
+    keys = ["seed"]
+    for section, cls in SECTIONS.items():
+        keys += [f"{section}.{_key(f.name)}" for f in dataclasses.fields(cls)]
+    return keys
+
+
+def _check_type(key: str, value: Any, annotation: Any) -> Any:
+    """Return value converted to the annotated type, or raise ConfigError naming key."""
+    if annotation in ("Strength", Strength):
+        if isinstance(value, dict):
+            return _parse_schedule(key, value)
+        return _check_type(key, value, float)
+    if annotation in (float, "float"):
+        value = _yaml_float(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if annotation in (int, "int"):
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return int(value)
+    if annotation in (bool, "bool"):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if annotation in (str, "str"):
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {annotation!r}")  # a bug in the dataclasses
+
+
+def _yaml_float(value: Any) -> Any:
+    """PyYAML reads ``1e-4`` (no dot) as a string; researchers write it that way, so accept it."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _parse_schedule(key: str, spec: dict) -> Schedule:
+    kind = spec.get("kind", "constant")
+    allowed = {"constant": {"value"}, "step": {"before", "after", "epoch"}, "linear": {"start", "end", "start_epoch", "end_epoch"}}
+    if kind not in allowed:
+        raise ConfigError(f"{key}.kind: must be one of {sorted(allowed)}, got {kind!r}")
+    hints = typing.get_type_hints(Schedule)
+    values = {}
+    for name, value in spec.items():
+        if name == "kind":
+            continue
+        if name not in allowed[kind]:
+            raise ConfigError(f"{key}.{name}: unknown for a {kind} schedule (allowed: {', '.join(sorted(allowed[kind]))})")
+        values[name] = _check_type(f"{key}.{name}", value, hints[name])
+    missing = allowed[kind] - set(values)
+    if missing:
+        raise ConfigError(f"{key}: a {kind} schedule needs {', '.join(sorted(missing))}")
+    schedule = Schedule(kind=kind, **values)
+    if kind == "linear" and schedule.end_epoch <= schedule.start_epoch:
+        raise ConfigError(f"{key}: end_epoch must be after start_epoch")
+    if any(v < 0 for v in schedule.values()) or schedule.epoch < 0 or schedule.start_epoch < 0:
+        raise ConfigError(f"{key}: strengths and epochs must be >= 0")
+    return schedule
+
+
+def parse_config(mapping: dict | None, source: str = "") -> TrialConfig:
+    """Build a checked TrialConfig from nested and/or dotted keys. Errors name the key (and source)."""
+    where = f"{source}: " if source else ""
+    try:
+        return _parse(flatten(mapping or {}))
+    except ConfigError as err:
+        raise ConfigError(f"{where}{err}") from None
+
+
+def _parse(flat: dict[str, Any]) -> TrialConfig:
+    config = TrialConfig()
+    valid = set(all_keys())
+    for key, value in flat.items():
+        if key not in valid:
+            raise ConfigError(f"unknown key {key!r}" + _suggest(key, valid))
+        if key == "seed":
+            config.seed = _check_type(key, value, int)
+            continue
+        section, name = key.split(".", 1)
+        obj = getattr(config, section)
+        hints = typing.get_type_hints(type(obj), globalns={"Strength": Strength})
+        setattr(obj, _attr(name), _check_type(key, value, hints[_attr(name)]))
+    _check_values(config)
+    return config
+
+
+def _suggest(key: str, valid: set[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, sorted(valid), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_values(config: TrialConfig) -> None:
+    for key, choices in CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        if value not in choices:
+            raise ConfigError(f"{key}: must be one of {', '.join(choices)}, got {value!r}")
+    m, t, r = config.model, config.train, config.regulators
+    positive = {"model.steps": m.steps, "model.hidden_channels": m.hidden_channels, "train.epochs": t.epochs,
+                "train.batch_size": t.batch_size, "train.snapshot_every": t.snapshot_every,
+                "train.checkpoint_every": t.checkpoint_every}
+    for key, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"{key}: must be at least 1, got {value}")
+    if not 1 <= m.readout_from <= m.steps:
+        raise ConfigError(f"model.readout_from: must lie in 1..model.steps ({m.steps}), got {m.readout_from}")
+    for key, value in {"model.init_scale": m.init_scale, "train.lr": t.lr, "regulators.locality_alpha": r.locality_alpha}.items():
+        if not value > 0:
+            raise ConfigError(f"{key}: must be > 0, got {value}")
+    for name in REGULATORS:
+        if any(v < 0 for v in r.schedule(name).values()):
+            raise ConfigError(f"regulators.{name}: strength must be >= 0")
+    try:
+        config.data.check()
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def to_flat(config: TrialConfig) -> dict[str, Any]:
+    """Dotted key -> plain value (schedules as mappings): the inverse of parse_config."""
+    flat: dict[str, Any] = {"seed": config.seed}
+    for section in SECTIONS:
+        obj = getattr(config, section)
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            flat[f"{section}.{_key(f.name)}"] = value.to_value() if isinstance(value, Schedule) else value
+    return flat
+
+
+def load_yaml(path: str | Path) -> dict:
+    """Read a YAML mapping with the safe loader; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["model.steps=3", "regulators.l1=1e-4"]`` -> dotted mapping; values read as YAML scalars."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        try:
+            out[key.strip()] = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {key}: cannot read value {text!r}") from None
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrialConfig:
+    """A YAML config file (optional) plus ``key=value`` overrides -> checked TrialConfig."""
+    mapping = flatten(load_yaml(path)) if path else {}
+    mapping.update(parse_overrides(overrides or []))
+    return parse_config(mapping, source=str(path) if path else "")

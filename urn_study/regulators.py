@@ -1,0 +1,63 @@
+"""The regulator terms of the single loss (spec section 3), per trial of a stacked batch.
+
+All five take W of shape (K, S, S) and return one value per trial (K,), unscaled; the trial multiplies
+them by each trial's strength at the current epoch (see ``Schedule``).
+"""
+from __future__ import annotations
+
+import torch
+
+from urn_study.config import REGULATORS, TrialConfig
+
+
+def wiring_costs(distances: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """d_ij ** alpha per trial: distances (K, S, S), alpha (K,)."""
+    return distances.clamp_min(0.0) ** alpha.view(-1, 1, 1)
+
+
+def regulator_values(W: torch.Tensor, costs: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Unscaled value of every regulator for each trial: name -> (K,)."""
+    absw = W.abs()
+    # Group norm over neuron j: its outgoing column and incoming row together (W_jj counted twice).
+    neuron_norms = torch.sqrt((W**2).sum(dim=1) + (W**2).sum(dim=2) + 1e-12)
+    return {
+        "l1": absw.sum(dim=(1, 2)),
+        "l2": (W**2).sum(dim=(1, 2)),
+        "locality": (absw * costs).sum(dim=(1, 2)),
+        "width": neuron_norms.sum(dim=1),
+        "self": torch.diagonal(absw, dim1=1, dim2=2).sum(dim=1),
+    }
+
+
+def strengths_at(configs: list[TrialConfig], epoch: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Each regulator's strength per trial at this epoch: name -> (K,)."""
+    return {
+        name: torch.tensor([c.regulators.schedule(name).at(epoch) for c in configs], dtype=torch.float32, device=device)
+        for name in REGULATORS
+    }
+
+
+def linear_cost(costs: torch.Tensor, strengths: dict[str, torch.Tensor]) -> torch.Tensor:
+    """l1, locality and self are all sum |W| * c_ij: one cost matrix per trial (K, S, S) for the epoch."""
+    eye = torch.eye(costs.shape[-1], device=costs.device, dtype=costs.dtype)
+    return (
+        strengths["l1"].view(-1, 1, 1)
+        + strengths["locality"].view(-1, 1, 1) * costs
+        + strengths["self"].view(-1, 1, 1) * eye
+    )
+
+
+def regulator_penalty(
+    W: torch.Tensor, cost: torch.Tensor, strengths: dict[str, torch.Tensor], active: set[str]
+) -> torch.Tensor:
+    """Sum of strength * regulator per trial (K,). ``cost`` from ``linear_cost``; ``active``: regulators
+    on in some trial (the others are skipped, which saves elementwise passes over W)."""
+    total = W.new_zeros(W.shape[0])
+    if active & {"l1", "locality", "self"}:
+        total = total + (W.abs() * cost).sum(dim=(1, 2))
+    if "l2" in active:
+        total = total + strengths["l2"] * (W**2).sum(dim=(1, 2))
+    if "width" in active:
+        norms = torch.sqrt((W**2).sum(dim=1) + (W**2).sum(dim=2) + 1e-12)
+        total = total + strengths["width"] * norms.sum(dim=1)
+    return total

@@ -1,0 +1,308 @@
+"""One trial (or K trials of the same shape as one batched computation): config in, result out.
+
+Pure: no Ray, no MLflow. Per-epoch metrics leave through ``report(epoch, metrics)``; training state
+leaves through ``checkpoint(state)`` and comes back through ``resume``. A trial that diverges (non-finite
+loss or weights) ends with phase ``diverged``; in a batch the other trials go on.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from analysis.recovery import recovery_score
+from analysis.structure import structure_report
+from urn_study.config import REGULATORS, TrialConfig
+from urn_study.data import Dataset, load_dataset
+from urn_study.layout import Layout, make_layout
+from urn_study.model import URN, initial_weights, pick_device
+from urn_study.regulators import linear_cost, regulator_penalty, regulator_values, strengths_at, wiring_costs
+
+Report = Callable[[int, dict], None]
+Checkpoint = Callable[["TrialState"], None]
+
+
+@dataclass
+class TrialState:
+    """Everything needed to continue a trial exactly where it stopped (plain numpy and JSON-able)."""
+
+    epoch: int  # epochs completed
+    arrays: dict[str, np.ndarray]  # W, b and the optimiser moments
+    adam_step: int
+    history: list[dict] = field(default_factory=list)
+    snapshots: dict[int, np.ndarray] = field(default_factory=dict)
+    diverged_at: int | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class TrialResult:
+    config: TrialConfig
+    metrics: dict  # final figures: test_accuracy, phase, depth, widths, locality, ... seconds
+    structure: dict  # the full structure report of the final W
+    weights: np.ndarray  # final W (S, S)
+    bias: np.ndarray
+    layout: Layout
+    snapshots: dict[int, np.ndarray]  # epoch -> W along training
+    history: list[dict]  # per-epoch metrics, as reported
+    data_info: dict
+
+
+def run_trial(config: TrialConfig, report: Report | None = None, checkpoint: Checkpoint | None = None,
+              resume: TrialState | None = None) -> TrialResult:
+    """Train one URN and read its structure."""
+    return run_trials([config], [report], [checkpoint], [resume])[0]
+
+
+GROUP_KEYS = ("model.steps", "model.input_mode", "model.readout", "model.readout_from", "model.activation",
+              "model.hidden_channels", "train.epochs", "train.batch_size", "train.lr", "train.lr_schedule", "train.snapshot_every",
+              "train.checkpoint_every", "train.device")
+
+
+def group_key(config: TrialConfig) -> tuple:
+    """Trials with equal keys (and equally shaped data) can train together in one batch."""
+    return tuple(getattr(getattr(config, k.split(".")[0]), k.split(".")[1]) for k in GROUP_KEYS)
+
+
+class _Batch:
+    """The stacked state of K trials: data, layouts, model, optimiser."""
+
+    def __init__(self, configs: list[TrialConfig]):
+        keys = {group_key(c) for c in configs}
+        if len(keys) != 1:
+            raise ValueError("trials batched together must share " + ", ".join(GROUP_KEYS))
+        self.configs = configs
+        first = configs[0]
+        self.device = pick_device(first.train.device)
+        self.datasets = [load_dataset(c.data, c.seed) for c in configs]
+        shapes = {(d.x_train.shape, d.x_test.shape, d.n_classes) for d in self.datasets}
+        if len(shapes) != 1:
+            raise ValueError(f"trials batched together need data of one shape, got {sorted(shapes)}")
+        m = first.model
+        self.layouts = [
+            make_layout(d.lattice_shape, d.n_classes, c.model.hidden_channels, c.model.hidden_layout,
+                        c.model.output_position, d.periodic, seed=c.seed)
+            for c, d in zip(configs, self.datasets)
+        ]
+        size = self.layouts[0].size
+        w0 = initial_weights([c.seed for c in configs], size, 1.0)
+        w0 = w0 * torch.tensor([c.model.init_scale for c in configs]).view(-1, 1, 1)
+        self.model = URN(w0, self.datasets[0].n_in, self.datasets[0].n_classes, m.steps, m.input_mode,
+                         m.readout, m.readout_from, m.activation).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=first.train.lr)
+        distances = torch.tensor(np.stack([l.distances for l in self.layouts]), dtype=torch.float32)
+        alphas = torch.tensor([c.regulators.locality_alpha for c in configs], dtype=torch.float32)
+        self.costs = wiring_costs(distances, alphas).to(self.device)
+        self.active = {name for name in REGULATORS for c in configs if any(c.regulators.schedule(name).values())}
+        self.current_data: list[Dataset | None] = [None] * len(configs)
+        self.x_train = self.y_train = self.x_test = self.y_test = None
+
+    def data_for_epoch(self, epoch: int) -> None:
+        """Use each trial's dataset for this epoch, switching geometry where its config says so."""
+        changed = False
+        for k, (c, base) in enumerate(zip(self.configs, self.datasets)):
+            switch = c.data.switch_to and epoch >= c.data.switch_epoch
+            wanted = _switched(c, base) if switch else base
+            if self.current_data[k] is not wanted:
+                self.current_data[k], changed = wanted, True
+        if changed:
+            def stack(attr, dtype):
+                return torch.tensor(np.stack([getattr(d, attr) for d in self.current_data]), dtype=dtype, device=self.device)
+            self.x_train, self.y_train = stack("x_train", torch.float32), stack("y_train", torch.long)
+            self.x_test, self.y_test = stack("x_test", torch.float32), stack("y_test", torch.long)
+
+    def load(self, states: list[TrialState]) -> None:
+        with torch.no_grad():
+            self.model.W.copy_(torch.tensor(np.stack([s.arrays["W"] for s in states])))
+            self.model.b.copy_(torch.tensor(np.stack([s.arrays["b"] for s in states])))
+        if states[0].adam_step > 0:
+            for name, param in (("W", self.model.W), ("b", self.model.b)):
+                self.optimizer.state[param] = {
+                    "step": torch.tensor(float(states[0].adam_step)),
+                    "exp_avg": torch.tensor(np.stack([s.arrays[f"{name}_exp_avg"] for s in states]), device=self.device),
+                    "exp_avg_sq": torch.tensor(np.stack([s.arrays[f"{name}_exp_avg_sq"] for s in states]), device=self.device),
+                }
+
+    def arrays(self, k: int) -> tuple[dict[str, np.ndarray], int]:
+        arrays = {"W": _np(self.model.W[k]), "b": _np(self.model.b[k])}
+        step = 0
+        for name, param in (("W", self.model.W), ("b", self.model.b)):
+            state = self.optimizer.state.get(param)
+            if state:
+                arrays[f"{name}_exp_avg"] = _np(state["exp_avg"][k])
+                arrays[f"{name}_exp_avg_sq"] = _np(state["exp_avg_sq"][k])
+                step = int(state["step"])
+        return arrays, step
+
+
+_switch_cache: dict[tuple, Dataset] = {}
+
+
+def _switched(config: TrialConfig, base: Dataset) -> Dataset:
+    key = (config.data.switch_to, config.seed, repr(config.data))
+    if key not in _switch_cache:
+        other = load_dataset(config.data.switched(), config.seed)
+        if other.x_train.shape != base.x_train.shape or other.n_classes != base.n_classes:
+            raise ValueError(f"data.switch_to: {config.data.switch_to} has a different shape than {base.name}")
+        _switch_cache[key] = other
+    return _switch_cache[key]
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy().copy()
+
+
+def run_trials(configs: list[TrialConfig], reports: list[Report | None] | None = None,
+               checkpoints: list[Checkpoint | None] | None = None,
+               resumes: list[TrialState | None] | None = None) -> list[TrialResult]:
+    """Train K trials of one shape together; each keeps its own seed, metrics, checkpoints and result."""
+    n = len(configs)
+    reports = reports or [None] * n
+    checkpoints = checkpoints or [None] * n
+    resumes = resumes or [None] * n
+    if any(r is not None for r in resumes) and len({r.epoch if r else 0 for r in resumes}) != 1:
+        raise ValueError("trials resumed together must have completed the same number of epochs")
+    batch = _Batch(configs)
+    start = resumes[0].epoch if resumes[0] else 0
+    states = [r or TrialState(epoch=0, arrays={}, adam_step=0) for r in resumes]
+    if resumes[0]:
+        batch.load(states)
+    train = configs[0].train
+    t0 = time.perf_counter() - max(s.seconds for s in states)
+    for epoch in range(start, train.epochs):
+        alive = [s.diverged_at is None for s in states]
+        if not any(alive):
+            break
+        task = _train_epoch(batch, epoch, alive)
+        done = epoch + 1
+        metrics = _epoch_metrics(batch, epoch, task)
+        snapshot = done % train.snapshot_every == 0 or done == train.epochs
+        for k, state in enumerate(states):
+            if not alive[k]:
+                continue
+            m = metrics[k]
+            if not np.isfinite(m["task_loss"]) or not np.all(np.isfinite(_np(batch.model.W[k]))):
+                state.diverged_at = done
+                _silence(batch, k)
+                m = {"task_loss": m["task_loss"], "diverged": 1.0}
+            elif snapshot:
+                w = _np(batch.model.W[k])
+                state.snapshots[done] = w
+                m.update(_structure(batch, k, w, m["test_accuracy"]).summary())
+            state.epoch, state.seconds = done, time.perf_counter() - t0
+            state.history.append({"epoch": done, **m})
+            if reports[k]:
+                reports[k](done, m)
+        for k, state in enumerate(states):
+            if checkpoints[k] and (done % train.checkpoint_every == 0 or done == train.epochs):
+                state.arrays, state.adam_step = batch.arrays(k)
+                checkpoints[k](state)
+    return [_result(batch, k, state) for k, state in enumerate(states)]
+
+
+def _train_epoch(batch: _Batch, epoch: int, alive: list[bool]) -> torch.Tensor:
+    """One pass over each trial's training data, in its own seeded order. Returns mean task loss (K,)."""
+    batch.data_for_epoch(epoch)
+    strengths = strengths_at(batch.configs, epoch, batch.device)
+    cost = linear_cost(batch.costs, strengths)
+    n = batch.x_train.shape[1]
+    size = batch.configs[0].train.batch_size
+    # The order depends on (seed, epoch) only, so a resumed trial sees the same batches.
+    order = torch.tensor(np.stack([np.random.default_rng([c.seed, epoch]).permutation(n) for c in batch.configs]),
+                         device=batch.device)
+    rows = torch.arange(len(batch.configs), device=batch.device).unsqueeze(1)
+    mask = torch.tensor(alive, dtype=torch.float32, device=batch.device)
+    total = torch.zeros(len(batch.configs), device=batch.device)
+    steps = 0
+    train = batch.configs[0].train
+    for start in range(0, n, size):
+        if train.lr_schedule == "cosine":
+            progress = (epoch + start / n) / train.epochs
+            for group in batch.optimizer.param_groups:
+                group["lr"] = train.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+        idx = order[:, start:start + size]
+        logits = batch.model(batch.x_train[rows, idx])
+        task = _task_loss(logits, batch.y_train[rows, idx])
+        penalty = regulator_penalty(batch.model.W, cost, strengths, batch.active)
+        batch.optimizer.zero_grad(set_to_none=True)
+        ((task + penalty) * mask).sum().backward()
+        batch.optimizer.step()
+        total += task.detach()
+        steps += 1
+    return total / steps
+
+
+def _task_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy per trial (K,), averaged over samples and read-out steps."""
+    r, k, b, c = logits.shape
+    flat = F.cross_entropy(logits.reshape(-1, c), labels.expand(r, k, b).reshape(-1), reduction="none")
+    return flat.view(r, k, b).mean(dim=(0, 2))
+
+
+@torch.no_grad()
+def _epoch_metrics(batch: _Batch, epoch: int, task: torch.Tensor) -> list[dict]:
+    model = batch.model
+    train_acc = _accuracy(model, batch.x_train, batch.y_train)
+    test_acc = _accuracy(model, batch.x_test, batch.y_test)
+    values = regulator_values(model.W, batch.costs)
+    strengths = strengths_at(batch.configs, epoch, batch.device)
+    out = []
+    for k in range(len(batch.configs)):
+        m = {"task_loss": float(task[k]), "train_accuracy": float(train_acc[k]), "test_accuracy": float(test_acc[k])}
+        reg = {f"reg_{name}": float(strengths[name][k] * values[name][k]) for name in REGULATORS}
+        m["loss"] = m["task_loss"] + sum(reg.values())
+        m.update(reg)
+        m.update({f"strength_{name}": float(strengths[name][k]) for name in REGULATORS})
+        out.append(m)
+    return out
+
+
+def _accuracy(model: URN, x: torch.Tensor, y: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    correct = torch.zeros(x.shape[0], device=x.device)
+    for start in range(0, x.shape[1], chunk):
+        pred = model(x[:, start:start + chunk])[-1].argmax(dim=-1)
+        correct += (pred == y[:, start:start + chunk]).float().sum(dim=1)
+    return correct / x.shape[1]
+
+
+def _silence(batch: _Batch, k: int) -> None:
+    """A diverged trial's parameters and moments are zeroed so its NaNs cannot cost anything further."""
+    with torch.no_grad():
+        batch.model.W[k].zero_()
+        batch.model.b[k].zero_()
+        for state in batch.optimizer.state.values():
+            state["exp_avg"][k].zero_()
+            state["exp_avg_sq"][k].zero_()
+
+
+def _structure(batch: _Batch, k: int, w: np.ndarray, accuracy: float | None):
+    m = batch.configs[k].model
+    return structure_report(w, batch.layouts[k], m.steps, m.input_mode, m.readout, m.readout_from,
+                            accuracy=accuracy, n_classes=batch.datasets[k].n_classes)
+
+
+def _result(batch: _Batch, k: int, state: TrialState) -> TrialResult:
+    config, data = batch.configs[k], batch.datasets[k]
+    last = state.history[-1] if state.history else {}
+    if state.diverged_at is not None:
+        w = state.snapshots[max(state.snapshots)] if state.snapshots else np.zeros((batch.layouts[k].size,) * 2, np.float32)
+        structure = {"phase": "diverged"}
+        metrics = {"phase": "diverged", "diverged_at_epoch": state.diverged_at, "test_accuracy": float("nan")}
+    else:
+        w = _np(batch.model.W[k])
+        report = _structure(batch, k, w, last.get("test_accuracy"))
+        structure = report.to_dict()
+        metrics = {key: last[key] for key in ("test_accuracy", "train_accuracy", "task_loss", "loss") if key in last}
+        metrics.update({key: structure[key] for key in ("phase", "depth", "effective_depth", "widths", "locality", "ipr",
+                                                        "skip_share", "recurrence_share", "hop_spectrum", "density")})
+        if data.name == "teacher":
+            metrics.update(recovery_score(report, w, batch.layouts[k], data.info))
+    metrics["epochs"] = state.epoch
+    metrics["seconds"] = state.seconds
+    return TrialResult(config, metrics, structure, w, _np(batch.model.b[k]), batch.layouts[k], state.snapshots,
+                       state.history, data.info)
