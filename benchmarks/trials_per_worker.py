@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     print("trials_per_worker |", describe(pick_device(configs[0].train.device)))
     size = 64 * 3 + 10
     print(f"{n_trials} trials per measurement: digits, S = {size}, T = 3, batch 128, {args.epochs} epochs, "
-          f"structure every 5 epochs; medians of {args.repeats} repeats")
+          f"structure every 5 epochs and at the end; medians of {args.repeats} repeats")
     run_trials([parse_config({"data.name": "digits", "model.hidden_channels": 2, "train.epochs": 1})])  # warm-up
     samples: dict[int, list[float]] = {k: [] for k in args.ks}
     for _ in range(args.repeats):

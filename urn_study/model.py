@@ -32,29 +32,65 @@ class URN(nn.Module):
         self.b = nn.Parameter(torch.zeros(k, s, dtype=initial_weights.dtype, device=initial_weights.device))
         self.n_in, self.n_out, self.steps = n_in, n_out, steps
         self.input_mode, self.readout, self.readout_from = input_mode, readout, readout_from
-        self.phi = ACTIVATIONS[activation]
+        self.activation = activation
 
     @property
     def size(self) -> int:
         return self.W.shape[-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (K, B, n_in) -> logits (R, K, B, n_out), one entry per read-out step (R = 1 for `last`)."""
-        k, batch, _ = x.shape
-        hidden_zeros = x.new_zeros(k, batch, self.size - self.n_in)
-        h = torch.cat([x, hidden_zeros], dim=-1)
+        """x: (K, B, n_in) -> logits (R, K, B, n_out), one entry per read-out step (R = 1 for `last`).
+
+        Two products shrink to the part of W that can change the result: h_0 = [x, 0, ..., 0] needs only
+        W's input columns, and at step T only the (linear) outputs are read, so only W's output rows.
+        """
         n_act = self.size - self.n_out  # inputs and hidden go through phi; outputs stay linear
-        weights_t = self.W.transpose(1, 2)
+        bias = self.b.unsqueeze(1)
+        clamped = x if self.input_mode == "clamp" else None
+        h, weights = x, self.W[:, :, :self.n_in]
         readouts = []
         for t in range(1, self.steps + 1):
-            a = torch.baddbmm(self.b.unsqueeze(1), h, weights_t)
-            if self.input_mode == "clamp":
-                h = torch.cat([x, self.phi(a[..., self.n_in:n_act]), a[..., n_act:]], dim=-1)
-            else:
-                h = torch.cat([self.phi(a[..., :n_act]), a[..., n_act:]], dim=-1)
-            if t == self.steps or (self.readout == "all" and t >= self.readout_from):
-                readouts.append(h[..., n_act:])
+            if t == self.steps:
+                readouts.append(torch.baddbmm(bias[..., n_act:], h, weights[:, n_act:].transpose(1, 2)))
+                break
+            a = torch.baddbmm(bias, h, weights.transpose(1, 2))
+            if self.readout == "all" and t >= self.readout_from:
+                readouts.append(a[..., n_act:])
+            h, weights = _Activate.apply(a, self.activation, n_act, clamped), self.W
         return torch.stack(readouts)
+
+
+class _Activate(torch.autograd.Function):
+    """h = phi(a) on inputs and hidden, h = a on the outputs, and in `clamp` mode h = x on the inputs.
+
+    Written by hand for speed: autograd through slices and a concatenation (or through masks and
+    ``torch.where``) costs several passes over (K, B, S) per step; this is one pass each way plus
+    small copies of the output (and clamped input) columns.
+    """
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, activation: str, n_act: int, clamped: torch.Tensor | None) -> torch.Tensor:
+        h = a.clone() if activation == "identity" else ACTIVATIONS[activation](a)
+        h[..., n_act:] = a[..., n_act:]
+        n_clamped = 0 if clamped is None else clamped.shape[-1]
+        if n_clamped:
+            h[..., :n_clamped] = clamped
+        ctx.save_for_backward(h)
+        ctx.activation, ctx.n_act, ctx.n_clamped = activation, n_act, n_clamped
+        return h
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (h,) = ctx.saved_tensors
+        if ctx.activation == "relu":
+            grad_a = torch.ops.aten.threshold_backward(grad, h, 0)  # relu's own backward: grad where h > 0
+        elif ctx.activation == "tanh":
+            grad_a = torch.ops.aten.tanh_backward(grad, h)  # grad * (1 - h^2)
+        else:
+            grad_a = grad.clone()
+        grad_a[..., ctx.n_act:] = grad[..., ctx.n_act:]
+        grad_a[..., :ctx.n_clamped] = 0.0
+        return grad_a, None, None, None
 
 
 def initial_weights(seeds: list[int], size: int, scale: float) -> torch.Tensor:

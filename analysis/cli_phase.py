@@ -1,0 +1,146 @@
+"""``urn-study phase STUDY.yaml``: the phase diagram, its grid, the study table, a W gallery and lifetime plots.
+
+    urn-study phase search_spaces/quickstart.yaml --out urn_results/figures/quickstart
+
+Files written to the output folder: ``phase_diagram.png``/``.svg``, ``phase_grid.csv`` (one row per cell),
+``runs.csv`` (one row per trial), ``gallery.png`` (one W per phase) and, for a study whose trials change a
+regulator schedule or switch data, ``lifetime_<trial_id>.png``/``.svg`` (one per phase).
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from urn_study.config import ConfigError
+
+MAX_LIFETIME_PLOTS = 6  # one per phase at most: enough to watch each structure form
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("phase", help="draw the phase diagram of a recorded study",
+                                   description="Write the phase diagram (PNG, SVG), its grid and the study table "
+                                               "(CSV), a gallery of W heatmaps and, for studies with schedules or "
+                                               "data switches, lifetime plots.")
+    parser.add_argument("study", help="the study's YAML file (the one its sweep ran)")
+    parser.add_argument("--x", help="config key on the x axis (default: chosen from the study's grid)")
+    parser.add_argument("--y", help="config key on the y axis")
+    parser.add_argument("--facet", help="config key with one panel per value (e.g. data.name)")
+    parser.add_argument("--out", help="folder for the figures and tables (default urn_results/figures/STUDY)")
+    parser.add_argument("--tracking-uri", help="MLflow store the sweep recorded to (default: the sweep's)")
+    parser.add_argument("--refresh", action="store_true", help="re-read every run instead of the cached table")
+    parser.set_defaults(handler=run_phase)
+
+
+def run_phase(args: argparse.Namespace) -> int:
+    from analysis.phase import choose_axes
+    from analysis.runs import load_study_runs, resolve_tracking_uri
+    from urn_study.study import load_study
+
+    study = load_study(args.study)
+    uri = resolve_tracking_uri(args.tracking_uri)
+    try:
+        runs = load_study_runs(study, uri, refresh=args.refresh)
+    except LookupError as err:
+        raise ConfigError(f"{err.args[0]}: run `urn-study sweep {args.study}` first") from None
+    if "phase" not in runs.columns or runs["phase"].notna().sum() == 0:
+        raise ConfigError(f"study {study.name!r}: no finished trials recorded in {uri}; "
+                          f"run `urn-study sweep {args.study}` first")
+    x, y, facet = resolve_axes(study, args.x, args.y, args.facet)
+    for flag, key in (("--x", x), ("--y", y), ("--facet", facet)):
+        check_axis(flag, key, runs)
+    out = Path(args.out or Path("urn_results") / "figures" / study.name)
+    written = write_phase_report(runs, x, y, facet, out, uri, title=study.name)
+    print(f"phase diagram of {study.name} ({len(runs)} trials; x={x}, y={y}, facet={facet}) written to {out}:")
+    for path in written:
+        print(f"  {path.name}")
+    return 0
+
+
+def resolve_axes(study: Any, x: str | None, y: str | None, facet: str | None) -> tuple[str, str | None, str | None]:
+    """The axes given, the rest filled from ``choose_axes(study)`` in its order (x, y, facet)."""
+    from analysis.phase import choose_axes
+
+    try:
+        chosen = choose_axes(study)
+    except ValueError as err:
+        if x is None:
+            raise ConfigError(f"study {getattr(study, 'name', study)!r}: {err}; name one with --x") from None
+        chosen = (None, None, None)
+    spare = [k for k in chosen if k is not None and k not in (x, y, facet)]
+    x = x or (spare.pop(0) if spare else None)
+    y = y or (spare.pop(0) if spare else None)
+    facet = facet or (spare.pop(0) if spare else None)
+    return x, y, facet
+
+
+def check_axis(flag: str, key: str | None, runs: pd.DataFrame) -> None:
+    """A ConfigError naming the key when it is no column of the study table."""
+    if key is None or key in runs.columns:
+        return
+    close = difflib.get_close_matches(key, [str(c) for c in runs.columns], n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ConfigError(f"{flag} {key}: not a key recorded for this study's trials{hint}")
+
+
+def write_phase_report(runs: pd.DataFrame, x: str, y: str | None, facet: str | None, out: Path,
+                       tracking_uri: str | None = None, title: str = "") -> list[Path]:
+    """Write the study table, the phase grid and diagram, the gallery and the lifetime plots into ``out``."""
+    from analysis.phase import draw_phase_diagram, phase_grid, save_figure
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "runs.csv", out / "phase_grid.csv"]
+    runs.to_csv(written[0], index=False)
+    grid = phase_grid(runs, x, y, facet)
+    grid.to_csv(written[1], index=False)
+    written += save_figure(draw_phase_diagram(grid, x, y, facet, title=title), out / "phase_diagram")
+    written += _write_gallery(runs, out, tracking_uri, title)
+    written += _write_lifetimes(runs, out, tracking_uri)
+    return written
+
+
+def _write_gallery(runs: pd.DataFrame, out: Path, tracking_uri: str | None, title: str) -> list[Path]:
+    from analysis.lifetime import draw_gallery, pick_representatives
+    from analysis.phase import save_figure
+
+    items = [item for _, row in pick_representatives(runs).iterrows()
+             if (item := _gallery_item(row, tracking_uri)) is not None]
+    if not items:
+        return []
+    return save_figure(draw_gallery(items, title=f"{title}: one trial per phase"), out / "gallery", formats=("png",))
+
+
+def _gallery_item(row: pd.Series, tracking_uri: str | None) -> Any:
+    from analysis.lifetime import GalleryItem
+    from analysis.phase import phase_label
+    from analysis.runs import LAYOUT, STRUCTURE, WEIGHTS, load_trial_artifacts
+
+    try:
+        artifacts = load_trial_artifacts(row["run_id"], tracking_uri, names=(WEIGHTS, LAYOUT, STRUCTURE))
+    except FileNotFoundError:
+        return None
+    label = f"{phase_label(row['phase'])}: {row['trial_id']}, depth {row.get('depth')}"
+    return GalleryItem(label, artifacts[WEIGHTS], artifacts[STRUCTURE].get("levels"), artifacts[LAYOUT])
+
+
+def _write_lifetimes(runs: pd.DataFrame, out: Path, tracking_uri: str | None) -> list[Path]:
+    """Lifetime plots of one trial per phase among those whose schedules or data change."""
+    from analysis.lifetime import draw_lifetime, pick_representatives, schedule_changes
+    from analysis.phase import save_figure
+    from analysis.runs import HISTORY, load_trial_artifacts
+
+    changes = runs.apply(lambda row: schedule_changes(row.to_dict()), axis=1) if len(runs) else pd.Series([])
+    changing = runs[changes.map(bool)] if len(runs) else runs
+    written: list[Path] = []
+    for _, row in pick_representatives(changing).head(MAX_LIFETIME_PLOTS).iterrows():
+        try:
+            history = load_trial_artifacts(row["run_id"], tracking_uri, names=(HISTORY,))[HISTORY]
+        except FileNotFoundError:
+            continue
+        fig = draw_lifetime(history, changes.loc[row.name] if row.name in changes.index else {},
+                            title=f"{row['trial_id']} ({row['phase']})")
+        written += save_figure(fig, out / f"lifetime_{row['trial_id']}")
+    return written

@@ -1,0 +1,178 @@
+"""Structure over a trial's lifetime (spec section 6), and a gallery of one W per phase.
+
+Tables first: ``lifetime_table`` (a history as a per-epoch frame), ``schedule_changes`` (the epochs
+where a regulator schedule or the data geometry changes), ``pick_representatives`` (one trial per
+phase). Then drawing: ``draw_lifetime`` and ``draw_gallery``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Mapping, NamedTuple
+
+import numpy as np
+import pandas as pd
+import yaml
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
+
+from analysis.phase import PHASE_COLOURS, PHASE_ORDER, UNKNOWN_COLOUR, phase_label
+from urn_study.config import REGULATORS, Schedule, TrialConfig, all_keys, parse_config
+
+SHARES = ("locality", "skip_share", "density", "recurrence_share")  # structure metrics in [0, 1]
+DEPTHS = ("depth", "effective_depth")
+ACCURACIES = ("train_accuracy", "test_accuracy")
+
+
+# --- tables ----------------------------------------------------------------------------------
+
+
+def lifetime_table(history: list[dict] | pd.DataFrame) -> pd.DataFrame:
+    """A trial's history as one row per epoch, sorted; structure columns are NaN between snapshots."""
+    table = pd.DataFrame(history).copy()
+    if "epoch" not in table.columns:
+        raise KeyError("history has no 'epoch' column")
+    for column in (*DEPTHS, *SHARES, *ACCURACIES):
+        if column in table.columns:
+            table[column] = pd.to_numeric(table[column], errors="coerce")
+    return table.sort_values("epoch").reset_index(drop=True)
+
+
+def _schedule(value: Any) -> Any:
+    """A schedule as recorded (a mapping, or its text as JSON / a Python repr) back to a mapping."""
+    if isinstance(value, str) and value.strip().startswith("{"):
+        return yaml.safe_load(value)
+    return value
+
+
+def trial_config(row: Mapping[str, Any]) -> TrialConfig:
+    """The TrialConfig of a study-table row (or any mapping holding dotted config keys)."""
+    keys = set(all_keys())
+    flat = {k: _schedule(v) for k, v in row.items() if k in keys and not _missing(v)}
+    return parse_config(flat)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def schedule_changes(config: TrialConfig | Mapping[str, Any]) -> dict[int, str]:
+    """Epoch -> what changes there: regulator schedules (``Schedule.change_epochs``) and a data switch."""
+    if not isinstance(config, TrialConfig):
+        config = trial_config(config)
+    changes: dict[int, list[str]] = {}
+    for name in REGULATORS:
+        schedule: Schedule = config.regulators.schedule(name)
+        for epoch in schedule.change_epochs():
+            changes.setdefault(int(epoch), []).append(f"{name} {schedule.kind}")
+    if config.data.switch_to:
+        changes.setdefault(int(config.data.switch_epoch), []).append(f"data -> {config.data.switch_to}")
+    return {epoch: ", ".join(labels) for epoch, labels in sorted(changes.items())}
+
+
+def pick_representatives(df: pd.DataFrame) -> pd.DataFrame:
+    """One trial per phase (in ``PHASE_ORDER``): of the phase's most common depth, the most accurate."""
+    rows = df[df["phase"].notna() & (df["phase"] != "diverged")].copy()
+    if rows.empty:
+        return rows
+    rows["_depth"] = pd.to_numeric(rows.get("depth"), errors="coerce").fillna(-1)
+    rows["_acc"] = pd.to_numeric(rows.get("test_accuracy"), errors="coerce").fillna(-1.0)
+    usual = rows.groupby("phase")["_depth"].agg(lambda d: d.value_counts().sort_index().idxmax())
+    rows = rows[rows["_depth"].values == usual.loc[rows["phase"]].values]
+    rank = {p: i for i, p in enumerate(PHASE_ORDER)}
+    rows["_rank"] = rows["phase"].map(lambda p: rank.get(p, len(rank)))
+    best = rows.sort_values(["_rank", "_acc"], ascending=[True, False]).drop_duplicates("phase")
+    return best.drop(columns=["_depth", "_acc", "_rank"]).reset_index(drop=True)
+
+
+# --- drawing ---------------------------------------------------------------------------------
+
+
+def _change_marks(change_epochs: Iterable[int] | Mapping[int, str]) -> dict[int, str]:
+    if isinstance(change_epochs, Mapping):
+        return {int(e): str(label) for e, label in change_epochs.items()}
+    return {int(e): "" for e in change_epochs}
+
+
+def _phase_band(ax, snapshots: pd.DataFrame) -> list[str]:
+    """Background spans coloured by the phase read at each snapshot (from the previous snapshot on)."""
+    previous = 0
+    seen = []
+    for epoch, phase in zip(snapshots["epoch"], snapshots["phase"]):
+        ax.axvspan(previous, epoch, color=PHASE_COLOURS.get(phase, UNKNOWN_COLOUR), alpha=0.25, linewidth=0)
+        previous = epoch
+        if phase not in seen:
+            seen.append(phase)
+    return seen
+
+
+def _plot_columns(ax, table: pd.DataFrame, columns: Iterable[str], **style) -> None:
+    for column in columns:
+        if column in table.columns and table[column].notna().any():
+            points = table[["epoch", column]].dropna()
+            ax.plot(points["epoch"], points[column], label=column.replace("_", " "), **style)
+
+
+def draw_lifetime(history: list[dict] | pd.DataFrame, change_epochs: Iterable[int] | Mapping[int, str] = (),
+                  title: str = "") -> Figure:
+    """Depth, structure shares and accuracy over epochs; the phase as a coloured band behind the depth;
+    dashed verticals where a schedule or the data change (``change_epochs``: epochs, or epoch -> label)."""
+    table = lifetime_table(history)
+    fig = Figure(figsize=(8.0, 7.5))
+    axes = fig.subplots(3, 1, sharex=True)
+    snapshots = table[table["phase"].notna()] if "phase" in table.columns else table.iloc[:0]
+    phases = _phase_band(axes[0], snapshots)
+    _plot_columns(axes[0], table, DEPTHS[:1], marker="o", drawstyle="steps-post")
+    _plot_columns(axes[0], table, DEPTHS[1:], marker="x", linestyle="--", drawstyle="steps-post")
+    axes[0].set_ylabel("depth")
+    axes[0].yaxis.set_major_locator(MaxNLocator(integer=True))
+    highest = np.nanmax([table[c].max() for c in DEPTHS if c in table.columns] or [1.0])
+    axes[0].set_ylim(-0.3, (highest if np.isfinite(highest) else 1.0) + 0.7)
+    _plot_columns(axes[1], table, SHARES, marker=".")
+    axes[1].set_ylabel("share")
+    axes[1].set_ylim(-0.05, 1.05)
+    _plot_columns(axes[2], table, ACCURACIES)
+    axes[2].set_ylabel("accuracy")
+    axes[2].set_xlabel("epoch")
+    for epoch, label in _change_marks(change_epochs).items():
+        for ax in axes:
+            ax.axvline(epoch, color="#d62728", linestyle="--", linewidth=1.2)
+        axes[0].annotate(label or f"change @ {epoch}", (epoch, 1.0), xycoords=("data", "axes fraction"),
+                         xytext=(3, -3), textcoords="offset points", va="top", fontsize=8, color="#d62728")
+    handles = [Patch(color=PHASE_COLOURS.get(p, UNKNOWN_COLOUR), alpha=0.4, label=phase_label(p)) for p in phases]
+    for ax, extra in zip(axes, (handles, [], [])):
+        lines, labels = ax.get_legend_handles_labels()
+        if lines or extra:
+            ax.legend(handles=lines + extra, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+class GalleryItem(NamedTuple):
+    title: str
+    W: np.ndarray
+    levels: list[int] | np.ndarray | None
+    layout: Any = None  # urn_study.layout.Layout, if known
+
+
+def draw_gallery(items: Iterable[GalleryItem], ncols: int = 3, title: str = "") -> Figure:
+    """W heatmaps side by side (one per item, e.g. one per phase), each by ``analysis.plots.draw_weight_heatmap``."""
+    from analysis.plots import draw_weight_heatmap
+
+    items = list(items)
+    if not items:
+        raise ValueError("no trials to draw in the gallery")
+    ncols = min(ncols, len(items))
+    nrows = math.ceil(len(items) / ncols)
+    fig = Figure(figsize=(4.2 * ncols, 4.2 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for ax in axes.ravel()[len(items):]:
+        ax.set_visible(False)
+    for ax, item in zip(axes.ravel(), items):
+        draw_weight_heatmap(item.W, item.levels, layout=item.layout, title=item.title, ax=ax)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,318 @@
+"""Phase diagrams: a grid of cells over two chosen axes (faceted by a third), computed first, drawn second.
+
+``phase_grid`` turns the study table (one row per trial, see ``analysis.runs``) into plain data: one row
+per (facet, x, y) cell with the majority phase over the seeds, how strongly they agree, the depth and the
+accuracy. ``draw_phase_diagram`` only draws such a grid. ``choose_axes`` picks the axes from a study's
+grid when the user names none.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable, NamedTuple
+
+import matplotlib
+import matplotlib.colors
+import matplotlib.ticker
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure  # not pyplot: no global state, no GUI backend, nothing to close
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from analysis.structure import PHASES
+
+PHASE_ORDER = (*PHASES, "diverged")
+# Fixed colours, so one phase looks the same in every figure; chosen to stay apart for colour-blind readers.
+PHASE_COLOURS = {
+    "dead": "#bdbdbd",
+    "recurrent": "#cc79a7",
+    "shallow": "#f0e442",
+    "residual": "#e69f00",
+    "locally_connected": "#009e73",
+    "fully_connected": "#0072b2",
+    "diverged": "#000000",
+}
+UNKNOWN_COLOUR = "#ffffff"
+ZERO_LABEL = "0"
+
+
+def phase_label(phase: str) -> str:
+    """``locally_connected`` -> ``locally connected`` (legend text)."""
+    return str(phase).replace("_", " ")
+
+
+# --- the grid as data ----------------------------------------------------------------------
+
+
+def majority_phase(phases: Iterable[str]) -> tuple[str, int]:
+    """(most common phase, its count); a tie goes to the phase earlier in ``PHASE_ORDER`` (dead first)."""
+    counts = Counter(phases)
+    rank = {p: i for i, p in enumerate(PHASE_ORDER)}
+    phase = min(counts, key=lambda p: (-counts[p], rank.get(p, len(rank)), str(p)))
+    return phase, counts[phase]
+
+
+def _numeric(rows: pd.DataFrame, column: str) -> pd.Series:
+    if column not in rows.columns:
+        return pd.Series(np.nan, index=rows.index)
+    return pd.to_numeric(rows[column], errors="coerce")
+
+
+def _phase_counts(phases: pd.Series, cell: pd.Series) -> pd.DataFrame:
+    """Trials per (cell, phase), columns in ``PHASE_ORDER`` (so ``idxmax`` breaks ties towards dead)."""
+    counts = pd.crosstab(cell, phases)
+    known = [p for p in PHASE_ORDER if p in counts.columns]
+    return counts[known + sorted(set(counts.columns) - set(known))]
+
+
+def _majority_depth(depth: pd.Series, cell: pd.Series) -> pd.Series:
+    """Most common depth per cell (ties to the smaller depth)."""
+    table = pd.DataFrame({"cell": cell, "depth": depth}).dropna()
+    table = table.groupby(["cell", "depth"]).size().rename("count").reset_index()
+    table = table.sort_values(["cell", "count", "depth"], ascending=[True, False, True]).drop_duplicates("cell")
+    return table.set_index("cell")["depth"].astype(int)
+
+
+def phase_grid(df: pd.DataFrame, x: str, y: str | None, facet: str | None = None) -> pd.DataFrame:
+    """One row per (facet, x, y) cell over the trials of ``df`` that have a phase, sorted by the axes.
+
+    Columns: the axis keys, ``phase`` (majority over the cell's trials, ties to the earlier phase in
+    ``PHASE_ORDER``), ``agreement`` (share of the cell's trials in that phase), ``n``, ``depth`` (mean over
+    the majority's trials), ``majority_depth`` (their most common depth, -1 if unknown), ``test_accuracy``
+    (mean, and ``_std`` over trials), ``locality`` and ``skip_share`` (means over all the cell's trials),
+    then ``n_<phase>`` counts for every phase of ``PHASE_ORDER``. Trials differing in keys other than the
+    axes (seeds, and the keys ``pooled_keys`` lists) share a cell.
+    """
+    keys = [k for k in (facet, x, y) if k is not None]
+    missing = [k for k in [*keys, "phase"] if k not in df.columns]
+    if missing:
+        raise KeyError(f"no column {missing[0]!r} in the study table")
+    rows = df[df["phase"].notna()]
+    columns = [*keys, "phase", "agreement", "n", "depth", "majority_depth", "test_accuracy", "test_accuracy_std",
+               "locality", "skip_share", *(f"n_{p}" for p in PHASE_ORDER)]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    cell = rows.groupby(keys, dropna=False, sort=True).ngroup().rename("cell")
+    phases = rows["phase"].astype(str)
+    counts = _phase_counts(phases, cell)
+    first = ~cell.duplicated()
+    grid = rows.loc[first.values, keys].set_axis(cell[first].values).sort_index()
+    grid["phase"] = counts.idxmax(axis=1)
+    grid["n"] = counts.sum(axis=1)
+    grid["agreement"] = counts.max(axis=1) / grid["n"]
+    agreeing = phases.values == grid["phase"].loc[cell].values
+    depth = _numeric(rows, "depth")[agreeing]
+    grid["depth"] = depth.groupby(cell[agreeing]).mean()
+    grid["majority_depth"] = _majority_depth(depth, cell[agreeing]).reindex(grid.index, fill_value=-1)
+    accuracy = _numeric(rows, "test_accuracy").groupby(cell)
+    grid["test_accuracy"], grid["test_accuracy_std"] = accuracy.mean(), accuracy.std(ddof=0)
+    for metric in ("locality", "skip_share"):
+        grid[metric] = _numeric(rows, metric).groupby(cell).mean()
+    for p in PHASE_ORDER:
+        grid[f"n_{p}"] = counts[p] if p in counts.columns else 0
+    return grid[columns].reset_index(drop=True)
+
+
+def pooled_keys(df: pd.DataFrame, axes: Iterable[str | None], config_keys: Iterable[str]) -> list[str]:
+    """Config keys other than the axes and ``seed`` that vary in ``df``: their trials share a cell."""
+    axes = set(axes) | {"seed"}
+    return [k for k in config_keys if k in df.columns and k not in axes
+            and df[k].astype(str).nunique(dropna=False) > 1]
+
+
+# --- axes ------------------------------------------------------------------------------------
+
+
+class AxisScale(NamedTuple):
+    kind: str  # "log", "linear" or "category"
+    positions: dict  # axis value -> coordinate drawn
+    ticks: list[float]
+    labels: list[str]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
+        and math.isfinite(float(value))
+
+
+def _format(value: float) -> str:
+    return f"{value:g}"
+
+
+def axis_scale(values: Iterable[Any], decades: float = 2.0) -> AxisScale:
+    """How to place an axis's values: log when they are numbers >= 0 whose positive ones span at least
+    ``decades`` decades; zero then sits one (log) step left of the smallest positive value, with its own
+    ``0`` tick. Other numbers: linear; anything else (names, schedules): categories in sorted order."""
+    distinct = list(dict.fromkeys(v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))))
+    if distinct and all(_is_number(v) for v in distinct):
+        numbers = sorted(float(v) for v in distinct)
+        positive = [v for v in numbers if v > 0]
+        if numbers[0] >= 0 and len(positive) >= 2 and math.log10(positive[-1] / positive[0]) >= decades:
+            logs = np.log10(positive)
+            step = float(np.median(np.diff(logs))) if len(logs) > 1 else 1.0
+            zero_at = 10 ** (logs[0] - max(step, 0.5))
+            positions = {v: (zero_at if v == 0 else v) for v in numbers}
+            labels = [ZERO_LABEL if v == 0 else _format(v) for v in numbers]
+            return AxisScale("log", positions, [positions[v] for v in numbers], labels)
+        return AxisScale("linear", {v: v for v in numbers}, numbers, [_format(v) for v in numbers])
+    ordered = sorted(distinct, key=lambda v: (not _is_number(v), float(v) if _is_number(v) else 0.0, str(v)))
+    return AxisScale("category", {v: float(i) for i, v in enumerate(ordered)}, list(map(float, range(len(ordered)))),
+                     [str(v) for v in ordered])
+
+
+def _apply_scale(ax, scale: AxisScale, which: str, key: str) -> None:
+    set_scale, set_ticks, set_labels, set_lim, set_label = (
+        (ax.set_xscale, ax.set_xticks, ax.set_xticklabels, ax.set_xlim, ax.set_xlabel) if which == "x"
+        else (ax.set_yscale, ax.set_yticks, ax.set_yticklabels, ax.set_ylim, ax.set_ylabel))
+    set_scale("log" if scale.kind == "log" else "linear")
+    set_ticks(scale.ticks)
+    set_labels(scale.labels, rotation=30 if which == "x" and scale.kind == "log" else 0)
+    if which == "x" and scale.kind == "log":
+        ax.get_xaxis().set_minor_locator(matplotlib.ticker.NullLocator())
+    if which == "y" and scale.kind == "log":
+        ax.get_yaxis().set_minor_locator(matplotlib.ticker.NullLocator())
+    lo, hi = min(scale.ticks), max(scale.ticks)
+    if scale.kind == "log":
+        set_lim(lo / 10 ** 0.35, hi * 10 ** 0.35)
+    else:
+        pad = 0.5 * (hi - lo) / max(len(scale.ticks) - 1, 1) if hi > lo else 0.5
+        set_lim(lo - pad, hi + pad)
+    set_label(key + (" (log)" if scale.kind == "log" else ""))
+    if scale.kind == "log" and scale.labels[0] == ZERO_LABEL and len(scale.ticks) > 1:
+        gap = math.sqrt(scale.ticks[0] * scale.ticks[1])  # the 0 column is off the log scale: set it apart
+        (ax.axvline if which == "x" else ax.axhline)(gap, color="#999999", linestyle=":", linewidth=1.0, zorder=1)
+
+
+# --- drawing ---------------------------------------------------------------------------------
+
+
+def _facets(grid: pd.DataFrame, facet: str | None) -> list[tuple[Any, pd.DataFrame]]:
+    if facet is None:
+        return [(None, grid)]
+    return [(value, part) for value, part in grid.groupby(facet, dropna=False, sort=True)]
+
+
+def _marker_size(ax, nx: int, ny: int) -> float:
+    """Square markers filling about 85% of a cell, in points^2."""
+    box = ax.get_window_extent().transformed(ax.figure.dpi_scale_trans.inverted())
+    side = min(box.width * 72 / max(nx, 1), box.height * 72 / max(ny, 1)) * 0.85
+    return max(side, 6.0) ** 2
+
+
+def _draw_cells(ax, part: pd.DataFrame, x: str, y: str | None, xs: AxisScale, ys: AxisScale) -> None:
+    """All cells of one panel in two scatter calls (fill, outline), so thousands of cells stay fast."""
+    px = part[x].map(lambda v: xs.positions.get(v, np.nan)).to_numpy(float)
+    py = part[y].map(lambda v: ys.positions.get(v, np.nan)).to_numpy(float) if y is not None else np.zeros(len(part))
+    shown = np.isfinite(px) & np.isfinite(py)
+    part, px, py = part[shown], px[shown], py[shown]
+    agreement = part["agreement"].to_numpy(float)
+    fill = np.array([matplotlib.colors.to_rgba(PHASE_COLOURS.get(p, UNKNOWN_COLOUR)) for p in part["phase"]])
+    fill = fill.reshape(-1, 4)
+    fill[:, 3] = 0.25 + 0.75 * agreement  # how solid a cell is = how many seeds agree
+    size = _marker_size(ax, len(xs.ticks), len(ys.ticks))
+    ax.scatter(px, py, s=size, marker="s", c=fill, edgecolors="none", zorder=2)
+    unanimous = agreement >= 1.0
+    ax.scatter(px, py, s=size, marker="s", facecolors="none", edgecolors="#333333", zorder=3,
+               linewidths=np.where(unanimous, 1.4, 0.6), linestyles=["-" if u else "--" for u in unanimous])
+    if len(part) > 400:  # labels would overlap; the grid CSV has the depths
+        return
+    for (_, cell), cx, cy in zip(part.iterrows(), px, py):
+        if cell["majority_depth"] >= 0 and cell["phase"] not in ("dead", "diverged"):
+            ink = "white" if cell["phase"] == "fully_connected" and cell["agreement"] > 0.5 else "black"
+            ax.annotate(str(int(cell["majority_depth"])), (cx, cy), ha="center", va="center", fontsize=9,
+                        fontweight="bold", color=ink, zorder=4)
+
+
+def _legend_handles(phases: Iterable[str]) -> list:
+    present = [p for p in PHASE_ORDER if p in set(phases)] + sorted(set(phases) - set(PHASE_ORDER))
+    handles = [Patch(facecolor=PHASE_COLOURS.get(p, UNKNOWN_COLOUR), edgecolor="#333333", label=phase_label(p))
+               for p in present]
+    handles += [
+        Line2D([], [], marker="s", linestyle="none", markersize=10, markerfacecolor="#777777", alpha=1.0,
+               markeredgecolor="#333333", label="all seeds agree"),
+        Line2D([], [], marker="s", linestyle="none", markersize=10, markerfacecolor="#777777", alpha=0.6,
+               markeredgecolor="#333333", label="seeds disagree (paler = less)"),
+        Line2D([], [], linestyle="none", marker="$2$", markersize=8, color="black", label="number = depth"),
+    ]
+    return handles
+
+
+def draw_phase_diagram(grid: pd.DataFrame, x: str, y: str | None, facet: str | None = None,
+                       title: str = "") -> Figure:
+    """Draw a ``phase_grid``: one panel per facet value, a square per cell coloured by its majority phase."""
+    facets = _facets(grid, facet)
+    ncols = min(len(facets), 3)
+    nrows = math.ceil(len(facets) / ncols)
+    xs = axis_scale(grid[x])
+    ys = axis_scale(grid[y]) if y is not None else AxisScale("category", {None: 0.0}, [0.0], [""])
+    side = max(3.2, 0.55 * max(len(xs.ticks), len(ys.ticks)) + 1.5)
+    fig = Figure(figsize=(side * ncols + 2.6, side * nrows + 0.6))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for ax in axes.ravel()[len(facets):]:
+        ax.set_visible(False)
+    for ax, (value, part) in zip(axes.ravel(), facets):
+        _apply_scale(ax, xs, "x", x)
+        if y is not None:
+            _apply_scale(ax, ys, "y", y)
+        else:
+            ax.set_yticks([])
+            ax.set_ylim(-0.6, 0.6)
+        if facet is not None:
+            ax.set_title(f"{facet} = {value}", fontsize=10)
+        _draw_cells(ax, part, x, y, xs, ys)
+    fig.legend(handles=_legend_handles(grid["phase"]), loc="center right", title="phase (majority of seeds)",
+               fontsize=9, title_fontsize=9, frameon=False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0, 1 - 2.4 / fig.get_figwidth(), 1))
+    return fig
+
+
+def save_figure(fig: Figure, stem: str | Path, formats: Iterable[str] = ("png", "svg"), dpi: int = 130) -> list[Path]:
+    """Write ``stem.<format>`` for each format; SVG keeps text as text (searchable, editable)."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        for fmt in formats:
+            path = stem.with_suffix(f".{fmt}")
+            fig.savefig(path, dpi=dpi, bbox_inches="tight")
+            written.append(path)
+    return written
+
+
+# --- choosing axes ---------------------------------------------------------------------------
+
+
+def choose_axes(axes: Any) -> tuple[str, str | None, str | None]:
+    """(x, y, facet) from a study's grid axes (a mapping key -> values, or a Study with such a grid).
+
+    x and y: the regulator axes with the most values (file order breaks ties), topped up with other
+    axes; facet: a ``data.*`` axis among the rest, else the remaining axis with the most values.
+    Axes with a single value and ``seed`` are never chosen.
+    """
+    grid = _grid_axes(axes)
+    varied = [k for k, values in grid.items() if k != "seed" and len(values) > 1]
+    if not varied:
+        raise ValueError("the study's grid has no axis with more than one value to draw")
+    by_count = sorted(varied, key=lambda k: -len(grid[k]))  # stable: file order among equals
+    regulators = [k for k in by_count if k.startswith("regulators.")]
+    others = [k for k in by_count if k not in regulators]
+    non_data = [k for k in others if not k.startswith("data.")]
+    data = [k for k in others if k.startswith("data.")]
+    plane = (regulators + non_data + data)[:2]
+    rest = [k for k in by_count if k not in plane]
+    facet = next((k for k in rest if k.startswith("data.")), rest[0] if rest else None)
+    return plane[0], (plane[1] if len(plane) > 1 else None), facet
+
+
+def _grid_axes(axes: Any) -> dict[str, list]:
+    if isinstance(axes, dict):
+        return {k: list(v) if isinstance(v, (list, tuple)) else [v] for k, v in axes.items()}
+    for attr in ("grid", "axes", "space"):
+        value = getattr(axes, attr, None)
+        if isinstance(value, dict):
+            return _grid_axes(value)
+    raise TypeError(f"cannot read grid axes from {type(axes).__name__}")

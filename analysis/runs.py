@@ -1,0 +1,382 @@
+"""A study's recorded trials as one tidy table, and re-reading their structure with other thresholds.
+
+``load_study_runs`` reads the trial runs of a study's MLflow experiment (local store or server) into a
+DataFrame, one row per trial: the config keys typed back from MLflow's strings, the final metrics, the
+phase, depth, widths and locality, the run's status. ``reclassify`` re-runs ``structure_report`` on each
+trial's saved W with other thresholds, without retraining.
+
+Scale: MLflow's search reads every param, tag and metric of every run (about 2.5 s per 1,000 runs on a
+local SQLite store), so the raw records are cached in a parquet file, one per (store, experiment). A
+later load asks the store only for the runs that may have changed since: those that ended at or after
+the cache's watermark (the latest end time it holds, less a margin), those still running, those the
+cache holds as unfinished, and the deleted ones (dropped). What this cannot see: a tag or metric written
+to a run long after it ended, or a run purged from the store without being deleted first; ``refresh=True``
+re-reads everything.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import typing
+from pathlib import Path
+from typing import Any, Iterable
+from urllib.parse import urlparse
+
+import numpy as np
+import pandas as pd
+
+CACHE_VERSION = 1
+WATERMARK_MARGIN_MS = 10_000  # re-read runs that ended up to 10 s before the latest the cache holds (clock skew)
+PAGE = 10_000
+UNFINISHED = ("RUNNING", "SCHEDULED")
+PARAM, METRIC, TAG = "param:", "metric:", "tag:"  # prefixes of the raw record columns (cache only)
+BASE_COLUMNS = ("trial_id", "run_id", "status", "start_time", "end_time")
+# TODO: take these from urn_study.tracking once it exists
+TRIAL_TAG = "urn.trial_id"
+WEIGHTS, LAYOUT, STRUCTURE, HISTORY = "W.npy", "layout.json", "structure.json", "history.json"
+
+
+def resolve_tracking_uri(tracking_uri: str | None) -> str:
+    import mlflow
+
+    return tracking_uri or mlflow.get_tracking_uri()
+
+
+# --- typing MLflow's strings back --------------------------------------------------------------
+
+
+def config_key_types() -> dict[str, Any]:
+    """Dotted config key -> its annotation (int, float, bool, str, or ``"strength"`` for number-or-schedule)."""
+    from urn_study.config import SECTIONS, Strength, _key
+
+    types: dict[str, Any] = {"seed": int}
+    for section, cls in SECTIONS.items():
+        hints = typing.get_type_hints(cls, globalns={"Strength": Strength})
+        for name, hint in hints.items():
+            types[f"{section}.{_key(name)}"] = "strength" if hint == Strength else hint
+    return types
+
+
+def _as_number(text: pd.Series) -> pd.Series:
+    return pd.to_numeric(text, errors="coerce")
+
+
+def type_column(text: pd.Series, kind: Any = None) -> pd.Series:
+    """MLflow param strings -> numbers, bools or strings by the key's config type (unknown keys: numbers
+    if every value reads as one). Schedules stay strings: a column with any schedule stays all strings."""
+    present = text.notna()
+    numbers = _as_number(text)
+    all_numbers = bool(numbers[present].notna().all())
+    if kind is bool:
+        return text.map(lambda v: v if v is None or (isinstance(v, float) and math.isnan(v))
+                        else str(v).strip().lower() in ("true", "1", "yes")).astype("boolean")
+    if kind is str or (kind in ("strength", None) and not all_numbers):
+        return text.astype(object).where(present, None)
+    if kind is int or (kind is None and all_numbers and (numbers[present] % 1 == 0).all() and present.any()
+                       and not text[present].str.contains(r"[.eE]", regex=True).any()):
+        return numbers.astype("int64") if present.all() else numbers.astype("Int64")
+    return numbers.astype(float)
+
+
+def _json_list(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith("["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def tidy_table(records: pd.DataFrame, trial_tag: str) -> pd.DataFrame:
+    """Raw run records (``param:``/``metric:``/``tag:`` columns) -> one typed row per trial run."""
+    if records.empty or f"{TAG}{trial_tag}" not in records.columns:
+        return pd.DataFrame(columns=list(BASE_COLUMNS))
+    rows = records[records[f"{TAG}{trial_tag}"].notna()]
+    table = pd.DataFrame({"trial_id": rows[f"{TAG}{trial_tag}"].astype(object), "run_id": rows["run_id"],
+                          "status": rows["status"],
+                          "start_time": pd.to_datetime(rows["start_time"], unit="ms", utc=True),
+                          "end_time": pd.to_datetime(rows["end_time"], unit="ms", utc=True)})
+    types = config_key_types()
+    columns: dict[str, pd.Series] = {}
+    for raw in sorted(c for c in rows.columns if c.startswith(PARAM)):
+        key = raw[len(PARAM):]
+        columns[key] = type_column(rows[raw], types.get(key))
+    for raw in sorted(c for c in rows.columns if c.startswith(METRIC)):
+        columns[raw[len(METRIC):]] = rows[raw].astype(float)
+    for raw in sorted(c for c in rows.columns if c.startswith(TAG)):
+        name = raw[len(TAG):]
+        if name == trial_tag or name in columns:  # a metric of the same name is already typed
+            continue
+        column = rows[raw].map(_json_list)
+        columns[name] = column if column.map(lambda v: isinstance(v, list)).any() else type_column(rows[raw])
+    table = pd.concat([table, pd.DataFrame(columns, index=rows.index)], axis=1)
+    if "depth" in table.columns:
+        table["depth"] = pd.to_numeric(table["depth"], errors="coerce").astype("Int64")
+    return table.sort_values("trial_id", kind="stable").reset_index(drop=True)
+
+
+# --- reading the store -----------------------------------------------------------------------
+
+
+def run_record(run) -> dict[str, Any]:
+    """One MLflow run as a flat record: info, ``param:``, ``metric:`` (latest value) and ``tag:`` columns."""
+    info, data = run.info, run.data
+    record: dict[str, Any] = {"run_id": info.run_id, "run_name": info.run_name, "status": info.status,
+                              "start_time": info.start_time, "end_time": info.end_time}
+    record.update({PARAM + k: v for k, v in data.params.items()})
+    record.update({METRIC + k: float(v) for k, v in data.metrics.items()})
+    record.update({TAG + k: v for k, v in data.tags.items() if not k.startswith("mlflow.")})
+    record[TAG + "parent_run_id"] = data.tags.get("mlflow.parentRunId")
+    return record
+
+
+def _search(client, experiment_id: str, filter_string: str = "", view: str = "active") -> list:
+    from mlflow.entities import ViewType
+
+    view_type = {"active": ViewType.ACTIVE_ONLY, "deleted": ViewType.DELETED_ONLY}[view]
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string=filter_string, run_view_type=view_type,
+                                  max_results=PAGE, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _changed_runs(client, experiment_id: str, cached: pd.DataFrame, watermark: int) -> tuple[list, set[str]]:
+    """Runs to re-read since the cache was written, and the ids of runs now deleted."""
+    found = {r.info.run_id: r for r in _search(client, experiment_id, f"attributes.end_time >= {watermark}")}
+    for status in UNFINISHED:
+        found.update({r.info.run_id: r for r in _search(client, experiment_id, f"attributes.status = '{status}'")})
+    pending = [rid for rid in cached.loc[cached["status"].isin(UNFINISHED), "run_id"] if rid not in found]
+    for start in range(0, len(pending), 100):
+        ids = ", ".join(f"'{rid}'" for rid in pending[start:start + 100])
+        found.update({r.info.run_id: r for r in _search(client, experiment_id, f"attributes.run_id IN ({ids})")})
+    deleted = {r.info.run_id for r in _search(client, experiment_id, view="deleted")}
+    deleted |= set(pending) - set(found)  # unfinished before, now neither active nor deleted: purged
+    return list(found.values()), deleted
+
+
+# --- the cache -------------------------------------------------------------------------------
+
+
+def default_cache_dir(tracking_uri: str) -> Path:
+    """Beside a local store (``sqlite:///x/mlflow.db`` -> ``x/study_cache``); else ``urn_results/study_cache``."""
+    parsed = urlparse(tracking_uri)
+    if parsed.scheme == "sqlite" and parsed.path not in ("", "/:memory:"):
+        return Path(tracking_uri[len("sqlite:///"):]).parent / "study_cache"
+    if parsed.scheme in ("", "file"):
+        return Path(parsed.path or tracking_uri).parent / "study_cache"
+    return Path("urn_results") / "study_cache"
+
+
+def _cache_files(cache_dir: Path, tracking_uri: str, experiment_id: str, name: str) -> tuple[Path, Path]:
+    digest = hashlib.sha1(f"{tracking_uri}\n{experiment_id}".encode()).hexdigest()[:12]
+    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:60] + f"-{digest}"
+    return cache_dir / f"{stem}.parquet", cache_dir / f"{stem}.json"
+
+
+def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
+    """One dtype per kind of column, whatever the source: strings as objects (None if absent), metrics
+    float, times nullable integer milliseconds."""
+    frame = frame.copy()
+    for column in frame.columns:
+        if column.startswith(METRIC):
+            frame[column] = frame[column].astype(float)
+        elif column in ("start_time", "end_time"):
+            frame[column] = pd.to_numeric(frame[column]).astype("Int64")
+        else:
+            frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
+    return frame
+
+
+def _records_frame(records: Iterable[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(list(records))
+    if frame.empty:
+        frame = pd.DataFrame(columns=["run_id", "run_name", "status", "start_time", "end_time"])
+    return _normalise(frame)
+
+
+def _read_cache(files: tuple[Path, Path], key: dict) -> tuple[pd.DataFrame, int] | None:
+    table, meta_file = files
+    try:
+        meta = json.loads(meta_file.read_text())
+        if meta.get("key") != key or not table.is_file():
+            return None
+        return _normalise(pd.read_parquet(table)), int(meta["watermark"])
+    except (OSError, ValueError, KeyError):
+        return None  # unreadable or from another version: rebuild
+
+
+def _write_cache(files: tuple[Path, Path], key: dict, frame: pd.DataFrame) -> None:
+    table, meta_file = files
+    table.parent.mkdir(parents=True, exist_ok=True)
+    ends = frame["end_time"].dropna()
+    watermark = int(ends.max()) - WATERMARK_MARGIN_MS if len(ends) else 0
+    tmp = table.with_suffix(".parquet.tmp")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(table)  # write then rename: a reader never sees half a file
+    meta_tmp = meta_file.with_suffix(".json.tmp")
+    meta_tmp.write_text(json.dumps({"key": key, "watermark": watermark, "runs": len(frame)}))
+    meta_tmp.replace(meta_file)
+
+
+def study_records(client, experiment_id: str, files: tuple[Path, Path] | None, key: dict,
+                  refresh: bool = False) -> pd.DataFrame:
+    """Raw records of every active run of the experiment: from the cache plus the runs changed since, or
+    (``refresh``, no usable cache, ``files`` None) from a full search. Writes the cache back."""
+    cached = _read_cache(files, key) if files is not None and not refresh else None
+    if cached is None:
+        frame = _records_frame(run_record(r) for r in _search(client, experiment_id))
+    else:
+        frame, watermark = cached
+        changed, deleted = _changed_runs(client, experiment_id, frame, watermark)
+        fresh = _records_frame(run_record(r) for r in changed)
+        keep = ~frame["run_id"].isin(set(fresh["run_id"]) | deleted)
+        frame = _normalise(pd.concat([frame[keep], fresh], ignore_index=True))
+    if files is not None:
+        _write_cache(files, key, frame)
+    return frame
+
+
+# --- the public loaders ----------------------------------------------------------------------
+
+
+def _experiment(client, study: Any):
+    """The MLflow experiment of a study: a Study (its name), an experiment name, or an experiment id."""
+    name = getattr(study, "name", study)
+    experiment = client.get_experiment_by_name(str(name))
+    if experiment is None and str(name).isdigit():
+        try:
+            experiment = client.get_experiment(str(name))
+        except Exception:  # MlflowException when there is no such id
+            experiment = None
+    if experiment is None:
+        raise LookupError(f"no study {name!r} recorded in {client.tracking_uri} (run its sweep first)")
+    return experiment
+
+
+def load_study_runs(study: Any, tracking_uri: str | None = None, refresh: bool = False,
+                    cache_dir: str | Path | None = None, use_cache: bool = True) -> pd.DataFrame:
+    """One row per trial run of a study: trial_id, run_id, status, start/end time, every config key
+    typed back (numbers, bools, strings; schedules as their recorded text), the final metrics, and the
+    tags (phase, depth as integers, widths as lists...). Cached beside the store (see the module docstring)."""
+    from mlflow.tracking import MlflowClient
+
+    tracking_uri = resolve_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    experiment = _experiment(client, study)
+    files = None
+    if use_cache:
+        folder = Path(cache_dir) if cache_dir is not None else default_cache_dir(tracking_uri)
+        files = _cache_files(folder, tracking_uri, experiment.experiment_id, experiment.name)
+    key = {"version": CACHE_VERSION, "tracking_uri": tracking_uri, "experiment_id": experiment.experiment_id}
+    records = study_records(client, experiment.experiment_id, files, key, refresh)
+    return tidy_table(records, TRIAL_TAG)
+
+
+def trial_config(row: Any):
+    """The TrialConfig of a study-table row (or any mapping holding dotted config keys); schedules
+    recorded as text (JSON or a Python mapping) are read back."""
+    import yaml
+
+    from urn_study.config import all_keys, parse_config
+
+    def value(v: Any) -> Any:
+        return yaml.safe_load(v) if isinstance(v, str) and v.strip().startswith("{") else v
+
+    keys = set(all_keys())
+    return parse_config({k: value(v) for k, v in dict(row).items() if k in keys and not _missing(v)})
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+# --- artifacts and reclassification ----------------------------------------------------------
+
+
+def download_artifact(run_id: str, name: str, tracking_uri: str | None, folder: str | Path) -> Path:
+    """A run's artifact copied into ``folder``; raises FileNotFoundError naming the run if absent."""
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    try:
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=name, dst_path=str(folder),
+                                                   tracking_uri=resolve_tracking_uri(tracking_uri))
+    except (MlflowException, OSError) as err:
+        raise FileNotFoundError(f"run {run_id}: no artifact {name!r} ({str(err).splitlines()[0]})") from None
+    return Path(path)
+
+
+def load_trial_artifacts(run_id: str, tracking_uri: str | None = None,
+                         names: Iterable[str] = (WEIGHTS, LAYOUT)) -> dict[str, Any]:
+    """Named artifacts of one run: ``.npy`` as arrays (never unpickled), ``layout.json`` as a Layout,
+    other ``.json`` as plain data."""
+    import tempfile
+
+    from urn_study.layout import Layout
+
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="urn-artifacts-") as folder:
+        for name in names:
+            path = download_artifact(run_id, name, tracking_uri, folder)
+            if name.endswith(".npy"):
+                out[name] = np.load(path, allow_pickle=False)
+            elif name == LAYOUT:
+                out[name] = Layout.load(path)
+            else:
+                out[name] = json.loads(path.read_text())
+    return out
+
+
+REPORT_COLUMNS = ("phase", "depth", "effective_depth", "widths", "skip_share", "recurrence_share", "locality",
+                  "ipr", "density", "receptive_field", "active_neurons")
+
+
+def reread_structure(row: Any, thresholds, tracking_uri: str | None = None):
+    """The StructureReport of one trial's saved W, read with ``thresholds``."""
+    from analysis.structure import structure_report
+
+    config = trial_config(row)
+    artifacts = load_trial_artifacts(row["run_id"], tracking_uri)
+    layout, m = artifacts[LAYOUT], config.model
+    accuracy = row.get("test_accuracy")
+    return structure_report(artifacts[WEIGHTS], layout, m.steps, m.input_mode, m.readout, m.readout_from,
+                            accuracy=None if _missing(accuracy) else float(accuracy), n_classes=layout.n_out,
+                            thresholds=thresholds)
+
+
+def reclassify(df: pd.DataFrame, thresholds, tracking_uri: str | None = None) -> pd.DataFrame:
+    """A copy of the study table with phase, depth, widths and the structure metrics re-read from each
+    trial's saved W and layout with other ``thresholds`` (no retraining). The recorded phase is kept in
+    ``recorded_phase``; diverged trials, and trials with no saved W, keep their values
+    (``reclassified`` says which rows were re-read)."""
+    out = df.copy()
+    out["recorded_phase"] = df["phase"] if "phase" in df.columns else None
+    out["reclassified"] = False
+    values: dict[str, list] = {}
+    for index, row in df.iterrows():
+        if row.get("phase") == "diverged":
+            continue
+        try:
+            report = reread_structure(row, thresholds, tracking_uri).to_dict()
+        except FileNotFoundError:
+            continue
+        out.at[index, "reclassified"] = True
+        for column in REPORT_COLUMNS:
+            values.setdefault(column, [None] * len(df))[df.index.get_loc(index)] = report[column]
+    for column, new in values.items():
+        old = out[column] if column in out.columns else pd.Series([None] * len(out), index=out.index)
+        merged = [n if done else o for n, o, done in zip(new, old.astype(object), out["reclassified"])]
+        out[column] = pd.Series(merged, index=out.index, dtype=object)
+    if "depth" in out.columns:
+        out["depth"] = pd.to_numeric(out["depth"], errors="coerce").astype("Int64")
+    for column in set(REPORT_COLUMNS) - {"phase", "depth", "widths"}:
+        if column in values:
+            out[column] = pd.to_numeric(out[column], errors="coerce")
+    return out

@@ -1,0 +1,164 @@
+"""Phase grids from hand-made study tables (exact values), their drawing, and the lifetime plots."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.lifetime import draw_lifetime, lifetime_table, pick_representatives, schedule_changes
+from analysis.phase import (PHASE_ORDER, ZERO_LABEL, axis_scale, choose_axes, draw_phase_diagram, majority_phase,
+                            phase_grid, phase_label, pooled_keys, save_figure)
+
+X, Y, F = "regulators.l1", "regulators.locality", "data.name"
+
+
+def table() -> pd.DataFrame:
+    """Two facets; cell (digits, 0, 0) has 3 seeds 2:1, cell (digits, 1e-3, 0) a 1:1:1 tie plus a run with no
+    phase yet, cell (nlgp, 0, 1e-2) one seed."""
+    rows = [
+        ("digits", 0.0, 0.0, 0, "residual", 2, 0.90, 0.2),
+        ("digits", 0.0, 0.0, 1, "residual", 3, 0.80, 0.4),
+        ("digits", 0.0, 0.0, 2, "shallow", 1, 0.70, 0.6),
+        ("digits", 1e-3, 0.0, 0, "fully_connected", 2, 0.50, 0.1),
+        ("digits", 1e-3, 0.0, 1, "shallow", 1, 0.40, 0.1),
+        ("digits", 1e-3, 0.0, 2, "locally_connected", 2, 0.30, 0.9),
+        ("digits", 1e-3, 0.0, 3, None, None, None, None),  # still running: no phase
+        ("nlgp", 0.0, 1e-2, 0, "dead", 0, 0.50, 0.0),
+    ]
+    df = pd.DataFrame(rows, columns=[F, X, Y, "seed", "phase", "depth", "test_accuracy", "locality"])
+    df["depth"] = df["depth"].astype("Int64")
+    return df
+
+
+def test_majority_phase_breaks_ties_by_phase_order():
+    assert majority_phase(["residual", "residual", "shallow"]) == ("residual", 2)
+    assert majority_phase(["fully_connected", "shallow", "locally_connected"]) == ("shallow", 1)
+    assert majority_phase(["diverged", "dead"]) == ("dead", 1)
+
+
+def test_phase_grid_values_exactly():
+    grid = phase_grid(table(), X, Y, facet=F)
+    assert list(grid[[F, X, Y]].itertuples(index=False, name=None)) == [
+        ("digits", 0.0, 0.0), ("digits", 1e-3, 0.0), ("nlgp", 0.0, 1e-2)]
+    assert list(grid["phase"]) == ["residual", "shallow", "dead"]
+    assert grid["agreement"].tolist() == pytest.approx([2 / 3, 1 / 3, 1.0])
+    assert grid["n"].tolist() == [3, 3, 1]  # the run without a phase is not counted
+    assert grid["depth"].tolist() == pytest.approx([2.5, 1.0, 0.0])  # over the majority's seeds only
+    assert grid["majority_depth"].tolist() == [2, 1, 0]  # tie 2 vs 3 goes to the smaller
+    assert grid["test_accuracy"].tolist() == pytest.approx([0.8, 0.4, 0.5])
+    assert grid["test_accuracy_std"].iloc[2] == 0.0
+    assert grid["locality"].tolist() == pytest.approx([0.4, 1.1 / 3, 0.0])
+    assert grid.loc[0, ["n_residual", "n_shallow", "n_dead"]].tolist() == [2, 1, 0]
+    assert grid.loc[1, ["n_fully_connected", "n_locally_connected", "n_shallow"]].tolist() == [1, 1, 1]
+    assert {f"n_{p}" for p in PHASE_ORDER} <= set(grid.columns)
+
+
+def test_phase_grid_without_facet_or_y_and_errors():
+    grid = phase_grid(table(), X, Y)
+    assert F not in grid.columns and len(grid) == 3
+    pooled = phase_grid(table(), X, None)  # one axis: cells pool over y
+    assert pooled[X].tolist() == [0.0, 1e-3]
+    assert pooled["n"].tolist() == [4, 3] and pooled["phase"].tolist() == ["residual", "shallow"]
+    with pytest.raises(KeyError, match="regulators.width"):
+        phase_grid(table(), "regulators.width", Y)
+    empty = phase_grid(table().iloc[6:7], X, Y)
+    assert empty.empty and "phase" in empty.columns
+
+
+def test_pooled_keys_names_what_shares_a_cell():
+    df = table().assign(**{"model.steps": [2, 3, 2, 2, 2, 2, 2, 2], "train.lr": 0.01})
+    assert pooled_keys(df, [X, Y, F], ["seed", X, Y, F, "model.steps", "train.lr"]) == ["model.steps"]
+
+
+def test_axis_scale_log_with_a_zero_tick_linear_and_categories():
+    log = axis_scale([0.0, 1e-4, 1e-3, 1e-2, 1e-3])
+    assert log.kind == "log" and log.labels == [ZERO_LABEL, "0.0001", "0.001", "0.01"]
+    assert log.positions[1e-3] == 1e-3 and 0 < log.positions[0.0] < 1e-4
+    assert math.log10(1e-4 / log.positions[0.0]) == pytest.approx(1.0)  # one decade step to the left
+    assert axis_scale([1, 2, 3]).kind == "linear"
+    assert axis_scale([0.0, 1e-3, 1e-2]).kind == "linear"  # one decade is not enough for a log axis
+    cat = axis_scale(["nlgp", "digits", None, float("nan")])
+    assert cat.kind == "category" and cat.labels == ["digits", "nlgp"] and cat.positions["nlgp"] == 1.0
+
+
+def test_choose_axes_prefers_regulators_and_facets_by_data():
+    grid = {"seed": [0, 1, 2, 3], "data.name": ["digits", "digits_permuted"], "regulators.l1": [0, 1e-4, 1e-3],
+            "regulators.locality": [0, 1e-3, 1e-2, 1e-1], "model.steps": [3]}
+    assert choose_axes(grid) == ("regulators.locality", "regulators.l1", "data.name")
+    assert choose_axes({"regulators.self": [0, 1], "model.steps": [2, 3, 4]}) == ("regulators.self", "model.steps", None)
+    assert choose_axes({"data.gain": [0, 1, 3]}) == ("data.gain", None, None)
+    with pytest.raises(ValueError, match="no axis"):
+        choose_axes({"seed": [0, 1], "model.steps": [3]})
+
+
+def test_draw_phase_diagram_writes_png_and_svg_with_legend(tmp_path):
+    grid = phase_grid(table(), X, Y, facet=F)
+    fig = draw_phase_diagram(grid, X, Y, facet=F, title="hand-made")
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert {"residual", "shallow", "dead"} <= set(legend) and "locally connected" not in legend  # only phases drawn
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(axes) == 2 and axes[0].get_title() == f"{F} = digits"
+    assert [t.get_text() for t in axes[0].get_xticklabels()] == ["0", "0.001"]
+    png, svg = save_figure(fig, tmp_path / "phase_diagram")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    text = svg.read_text()
+    assert all(label in text for label in ("residual", "shallow", "dead", "all seeds agree", X))
+
+
+def test_draw_phase_diagram_log_axes_and_many_cells():
+    values = [0.0, 1e-4, 1e-3, 1e-2, 1e-1]
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({X: rng.choice(values, 600), Y: rng.choice(values, 600), "seed": rng.integers(0, 4, 600),
+                       "phase": rng.choice(PHASE_ORDER, 600), "depth": rng.integers(0, 4, 600)})
+    grid = phase_grid(df, X, Y)
+    fig = draw_phase_diagram(grid, X, Y)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    assert [t.get_text() for t in ax.get_xticklabels()][0] == ZERO_LABEL
+    legend = {t.get_text() for t in fig.legends[0].get_texts()}
+    assert {phase_label(p) for p in PHASE_ORDER} <= legend
+
+
+# --- lifetime ------------------------------------------------------------------------------------------
+
+
+def history() -> list[dict]:
+    rows = []
+    for epoch in range(1, 11):
+        row = {"epoch": epoch, "task_loss": 1.0 / epoch, "train_accuracy": 0.1 * epoch, "test_accuracy": 0.09 * epoch}
+        if epoch % 5 == 0:
+            row.update(phase="fully_connected" if epoch == 5 else "residual", depth=2, effective_depth=2,
+                       locality=0.3, skip_share=0.1 * epoch, density=0.05, recurrence_share=0.0)
+        rows.append(row)
+    return rows[::-1]  # out of order on purpose
+
+
+def test_lifetime_table_and_schedule_changes():
+    t = lifetime_table(history())
+    assert t["epoch"].tolist() == list(range(1, 11)) and t["depth"].notna().sum() == 2
+    row = {"regulators.self": "{'kind': 'step', 'before': 0.0, 'after': 0.01, 'epoch': 4}",
+           "regulators.l1": '{"kind": "linear", "start": 0, "end": 0.001, "start_epoch": 2, "end_epoch": 8}',
+           "data.name": "digits", "data.switch_to": "digits_permuted", "data.switch_epoch": 8, "seed": 1,
+           "phase": "residual"}
+    assert schedule_changes(row) == {2: "l1 linear", 4: "self step", 8: "l1 linear, data -> digits_permuted"}
+    assert schedule_changes({"regulators.l1": 1e-3}) == {}
+
+
+def test_draw_lifetime_marks_changes(tmp_path):
+    fig = draw_lifetime(history(), {4: "self step"}, title="trial t0")
+    top = fig.axes[0]
+    assert any(t.get_text() == "self step" for t in top.texts)
+    labels = {t.get_text() for t in top.get_legend().get_texts()}
+    assert {"depth", "fully connected", "residual"} <= labels
+    png, svg = save_figure(fig, tmp_path / "lifetime")
+    assert png.stat().st_size > 5000 and "self step" in svg.read_text()
+
+
+def test_pick_representatives_one_per_phase():
+    df = pd.DataFrame({"trial_id": list("abcdef"), "phase": ["residual", "residual", "residual", "dead", "diverged", "shallow"],
+                       "depth": [2, 2, 3, 0, None, 1], "test_accuracy": [0.5, 0.7, 0.99, 0.1, None, 0.6]})
+    picked = pick_representatives(df)
+    assert picked["phase"].tolist() == ["dead", "shallow", "residual"]  # PHASE_ORDER; diverged has no W
+    assert picked["trial_id"].tolist() == ["d", "f", "b"]  # residual: the usual depth 2, then the most accurate

@@ -1,0 +1,111 @@
+"""K trials trained together as one batch (``trials_per_worker``) are K independent trials: each matches
+itself trained alone, a diverging one does not disturb the others, and a resumed batch continues exactly."""
+import math
+
+import numpy as np
+import pytest
+
+from urn_study.checkpoint import load_state, save_state
+from urn_study.config import parse_config
+from urn_study.trial import TrialState, run_trial, run_trials
+
+SMALL = {"data.name": "digits", "model.hidden_channels": 1, "model.steps": 3, "train.epochs": 4,
+         "train.snapshot_every": 2, "train.checkpoint_every": 2}
+
+# One group (same shape and training settings), everything per trial different: seed, data, regulators.
+MIXED = [
+    {"seed": 0, "regulators.l1": 1e-4, "regulators.locality": 1e-3},
+    {"seed": 1, "data.name": "digits_permuted", "regulators.width": 1e-3, "regulators.l2": 1e-3,
+     "regulators.locality": {"kind": "linear", "start": 0.0, "end": 1e-3, "start_epoch": 0, "end_epoch": 3}},
+    {"seed": 2, "model.init_scale": 0.1, "regulators.self": {"kind": "step", "before": 0.0, "after": 1e-2, "epoch": 2},
+     "regulators.locality_alpha": 2.0},
+]
+
+
+def _configs(trials):
+    return [parse_config({**SMALL, **t}) for t in trials]
+
+
+def _run(configs, resumes=None, checkpoint_dir=None):
+    histories = [[] for _ in configs]
+    reports = [lambda epoch, m, h=h: h.append((epoch, m)) for h in histories]
+    checkpoints = None
+    if checkpoint_dir is not None:
+        checkpoints = [lambda state, k=k: save_state(state, checkpoint_dir / f"trial{k}" / f"epoch{state.epoch}")
+                       for k in range(len(configs))]
+    return run_trials(configs, reports, checkpoints, resumes), histories
+
+
+def _assert_same_trial(got, want, rtol=1e-4, atol=1e-6):
+    """Same trial up to float rounding: weights, snapshots and every reported figure."""
+    np.testing.assert_allclose(got.weights, want.weights, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(got.bias, want.bias, rtol=rtol, atol=atol)
+    assert sorted(got.snapshots) == sorted(want.snapshots)
+    for epoch in want.snapshots:
+        np.testing.assert_allclose(got.snapshots[epoch], want.snapshots[epoch], rtol=rtol, atol=atol)
+    assert [m["epoch"] for m in got.history] == [m["epoch"] for m in want.history]
+    for g, w in zip(got.history, want.history):
+        assert g.keys() == w.keys()
+        for key, value in w.items():
+            if isinstance(value, float) and "accuracy" in key:
+                assert g[key] == pytest.approx(value, abs=3e-3), key  # one sample may flip on a rounding
+            elif isinstance(value, float):
+                assert g[key] == pytest.approx(value, rel=1e-3, abs=1e-6), key
+            elif key in ("phase", "depth", "widths"):
+                assert g[key] == value, key
+    assert got.metrics["phase"] == want.metrics["phase"]
+
+
+def test_trials_trained_together_match_each_trial_alone():
+    configs = _configs(MIXED)
+    together, histories = _run(configs)
+    for config, result, history in zip(configs, together, histories):
+        alone = run_trial(config)
+        _assert_same_trial(result, alone)
+        assert [m for _, m in history] == [{k: v for k, v in m.items() if k != "epoch"} for m in result.history]
+    # the trials really differ (no trial's state leaked into another)
+    assert not np.allclose(together[0].weights, together[1].weights)
+    assert together[1].history[-1]["strength_locality"] == pytest.approx(1e-3)
+    assert together[2].history[0]["strength_self"] == 0.0
+    assert together[2].history[-1]["strength_self"] == pytest.approx(1e-2)
+
+
+def test_a_diverging_trial_is_marked_and_the_others_train_on_unchanged():
+    # init_scale 1e30: the second step overflows float32, so the loss is NaN from the first batch on
+    trials = [MIXED[0], {"seed": 5, "model.init_scale": 1e30}, MIXED[1]]
+    configs = _configs(trials)
+    together, histories = _run(configs)
+    bad = together[1]
+    assert bad.metrics["phase"] == "diverged" and bad.metrics["diverged_at_epoch"] == 1
+    assert math.isnan(bad.metrics["test_accuracy"])
+    assert [epoch for epoch, _ in histories[1]] == [1]  # reported once, then silent
+    assert histories[1][0][1]["diverged"] == 1.0
+    for k in (0, 2):
+        assert together[k].metrics["phase"] != "diverged"
+        assert [epoch for epoch, _ in histories[k]] == [1, 2, 3, 4]
+        _assert_same_trial(together[k], run_trial(configs[k]))
+
+
+@pytest.mark.parametrize("trials", [MIXED[:1], MIXED], ids=["K=1", "K=3"])
+def test_resuming_from_a_checkpoint_gives_the_uninterrupted_run(trials, tmp_path):
+    configs = _configs(trials)
+    uninterrupted, _ = _run(configs, checkpoint_dir=tmp_path)
+    # a worker killed after epoch 2: a fresh process loads the epoch-2 checkpoints and goes on
+    resumes = [load_state(tmp_path / f"trial{k}" / "epoch2") for k in range(len(configs))]
+    assert all(state.epoch == 2 for state in resumes)
+    resumed, histories = _run(configs, resumes=resumes)
+    for got, want, history in zip(resumed, uninterrupted, histories):
+        assert [epoch for epoch, _ in history] == [3, 4]  # only the epochs not yet done are trained and reported
+        _assert_same_trial(got, want, rtol=1e-6, atol=1e-7)
+
+
+def test_trials_that_cannot_share_a_batch_are_refused():
+    with pytest.raises(ValueError, match="must share"):
+        run_trials(_configs([{"seed": 0}, {"seed": 1, "model.steps": 2}]))
+    with pytest.raises(ValueError, match="must share"):
+        run_trials(_configs([{"seed": 0}, {"seed": 1, "train.lr": 0.1}]))
+    with pytest.raises(ValueError, match="data of one shape"):
+        run_trials(_configs([{"seed": 0}, {"seed": 1, "data.name": "nlgp", "data.side": 64}]))
+    starts = [TrialState(epoch=1, arrays={}, adam_step=0), TrialState(epoch=2, arrays={}, adam_step=0)]
+    with pytest.raises(ValueError, match="same number of epochs"):
+        run_trials(_configs(MIXED[:2]), resumes=starts)
