@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import difflib
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from urn_study.config import ConfigError
+
+if TYPE_CHECKING:  # pandas loads inside the handler: `urn-study train` does not pay for it
+    import pandas as pd
 
 MAX_LIFETIME_PLOTS = 6  # one per phase at most: enough to watch each structure form
 
@@ -31,28 +32,36 @@ def register(subparsers) -> None:
     parser.add_argument("--facet", help="config key with one panel per value (e.g. data.name)")
     parser.add_argument("--out", help="folder for the figures and tables (default urn_results/figures/STUDY)")
     parser.add_argument("--tracking-uri", help="MLflow store the sweep recorded to (default: the sweep's)")
+    parser.add_argument("--smoke", action="store_true", help="the study's smoke sweep (its own experiment)")
     parser.add_argument("--refresh", action="store_true", help="re-read every run instead of the cached table")
     parser.set_defaults(handler=run_phase)
 
 
 def run_phase(args: argparse.Namespace) -> int:
-    from analysis.phase import choose_axes
-    from analysis.runs import load_study_runs, resolve_tracking_uri
-    from urn_study.study import load_study
+    from analysis.phase import pooled_keys
+    from analysis.runs import latest_runs, load_study_runs, resolve_tracking_uri
+    from urn_study.config import all_keys
+    from urn_study.study import load_study, results_dir
 
-    study = load_study(args.study)
+    study = load_study(args.study, smoke=args.smoke)
     uri = resolve_tracking_uri(args.tracking_uri)
     try:
-        runs = load_study_runs(study, uri, refresh=args.refresh)
+        recorded = load_study_runs(study, uri, refresh=args.refresh)
     except LookupError as err:
-        raise ConfigError(f"{err.args[0]}: run `urn-study sweep {args.study}` first") from None
+        raise ConfigError(f"{err.args[0]}: run `urn-study sweep {args.study}{' --smoke' * args.smoke}` first") from None
+    runs = latest_runs(recorded)
+    if len(runs) < len(recorded):
+        print(f"{len(recorded) - len(runs)} earlier runs of trials run again by a later sweep left out")
     if "phase" not in runs.columns or runs["phase"].notna().sum() == 0:
         raise ConfigError(f"study {study.name!r}: no finished trials recorded in {uri}; "
-                          f"run `urn-study sweep {args.study}` first")
+                          f"run `urn-study sweep {args.study}{' --smoke' * args.smoke}` first")
     x, y, facet = resolve_axes(study, args.x, args.y, args.facet)
     for flag, key in (("--x", x), ("--y", y), ("--facet", facet)):
         check_axis(flag, key, runs)
-    out = Path(args.out or Path("urn_results") / "figures" / study.name)
+    pooled = pooled_keys(runs, (x, y, facet), all_keys())
+    if pooled:
+        print(f"note: cells pool trials that differ in {', '.join(pooled)} (not an axis; see runs.csv)")
+    out = Path(args.out) if args.out else results_dir() / "figures" / study.name
     written = write_phase_report(runs, x, y, facet, out, uri, title=study.name)
     print(f"phase diagram of {study.name} ({len(runs)} trials; x={x}, y={y}, facet={facet}) written to {out}:")
     for path in written:
@@ -119,7 +128,7 @@ def _gallery_item(row: pd.Series, tracking_uri: str | None) -> Any:
     from analysis.runs import LAYOUT, STRUCTURE, WEIGHTS, load_trial_artifacts
 
     try:
-        artifacts = load_trial_artifacts(row["run_id"], tracking_uri, names=(WEIGHTS, LAYOUT, STRUCTURE))
+        artifacts = load_trial_artifacts(row, tracking_uri, names=(WEIGHTS, LAYOUT, STRUCTURE))
     except FileNotFoundError:
         return None
     label = f"{phase_label(row['phase'])}: {row['trial_id']}, depth {row.get('depth')}"
@@ -128,19 +137,19 @@ def _gallery_item(row: pd.Series, tracking_uri: str | None) -> Any:
 
 def _write_lifetimes(runs: pd.DataFrame, out: Path, tracking_uri: str | None) -> list[Path]:
     """Lifetime plots of one trial per phase among those whose schedules or data change."""
-    from analysis.lifetime import draw_lifetime, pick_representatives, schedule_changes
+    from analysis.lifetime import changing_rows, draw_lifetime, pick_representatives, schedule_changes
     from analysis.phase import save_figure
     from analysis.runs import HISTORY, load_trial_artifacts
 
-    changes = runs.apply(lambda row: schedule_changes(row.to_dict()), axis=1) if len(runs) else pd.Series([])
-    changing = runs[changes.map(bool)] if len(runs) else runs
+    candidates = runs[changing_rows(runs)]
+    changes = {row["run_id"]: schedule_changes(row.to_dict()) for _, row in candidates.iterrows()}
+    changing = candidates.loc[[bool(changes[run_id]) for run_id in candidates["run_id"]]]
     written: list[Path] = []
     for _, row in pick_representatives(changing).head(MAX_LIFETIME_PLOTS).iterrows():
         try:
-            history = load_trial_artifacts(row["run_id"], tracking_uri, names=(HISTORY,))[HISTORY]
+            history = load_trial_artifacts(row, tracking_uri, names=(HISTORY,))[HISTORY]
         except FileNotFoundError:
             continue
-        fig = draw_lifetime(history, changes.loc[row.name] if row.name in changes.index else {},
-                            title=f"{row['trial_id']} ({row['phase']})")
+        fig = draw_lifetime(history, changes[row["run_id"]], title=f"{row['trial_id']} ({row['phase']})")
         written += save_figure(fig, out / f"lifetime_{row['trial_id']}")
     return written

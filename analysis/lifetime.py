@@ -11,13 +11,13 @@ from typing import Any, Iterable, Mapping, NamedTuple
 
 import numpy as np
 import pandas as pd
-import yaml
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from analysis.phase import PHASE_COLOURS, PHASE_ORDER, UNKNOWN_COLOUR, phase_label
-from urn_study.config import REGULATORS, Schedule, TrialConfig, all_keys, parse_config
+from analysis.runs import trial_config
+from urn_study.config import REGULATORS, Schedule, TrialConfig
 
 SHARES = ("locality", "skip_share", "density", "recurrence_share")  # structure metrics in [0, 1]
 DEPTHS = ("depth", "effective_depth")
@@ -38,24 +38,6 @@ def lifetime_table(history: list[dict] | pd.DataFrame) -> pd.DataFrame:
     return table.sort_values("epoch").reset_index(drop=True)
 
 
-def _schedule(value: Any) -> Any:
-    """A schedule as recorded (a mapping, or its text as JSON / a Python repr) back to a mapping."""
-    if isinstance(value, str) and value.strip().startswith("{"):
-        return yaml.safe_load(value)
-    return value
-
-
-def trial_config(row: Mapping[str, Any]) -> TrialConfig:
-    """The TrialConfig of a study-table row (or any mapping holding dotted config keys)."""
-    keys = set(all_keys())
-    flat = {k: _schedule(v) for k, v in row.items() if k in keys and not _missing(v)}
-    return parse_config(flat)
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
 def schedule_changes(config: TrialConfig | Mapping[str, Any]) -> dict[int, str]:
     """Epoch -> what changes there: regulator schedules (``Schedule.change_epochs``) and a data switch."""
     if not isinstance(config, TrialConfig):
@@ -70,13 +52,28 @@ def schedule_changes(config: TrialConfig | Mapping[str, Any]) -> dict[int, str]:
     return {epoch: ", ".join(labels) for epoch, labels in sorted(changes.items())}
 
 
+def changing_rows(df: pd.DataFrame) -> pd.Series:
+    """Rows whose trial may change course (a regulator given as a schedule, or a data switch): a cheap
+    screen before ``schedule_changes``, which builds each row's config."""
+    mask = pd.Series(False, index=df.index)
+    for name in REGULATORS:
+        if f"regulators.{name}" in df.columns:
+            mask |= df[f"regulators.{name}"].map(lambda v: isinstance(v, str) and v.lstrip().startswith("{"))
+    if "data.switch_to" in df.columns:
+        mask |= df["data.switch_to"].map(lambda v: isinstance(v, str) and v != "")
+    return mask.astype(bool)
+
+
 def pick_representatives(df: pd.DataFrame) -> pd.DataFrame:
     """One trial per phase (in ``PHASE_ORDER``): of the phase's most common depth, the most accurate."""
+    if "phase" not in df.columns:
+        return df.iloc[:0]
     rows = df[df["phase"].notna() & (df["phase"] != "diverged")].copy()
     if rows.empty:
         return rows
-    rows["_depth"] = pd.to_numeric(rows.get("depth"), errors="coerce").fillna(-1)
-    rows["_acc"] = pd.to_numeric(rows.get("test_accuracy"), errors="coerce").fillna(-1.0)
+    for column, name in (("depth", "_depth"), ("test_accuracy", "_acc")):
+        values = rows[column] if column in rows.columns else pd.Series(np.nan, index=rows.index)
+        rows[name] = pd.to_numeric(values, errors="coerce").fillna(-1.0)
     usual = rows.groupby("phase")["_depth"].agg(lambda d: d.value_counts().sort_index().idxmax())
     rows = rows[rows["_depth"].values == usual.loc[rows["phase"]].values]
     rank = {p: i for i, p in enumerate(PHASE_ORDER)}
@@ -115,8 +112,10 @@ def _plot_columns(ax, table: pd.DataFrame, columns: Iterable[str], **style) -> N
 
 def draw_lifetime(history: list[dict] | pd.DataFrame, change_epochs: Iterable[int] | Mapping[int, str] = (),
                   title: str = "") -> Figure:
-    """Depth, structure shares and accuracy over epochs; the phase as a coloured band behind the depth;
-    dashed verticals where a schedule or the data change (``change_epochs``: epochs, or epoch -> label)."""
+    """Depth, structure shares and accuracy over epochs; the phase read at each snapshot as a coloured band
+    behind the depth (over the epochs since the previous snapshot); dashed verticals where a schedule or the
+    data change (``change_epochs``: epochs, or epoch -> label). A change at epoch e (``Schedule.at(e)``,
+    counting from 0) takes effect after e epochs completed, so it is drawn at x = e."""
     table = lifetime_table(history)
     fig = Figure(figsize=(8.0, 7.5))
     axes = fig.subplots(3, 1, sharex=True)
@@ -133,7 +132,9 @@ def draw_lifetime(history: list[dict] | pd.DataFrame, change_epochs: Iterable[in
     axes[1].set_ylim(-0.05, 1.05)
     _plot_columns(axes[2], table, ACCURACIES)
     axes[2].set_ylabel("accuracy")
-    axes[2].set_xlabel("epoch")
+    axes[2].set_ylim(-0.02, 1.02)
+    axes[2].set_xlabel("epochs completed")
+    axes[2].xaxis.set_major_locator(MaxNLocator(integer=True))
     for epoch, label in _change_marks(change_epochs).items():
         for ax in axes:
             ax.axvline(epoch, color="#d62728", linestyle="--", linewidth=1.2)

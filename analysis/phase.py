@@ -7,6 +7,7 @@ grid when the user names none.
 """
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from pathlib import Path
@@ -116,10 +117,15 @@ def phase_grid(df: pd.DataFrame, x: str, y: str | None, facet: str | None = None
 
 
 def pooled_keys(df: pd.DataFrame, axes: Iterable[str | None], config_keys: Iterable[str]) -> list[str]:
-    """Config keys other than the axes and ``seed`` that vary in ``df``: their trials share a cell."""
-    axes = set(axes) | {"seed"}
-    return [k for k in config_keys if k in df.columns and k not in axes
-            and df[k].astype(str).nunique(dropna=False) > 1]
+    """Config keys other than the axes and ``seed`` that take more than one value inside some cell: the
+    cells of ``phase_grid`` pool trials that differ in them (a key that only varies with an axis is not listed)."""
+    keys = [k for k in axes if k is not None]
+    others = [k for k in config_keys if k in df.columns and k not in keys and k != "seed"]
+    if not others or df.empty:
+        return []
+    text = df[others].astype(str)
+    spread = text.groupby([df[k].astype(str) for k in keys] if keys else np.zeros(len(df))).nunique()
+    return [k for k in others if (spread[k] > 1).any()]
 
 
 # --- axes ------------------------------------------------------------------------------------
@@ -141,6 +147,23 @@ def _format(value: float) -> str:
     return f"{value:g}"
 
 
+def _label(value: Any) -> str:
+    """Tick text: numbers short; a schedule recorded as JSON as ``step 0→0.01 @10`` / ``linear 0→0.01 @5-20``."""
+    if _is_number(value):
+        return _format(float(value))
+    text = str(value)
+    if text.startswith("{"):
+        try:
+            spec = json.loads(text)
+            if spec.get("kind") == "step":
+                return f"step {spec['before']:g}→{spec['after']:g} @{spec['epoch']}"
+            if spec.get("kind") == "linear":
+                return f"linear {spec['start']:g}→{spec['end']:g} @{spec['start_epoch']}-{spec['end_epoch']}"
+        except (ValueError, KeyError, TypeError, AttributeError):
+            pass
+    return text
+
+
 def axis_scale(values: Iterable[Any], decades: float = 2.0) -> AxisScale:
     """How to place an axis's values: log when they are numbers >= 0 whose positive ones span at least
     ``decades`` decades; zero then sits one (log) step left of the smallest positive value, with its own
@@ -159,7 +182,7 @@ def axis_scale(values: Iterable[Any], decades: float = 2.0) -> AxisScale:
         return AxisScale("linear", {v: v for v in numbers}, numbers, [_format(v) for v in numbers])
     ordered = sorted(distinct, key=lambda v: (not _is_number(v), float(v) if _is_number(v) else 0.0, str(v)))
     return AxisScale("category", {v: float(i) for i, v in enumerate(ordered)}, list(map(float, range(len(ordered)))),
-                     [str(v) for v in ordered])
+                     [_label(v) for v in ordered])
 
 
 def _apply_scale(ax, scale: AxisScale, which: str, key: str) -> None:
@@ -175,7 +198,8 @@ def _apply_scale(ax, scale: AxisScale, which: str, key: str) -> None:
         ax.get_yaxis().set_minor_locator(matplotlib.ticker.NullLocator())
     lo, hi = min(scale.ticks), max(scale.ticks)
     if scale.kind == "log":
-        set_lim(lo / 10 ** 0.35, hi * 10 ** 0.35)
+        step = float(np.median(np.diff(np.log10(scale.ticks))))  # half a cell of margin, in decades
+        set_lim(lo / 10 ** (0.55 * step), hi * 10 ** (0.55 * step))
     else:
         pad = 0.5 * (hi - lo) / max(len(scale.ticks) - 1, 1) if hi > lo else 0.5
         set_lim(lo - pad, hi + pad)
@@ -241,18 +265,20 @@ def _legend_handles(phases: Iterable[str]) -> list:
 
 def draw_phase_diagram(grid: pd.DataFrame, x: str, y: str | None, facet: str | None = None,
                        title: str = "") -> Figure:
-    """Draw a ``phase_grid``: one panel per facet value, a square per cell coloured by its majority phase."""
+    """Draw a ``phase_grid``: one panel per facet value, a square per cell coloured by its majority phase,
+    paler and dashed where the seeds disagree, the depth written inside."""
     facets = _facets(grid, facet)
     ncols = min(len(facets), 3)
     nrows = math.ceil(len(facets) / ncols)
     xs = axis_scale(grid[x])
     ys = axis_scale(grid[y]) if y is not None else AxisScale("category", {None: 0.0}, [0.0], [""])
     side = max(3.2, 0.55 * max(len(xs.ticks), len(ys.ticks)) + 1.5)
-    fig = Figure(figsize=(side * ncols + 2.6, side * nrows + 0.6))
+    height = side if y is not None else 2.4
+    fig = Figure(figsize=(side * ncols + 2.6, height * nrows + 0.6))
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax in axes.ravel()[len(facets):]:
         ax.set_visible(False)
-    for ax, (value, part) in zip(axes.ravel(), facets):
+    for ax, (value, _) in zip(axes.ravel(), facets):
         _apply_scale(ax, xs, "x", x)
         if y is not None:
             _apply_scale(ax, ys, "y", y)
@@ -261,12 +287,13 @@ def draw_phase_diagram(grid: pd.DataFrame, x: str, y: str | None, facet: str | N
             ax.set_ylim(-0.6, 0.6)
         if facet is not None:
             ax.set_title(f"{facet} = {value}", fontsize=10)
-        _draw_cells(ax, part, x, y, xs, ys)
     fig.legend(handles=_legend_handles(grid["phase"]), loc="center right", title="phase (majority of seeds)",
                fontsize=9, title_fontsize=9, frameon=False)
     if title:
         fig.suptitle(title)
     fig.tight_layout(rect=(0, 0, 1 - 2.4 / fig.get_figwidth(), 1))
+    for ax, (_, part) in zip(axes.ravel(), facets):  # after the layout: markers are sized to the final axes
+        _draw_cells(ax, part, x, y, xs, ys)
     return fig
 
 

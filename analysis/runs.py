@@ -5,8 +5,9 @@ DataFrame, one row per trial: the config keys typed back from MLflow's strings, 
 phase, depth, widths and locality, the run's status. ``reclassify`` re-runs ``structure_report`` on each
 trial's saved W with other thresholds, without retraining.
 
-Scale: MLflow's search reads every param, tag and metric of every run (about 2.5 s per 1,000 runs on a
-local SQLite store), so the raw records are cached in a parquet file, one per (store, experiment). A
+Scale: MLflow's search reads every param, tag and metric of every run (2 to 4 s per 1,000 runs from a
+local SQLite store on 2 cores), so the raw records are cached in a parquet file, one per (store,
+experiment), beside a local store (``study_cache/``) or under ``urn_results/study_cache`` for a server. A
 later load asks the store only for the runs that may have changed since: those that ended at or after
 the cache's watermark (the latest end time it holds, less a margin), those still running, those the
 cache holds as unfinished, and the deleted ones (dropped). What this cannot see: a tag or metric written
@@ -18,29 +19,24 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import typing
 from pathlib import Path
 from typing import Any, Iterable
-from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
 
-CACHE_VERSION = 1
+# The record layout is urn_study.tracking's: the trial tag, the final tags and the artifact names.
+from urn_study.study import results_dir
+from urn_study.tracking import FINAL_TAGS, HISTORY, LAYOUT, STRUCTURE, TRIAL_TAG, WEIGHTS, resolve_tracking_uri
+
+CACHE_VERSION = 2
 WATERMARK_MARGIN_MS = 10_000  # re-read runs that ended up to 10 s before the latest the cache holds (clock skew)
 PAGE = 10_000
 UNFINISHED = ("RUNNING", "SCHEDULED")
 PARAM, METRIC, TAG = "param:", "metric:", "tag:"  # prefixes of the raw record columns (cache only)
 BASE_COLUMNS = ("trial_id", "run_id", "status", "start_time", "end_time")
-# TODO: take these from urn_study.tracking once it exists
-TRIAL_TAG = "urn.trial_id"
-WEIGHTS, LAYOUT, STRUCTURE, HISTORY = "W.npy", "layout.json", "structure.json", "history.json"
-
-
-def resolve_tracking_uri(tracking_uri: str | None) -> str:
-    import mlflow
-
-    return tracking_uri or mlflow.get_tracking_uri()
 
 
 # --- typing MLflow's strings back --------------------------------------------------------------
@@ -90,32 +86,48 @@ def _json_list(value: Any) -> Any:
     return value
 
 
-def tidy_table(records: pd.DataFrame, trial_tag: str) -> pd.DataFrame:
-    """Raw run records (``param:``/``metric:``/``tag:`` columns) -> one typed row per trial run."""
-    if records.empty or f"{TAG}{trial_tag}" not in records.columns:
+def _tag_column(text: pd.Series) -> pd.Series:
+    """Tag strings -> lists where they hold JSON lists, else typed like params; "" (unset) -> missing."""
+    text = text.where(text.astype(object) != "", None)
+    lists = text.map(_json_list)
+    return lists if lists.map(lambda v: isinstance(v, list)).any() else type_column(text)
+
+
+def _tag_name(tag: str) -> str:
+    return tag[len("urn."):] if tag.startswith("urn.") else tag  # urn.sweep -> sweep
+
+
+def tidy_table(records: pd.DataFrame, trial_tag: str = TRIAL_TAG) -> pd.DataFrame:
+    """Raw run records (``param:``/``metric:``/``tag:`` columns) -> one typed row per trial run.
+
+    Params keep their dotted names, metrics their names (latest values), tags lose the ``urn.`` prefix.
+    The final tags (phase, depth, widths, hop_spectrum) win over a metric of the same name: a trial that
+    diverged keeps its last snapshot's depth as a metric, but its final record has none.
+    """
+    trial_column = f"{TAG}{trial_tag}"
+    if records.empty or trial_column not in records.columns:
         return pd.DataFrame(columns=list(BASE_COLUMNS))
-    rows = records[records[f"{TAG}{trial_tag}"].notna()]
-    table = pd.DataFrame({"trial_id": rows[f"{TAG}{trial_tag}"].astype(object), "run_id": rows["run_id"],
-                          "status": rows["status"],
-                          "start_time": pd.to_datetime(rows["start_time"], unit="ms", utc=True),
-                          "end_time": pd.to_datetime(rows["end_time"], unit="ms", utc=True)})
+    rows = records[records[trial_column].notna()]
+    prefixed = [c for c in rows.columns if c.startswith((PARAM, METRIC, TAG))]
+    rows = rows.drop(columns=[c for c in prefixed if rows[c].isna().all()])  # e.g. the sweep runs' own params
+    columns: dict[str, pd.Series] = {
+        "trial_id": rows[trial_column].astype(object), "run_id": rows["run_id"], "status": rows["status"],
+        "artifact_uri": rows["artifact_uri"] if "artifact_uri" in rows.columns else None,
+        "start_time": pd.to_datetime(rows["start_time"], unit="ms", utc=True),
+        "end_time": pd.to_datetime(rows["end_time"], unit="ms", utc=True)}
     types = config_key_types()
-    columns: dict[str, pd.Series] = {}
     for raw in sorted(c for c in rows.columns if c.startswith(PARAM)):
-        key = raw[len(PARAM):]
-        columns[key] = type_column(rows[raw], types.get(key))
+        columns[raw[len(PARAM):]] = type_column(rows[raw], types.get(raw[len(PARAM):]))
     for raw in sorted(c for c in rows.columns if c.startswith(METRIC)):
         columns[raw[len(METRIC):]] = rows[raw].astype(float)
-    for raw in sorted(c for c in rows.columns if c.startswith(TAG)):
-        name = raw[len(TAG):]
-        if name == trial_tag or name in columns:  # a metric of the same name is already typed
-            continue
-        column = rows[raw].map(_json_list)
-        columns[name] = column if column.map(lambda v: isinstance(v, list)).any() else type_column(rows[raw])
-    table = pd.concat([table, pd.DataFrame(columns, index=rows.index)], axis=1)
+    for raw in sorted(c for c in rows.columns if c.startswith(TAG) and c != trial_column):
+        name = _tag_name(raw[len(TAG):])
+        if name in FINAL_TAGS or name not in columns:
+            columns[name] = _tag_column(rows[raw])
+    table = pd.DataFrame(columns, index=rows.index)
     if "depth" in table.columns:
         table["depth"] = pd.to_numeric(table["depth"], errors="coerce").astype("Int64")
-    return table.sort_values("trial_id", kind="stable").reset_index(drop=True)
+    return table.sort_values(["trial_id", "start_time"], kind="stable").reset_index(drop=True)
 
 
 # --- reading the store -----------------------------------------------------------------------
@@ -125,7 +137,8 @@ def run_record(run) -> dict[str, Any]:
     """One MLflow run as a flat record: info, ``param:``, ``metric:`` (latest value) and ``tag:`` columns."""
     info, data = run.info, run.data
     record: dict[str, Any] = {"run_id": info.run_id, "run_name": info.run_name, "status": info.status,
-                              "start_time": info.start_time, "end_time": info.end_time}
+                              "start_time": info.start_time, "end_time": info.end_time,
+                              "artifact_uri": info.artifact_uri}
     record.update({PARAM + k: v for k, v in data.params.items()})
     record.update({METRIC + k: float(v) for k, v in data.metrics.items()})
     record.update({TAG + k: v for k, v in data.tags.items() if not k.startswith("mlflow.")})
@@ -165,13 +178,10 @@ def _changed_runs(client, experiment_id: str, cached: pd.DataFrame, watermark: i
 
 
 def default_cache_dir(tracking_uri: str) -> Path:
-    """Beside a local store (``sqlite:///x/mlflow.db`` -> ``x/study_cache``); else ``urn_results/study_cache``."""
-    parsed = urlparse(tracking_uri)
-    if parsed.scheme == "sqlite" and parsed.path not in ("", "/:memory:"):
+    """Beside a local store (``sqlite:///x/mlflow.db`` -> ``x/study_cache``), else ``urn_results/study_cache``."""
+    if tracking_uri.startswith("sqlite:///") and tracking_uri != "sqlite:///:memory:":
         return Path(tracking_uri[len("sqlite:///"):]).parent / "study_cache"
-    if parsed.scheme in ("", "file"):
-        return Path(parsed.path or tracking_uri).parent / "study_cache"
-    return Path("urn_results") / "study_cache"
+    return results_dir() / "study_cache"
 
 
 def _cache_files(cache_dir: Path, tracking_uri: str, experiment_id: str, name: str) -> tuple[Path, Path]:
@@ -217,10 +227,10 @@ def _write_cache(files: tuple[Path, Path], key: dict, frame: pd.DataFrame) -> No
     table.parent.mkdir(parents=True, exist_ok=True)
     ends = frame["end_time"].dropna()
     watermark = int(ends.max()) - WATERMARK_MARGIN_MS if len(ends) else 0
-    tmp = table.with_suffix(".parquet.tmp")
+    tmp = table.with_suffix(f".parquet.{os.getpid()}.tmp")  # own name: two loaders may write at once
     frame.to_parquet(tmp, index=False)
     tmp.replace(table)  # write then rename: a reader never sees half a file
-    meta_tmp = meta_file.with_suffix(".json.tmp")
+    meta_tmp = meta_file.with_suffix(f".json.{os.getpid()}.tmp")
     meta_tmp.write_text(json.dumps({"key": key, "watermark": watermark, "runs": len(frame)}))
     meta_tmp.replace(meta_file)
 
@@ -251,9 +261,11 @@ def _experiment(client, study: Any):
     name = getattr(study, "name", study)
     experiment = client.get_experiment_by_name(str(name))
     if experiment is None and str(name).isdigit():
+        from mlflow.exceptions import MlflowException
+
         try:
             experiment = client.get_experiment(str(name))
-        except Exception:  # MlflowException when there is no such id
+        except MlflowException:  # no such id
             experiment = None
     if experiment is None:
         raise LookupError(f"no study {name!r} recorded in {client.tracking_uri} (run its sweep first)")
@@ -279,6 +291,16 @@ def load_study_runs(study: Any, tracking_uri: str | None = None, refresh: bool =
     return tidy_table(records, TRIAL_TAG)
 
 
+def latest_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """One run per trial id: a trial run again by a later sweep of the study has several; keep its latest
+    FINISHED run (else its latest run), so repeated sweeps do not count a seed twice."""
+    if df.empty:
+        return df
+    order = df.assign(_finished=df["status"].eq("FINISHED")).sort_values(
+        ["trial_id", "_finished", "start_time"], kind="stable")
+    return order.drop_duplicates("trial_id", keep="last").drop(columns="_finished").sort_index()
+
+
 def trial_config(row: Any):
     """The TrialConfig of a study-table row (or any mapping holding dotted config keys); schedules
     recorded as text (JSON or a Python mapping) are read back."""
@@ -300,31 +322,51 @@ def _missing(value: Any) -> bool:
 # --- artifacts and reclassification ----------------------------------------------------------
 
 
+def _local_artifact(artifact_uri: str | None, name: str) -> Path | None:
+    """The artifact's own file when the run's artifacts sit on this machine (a local store): no copy."""
+    if not artifact_uri or not artifact_uri.startswith("file:"):
+        return None
+    from urllib.parse import unquote, urlparse
+
+    path = Path(unquote(urlparse(artifact_uri).path)) / name
+    return path if path.is_file() else None
+
+
 def download_artifact(run_id: str, name: str, tracking_uri: str | None, folder: str | Path) -> Path:
     """A run's artifact copied into ``folder``; raises FileNotFoundError naming the run if absent."""
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
 
+    previous = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # one bar per file would flood the output
     try:
         path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=name, dst_path=str(folder),
                                                    tracking_uri=resolve_tracking_uri(tracking_uri))
     except (MlflowException, OSError) as err:
         raise FileNotFoundError(f"run {run_id}: no artifact {name!r} ({str(err).splitlines()[0]})") from None
+    finally:
+        if previous is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = previous
     return Path(path)
 
 
-def load_trial_artifacts(run_id: str, tracking_uri: str | None = None,
+def load_trial_artifacts(run: Any, tracking_uri: str | None = None,
                          names: Iterable[str] = (WEIGHTS, LAYOUT)) -> dict[str, Any]:
-    """Named artifacts of one run: ``.npy`` as arrays (never unpickled), ``layout.json`` as a Layout,
-    other ``.json`` as plain data."""
+    """Named artifacts of one run (a run id, or a study-table row with ``run_id`` and ``artifact_uri``):
+    ``.npy`` as arrays (never unpickled), ``layout.json`` as a Layout, other ``.json`` as plain data.
+    Read in place from a local store, downloaded from a server."""
     import tempfile
 
     from urn_study.layout import Layout
 
+    run_id = run if isinstance(run, str) else run["run_id"]
+    artifact_uri = None if isinstance(run, str) else run.get("artifact_uri")
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="urn-artifacts-") as folder:
         for name in names:
-            path = download_artifact(run_id, name, tracking_uri, folder)
+            path = _local_artifact(artifact_uri, name) or download_artifact(run_id, name, tracking_uri, folder)
             if name.endswith(".npy"):
                 out[name] = np.load(path, allow_pickle=False)
             elif name == LAYOUT:
@@ -343,7 +385,7 @@ def reread_structure(row: Any, thresholds, tracking_uri: str | None = None):
     from analysis.structure import structure_report
 
     config = trial_config(row)
-    artifacts = load_trial_artifacts(row["run_id"], tracking_uri)
+    artifacts = load_trial_artifacts(row, tracking_uri)
     layout, m = artifacts[LAYOUT], config.model
     accuracy = row.get("test_accuracy")
     return structure_report(artifacts[WEIGHTS], layout, m.steps, m.input_mode, m.readout, m.readout_from,
@@ -354,29 +396,23 @@ def reread_structure(row: Any, thresholds, tracking_uri: str | None = None):
 def reclassify(df: pd.DataFrame, thresholds, tracking_uri: str | None = None) -> pd.DataFrame:
     """A copy of the study table with phase, depth, widths and the structure metrics re-read from each
     trial's saved W and layout with other ``thresholds`` (no retraining). The recorded phase is kept in
-    ``recorded_phase``; diverged trials, and trials with no saved W, keep their values
-    (``reclassified`` says which rows were re-read)."""
-    out = df.copy()
-    out["recorded_phase"] = df["phase"] if "phase" in df.columns else None
-    out["reclassified"] = False
-    values: dict[str, list] = {}
+    ``recorded_phase``; diverged trials and trials with no saved W keep their values (``reclassified``
+    says which rows were re-read)."""
+    reports: dict[Any, dict] = {}
     for index, row in df.iterrows():
         if row.get("phase") == "diverged":
             continue
         try:
-            report = reread_structure(row, thresholds, tracking_uri).to_dict()
+            reports[index] = reread_structure(row, thresholds, tracking_uri).to_dict()
         except FileNotFoundError:
             continue
-        out.at[index, "reclassified"] = True
-        for column in REPORT_COLUMNS:
-            values.setdefault(column, [None] * len(df))[df.index.get_loc(index)] = report[column]
-    for column, new in values.items():
-        old = out[column] if column in out.columns else pd.Series([None] * len(out), index=out.index)
-        merged = [n if done else o for n, o, done in zip(new, old.astype(object), out["reclassified"])]
-        out[column] = pd.Series(merged, index=out.index, dtype=object)
-    if "depth" in out.columns:
-        out["depth"] = pd.to_numeric(out["depth"], errors="coerce").astype("Int64")
+    out = df.copy()
+    out["recorded_phase"] = df["phase"] if "phase" in df.columns else None
+    out["reclassified"] = [index in reports for index in df.index]
+    for column in REPORT_COLUMNS:
+        old = out[column] if column in out.columns else pd.Series(None, index=out.index, dtype=object)
+        out[column] = [reports[i][column] if i in reports else old[i] for i in out.index]
+    out["depth"] = pd.to_numeric(out["depth"], errors="coerce").astype("Int64")
     for column in set(REPORT_COLUMNS) - {"phase", "depth", "widths"}:
-        if column in values:
-            out[column] = pd.to_numeric(out[column], errors="coerce")
+        out[column] = pd.to_numeric(out[column], errors="coerce")
     return out

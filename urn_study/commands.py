@@ -2,3 +2,53 @@
 from __future__ import annotations
 
 REGISTER: list = []
+
+from analysis.cli_phase import register as _register_phase  # noqa: E402
+
+REGISTER.append(_register_phase)
+
+
+def _register_sweep(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "sweep", help="run a study file's trials with Ray Tune, recording each in MLflow",
+        description="Run every trial of a study file (search_spaces/*.yaml) with Ray Tune; each trial gets one "
+                    "MLflow run. The whole study is checked before Ray starts. Results go under "
+                    "$URN_RESULTS_DIR (default ./urn_results).")
+    parser.add_argument("study", help="the study's YAML file")
+    parser.add_argument("--smoke", action="store_true", help="the study's smoke form: seconds, not minutes")
+    parser.add_argument("--address", help="a Ray cluster to run on (e.g. auto on its head node); default: local Ray")
+    parser.add_argument("--tracking-uri", help="an MLflow server (http://127.0.0.1:5000); default: the local "
+                                               "SQLite store urn_results/mlflow.db")
+    parser.add_argument("--searcher", choices=("grid", "optuna"), default="grid",
+                        help="grid: every grid point (and fixed draws of sampled axes); optuna: adaptive over "
+                             "the sampled axes")
+    parser.add_argument("--max-concurrent", type=int, help="at most this many Tune trials at once")
+    parser.add_argument("--resume", nargs="?", const="latest", metavar="SWEEP_ID",
+                        help="continue an interrupted sweep (the latest of this study, or SWEEP_ID)")
+    parser.add_argument("--storage", help="Ray results folder or URI (default urn_results/ray; on a multi-node "
+                                          "cluster one every node reaches, e.g. s3://bucket/urn-study)")
+    parser.add_argument("--num-cpus", type=int, help="local Ray only: CPUs it may use (default: all)")
+    parser.set_defaults(handler=_sweep)
+
+
+def _sweep(args) -> int:
+    from urn_study.launcher import main
+
+    return main(args)
+
+
+def _register_ui(subparsers) -> None:
+    parser = subparsers.add_parser("ui", help="serve the MLflow UI of the local store on 127.0.0.1",
+                                   description="Serve the MLflow UI for the local store (loopback only).")
+    parser.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (default 5000)")
+    parser.add_argument("--tracking-uri", help="the store (default: urn_results/mlflow.db)")
+    parser.set_defaults(handler=_ui)
+
+
+def _ui(args) -> int:
+    from urn_study.tracking import serve_ui
+
+    return serve_ui(args.tracking_uri, args.port)
+
+
+REGISTER += [_register_sweep, _register_ui]

@@ -14,6 +14,7 @@ All randomness comes from ``rng_for(seed, dataset, stream)``, so one call never 
 """
 from __future__ import annotations
 
+import functools
 import math
 import zlib
 from dataclasses import dataclass, replace
@@ -180,11 +181,15 @@ def _from_pool(name: str, x: np.ndarray, y: np.ndarray, cfg: DataConfig, seed: i
 # --- digits -----------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1)
 def _digits_pool() -> tuple[np.ndarray, np.ndarray]:
+    """Read once per process (parsing scikit-learn's CSV costs ~20 ms a trial). Callers must not mutate."""
     from sklearn.datasets import load_digits  # shipped inside scikit-learn: no download
 
     digits = load_digits()
-    return digits.data / 16.0, digits.target
+    x, y = digits.data / 16.0, digits.target
+    x.flags.writeable = y.flags.writeable = False
+    return x, y
 
 
 def pixel_permutation(n: int = 64) -> np.ndarray:

@@ -68,8 +68,11 @@ def test_phase_grid_without_facet_or_y_and_errors():
 
 
 def test_pooled_keys_names_what_shares_a_cell():
-    df = table().assign(**{"model.steps": [2, 3, 2, 2, 2, 2, 2, 2], "train.lr": 0.01})
-    assert pooled_keys(df, [X, Y, F], ["seed", X, Y, F, "model.steps", "train.lr"]) == ["model.steps"]
+    df = table().assign(**{"model.steps": [2, 3, 2, 2, 2, 2, 2, 2], "train.lr": 0.01,
+                           "regulators.self": [0, 0, 0, 1, 1, 1, 1, 0]})  # self varies with the axes only
+    keys = ["seed", X, Y, F, "model.steps", "train.lr", "regulators.self"]
+    assert pooled_keys(df, [X, Y, F], keys) == ["model.steps"]
+    assert pooled_keys(df, [X, None, None], keys) == [Y, F, "model.steps"]  # self still follows l1 alone
 
 
 def test_axis_scale_log_with_a_zero_tick_linear_and_categories():
@@ -81,6 +84,8 @@ def test_axis_scale_log_with_a_zero_tick_linear_and_categories():
     assert axis_scale([0.0, 1e-3, 1e-2]).kind == "linear"  # one decade is not enough for a log axis
     cat = axis_scale(["nlgp", "digits", None, float("nan")])
     assert cat.kind == "category" and cat.labels == ["digits", "nlgp"] and cat.positions["nlgp"] == 1.0
+    step = '{"kind": "step", "before": 0.0, "after": 0.01, "epoch": 10}'
+    assert axis_scale(["0.0", step]).labels == ["0.0", "step 0→0.01 @10"]  # a schedule column is text
 
 
 def test_choose_axes_prefers_regulators_and_facets_by_data():

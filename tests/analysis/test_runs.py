@@ -1,0 +1,254 @@
+"""A tiny study recorded with urn_study.tracking's own functions, loaded back as a table, re-read with other
+thresholds, cached, and drawn by ``urn-study phase``.
+
+The trials are planted networks (analysis.planted) of known phase recorded as a sweep records them, so the
+table's values are known exactly; one real trial (``run_trial``) checks the path from training.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.planted import plant_fully_connected, plant_locally_connected, plant_residual
+from analysis.runs import latest_runs, load_study_runs, load_trial_artifacts, reclassify
+from analysis.structure import Thresholds, structure_report
+from urn_study import tracking
+from urn_study.config import parse_config, to_flat
+from urn_study.layout import make_layout
+from urn_study.trial import TrialResult
+
+STUDY = "tiny"
+CHAIN = make_layout((16,), n_out=2, hidden_channels=3)
+STEP = {"kind": "step", "before": 0.0, "after": 0.01, "epoch": 2}
+# trial id -> (regulators.l1, regulators.locality, seed, planted phase)
+TRIALS = {
+    "tiny-0000": (0.0, 0.0, 0, "residual"),
+    "tiny-0001": (0.0, 0.0, 1, "residual"),
+    "tiny-0002": (0.0, 1e-2, 0, "locally_connected"),
+    "tiny-0003": (0.0, 1e-2, 1, "fully_connected"),
+    "tiny-0004": (1e-3, 0.0, 0, "fully_connected"),  # these two also switch regulators.self on at epoch 2
+    "tiny-0005": (1e-3, 0.0, 1, "fully_connected"),
+}
+BUILD = {  # planted phase -> (W builder, model.steps)
+    "residual": (lambda seed: plant_residual(CHAIN, [8, 6, 5], seed), 6),
+    "locally_connected": (lambda seed: plant_locally_connected(CHAIN, 3, 3, seed), 3),
+    "fully_connected": (lambda seed: plant_fully_connected(CHAIN, [10, 6], seed), 3),
+}
+STUDY_YAML = """\
+name: tiny
+base: {data.name: teacher, data.side: 16, model.hidden_channels: 3, train.epochs: 4, train.snapshot_every: 2}
+grid: {regulators.l1: [0, 1.0e-3], regulators.locality: [0, 1.0e-2]}
+seeds: [0, 1]
+"""
+
+
+def planted_result(trial_id: str) -> TrialResult:
+    """A TrialResult as run_trial would return it, for a planted W (a sweep records it the same way)."""
+    l1, locality, seed, phase = TRIALS[trial_id]
+    build, steps = BUILD[phase]
+    config = parse_config({"data.name": "teacher", "data.side": 16, "model.hidden_channels": 3, "model.steps": steps,
+                           "regulators.l1": l1, "regulators.locality": locality, "seed": seed, "train.epochs": 4,
+                           "train.snapshot_every": 2, **({"regulators.self": STEP} if l1 else {})})
+    W = build(seed)
+    report = structure_report(W, CHAIN, steps, accuracy=0.9, n_classes=2)
+    history = [{"epoch": e, "task_loss": 1.0 / e, "train_accuracy": 0.95, "test_accuracy": 0.9,
+                **(report.summary() | {"phase": report.phase} if e % 2 == 0 else {})} for e in range(1, 5)]
+    metrics = {"test_accuracy": 0.9, "train_accuracy": 0.95, "task_loss": 0.25,
+               **{k: report.to_dict()[k] for k in ("phase", "depth", "widths", "locality", "skip_share")},
+               "epochs": 4, "seconds": 0.5}
+    return TrialResult(config, metrics, report.to_dict(), W, np.zeros(CHAIN.size), CHAIN, {2: W, 4: W}, history, {})
+
+
+def record(uri: str, study: str, results: dict[str, TrialResult], sweep: str = "sweep-1") -> None:
+    """Record trials exactly as a sweep does: a parent run, then a child run per trial."""
+    experiment = tracking.ensure_experiment(uri, study)
+    parent = tracking.open_sweep_run(uri, experiment, study, sweep, {"searcher": "grid", "trials": len(results)})
+    for trial_id, result in results.items():
+        run = tracking.TrialRecord.open(uri, experiment, parent, study, sweep, trial_id, result.config)
+        for row in result.history:
+            run.log_epoch(row["epoch"], row)
+        run.finish(result)
+    tracking.close_sweep_run(uri, experiment, sweep, parent, "FINISHED")
+
+
+def record_tiny_study(folder: Path) -> tuple[str, Path]:
+    """The planted study recorded in ``folder/mlflow.db``; returns (tracking URI, study file)."""
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    record(uri, STUDY, {trial_id: planted_result(trial_id) for trial_id in TRIALS})
+    study_file = folder / "tiny.yaml"
+    study_file.write_text(STUDY_YAML)
+    return uri, study_file
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("store")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("URN_RESULTS_DIR", str(folder / "urn_results"))  # artifacts of the local store go here
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        uri, study_file = record_tiny_study(folder)
+        yield uri, study_file, folder
+
+
+def test_table_types_and_values(store):
+    uri, _, folder = store
+    df = load_study_runs(STUDY, uri, cache_dir=folder / "cache")
+    assert df["trial_id"].tolist() == list(TRIALS) and df["status"].eq("FINISHED").all()
+    assert df["run_id"].str.len().eq(32).all()
+    assert df["model.steps"].dtype == np.int64 and df["seed"].tolist() == [t[2] for t in TRIALS.values()]
+    assert df["regulators.l1"].dtype == np.float64 and df["regulators.l1"].tolist() == [t[0] for t in TRIALS.values()]
+    assert df["data.name"].eq("teacher").all() and df["train.lr"].dtype == np.float64
+    assert df["data.path"].eq("").all()  # an empty string stays a string
+    # a column holding a schedule stays text for every row (readable back as YAML / JSON)
+    assert df["regulators.self"].tolist()[:4] == ["0.0"] * 4 and json.loads(df["regulators.self"][4]) == STEP
+    assert df["phase"].tolist() == [t[3] for t in TRIALS.values()]
+    assert str(df["depth"].dtype) == "Int64" and df["depth"].tolist() == [4, 4, 3, 3, 3, 3]
+    assert df["widths"].tolist()[:3] == [[16, 8, 6, 5, 2], [16, 8, 6, 5, 2], [16, 16, 16, 2]]
+    assert df["test_accuracy"].tolist() == [0.9] * 6 and df["seconds"].eq(0.5).all()
+    assert df["locality"][2] > 0.9 and df["sweep"].eq("sweep-1").all() and df["role"].eq("trial").all()
+    assert isinstance(df["hop_spectrum"][0], list) and df["attempts"].eq(1).all()
+
+
+def test_reclassify_with_other_thresholds(store):
+    uri, _, folder = store
+    df = load_study_runs(STUDY, uri, cache_dir=folder / "cache")
+    same = reclassify(df, Thresholds(), uri)
+    assert same["phase"].tolist() == df["phase"].tolist() and same["reclassified"].all()
+    assert same["widths"].tolist() == df["widths"].tolist() and same["depth"].tolist() == df["depth"].tolist()
+    no_skips = reclassify(df, Thresholds(skip_threshold=1.0), uri)  # nothing counts as residual any more
+    assert no_skips["phase"].tolist()[:2] == ["fully_connected"] * 2 and no_skips["phase"].tolist()[2:] == df["phase"].tolist()[2:]
+    assert no_skips["recorded_phase"].tolist() == df["phase"].tolist()
+    strict = reclassify(df, Thresholds(locality_threshold=1.01), uri)  # nothing local enough
+    assert strict["phase"][2] == "fully_connected" and strict["depth"][2] == 3
+
+
+def test_artifacts_read_in_place_or_downloaded(store):
+    uri, _, folder = store
+    row = load_study_runs(STUDY, uri, cache_dir=folder / "cache").iloc[2]
+    in_place = load_trial_artifacts(row, uri)  # a local store: read from its artifact folder
+    downloaded = load_trial_artifacts(row["run_id"], uri)  # by id only: through MLflow, as from a server
+    np.testing.assert_array_equal(in_place["W.npy"], downloaded["W.npy"])
+    assert in_place["layout.json"].size == CHAIN.size
+    with pytest.raises(FileNotFoundError, match="no artifact 'nope.npy'"):
+        load_trial_artifacts(row["run_id"], uri, names=("nope.npy",))
+
+
+def test_cache_matches_the_store_and_follows_it(store, tmp_path):
+    uri, _, _ = store
+    cache = tmp_path / "cache"
+    first = load_study_runs(STUDY, uri, cache_dir=cache)
+    assert len(list(cache.glob("*.parquet"))) == 1
+    again = load_study_runs(STUDY, uri, cache_dir=cache)
+    pd.testing.assert_frame_equal(first, again)
+    pd.testing.assert_frame_equal(first, load_study_runs(STUDY, uri, use_cache=False))
+    extra = planted_result("tiny-0000")
+    record(uri, STUDY, {"tiny-0099": extra}, sweep="sweep-2")  # a later sweep adds a run
+    grown = load_study_runs(STUDY, uri, cache_dir=cache)
+    assert grown["trial_id"].tolist() == [*TRIALS, "tiny-0099"]
+    pd.testing.assert_frame_equal(grown.iloc[:6], first, check_like=True)
+    tracking.client(uri).delete_run(grown["run_id"].iloc[-1])  # and deleting it takes it away again
+    pd.testing.assert_frame_equal(load_study_runs(STUDY, uri, cache_dir=cache), first)
+
+
+def test_cache_follows_a_running_trial_to_its_end(store, tmp_path):
+    uri, _, _ = store
+    cache = tmp_path / "cache"
+    experiment = tracking.ensure_experiment(uri, STUDY)
+    parent = tracking.open_sweep_run(uri, experiment, STUDY, "sweep-live", {"searcher": "grid"})
+    result = planted_result("tiny-0002")
+    run = tracking.TrialRecord.open(uri, experiment, parent, STUDY, "sweep-live", "tiny-0100", result.config)
+    run.log_epoch(1, result.history[0])
+    live = load_study_runs(STUDY, uri, cache_dir=cache).set_index("trial_id").loc["tiny-0100"]
+    assert live["status"] == "RUNNING" and live["phase"] is None and live["test_accuracy"] == 0.9
+    for row in result.history[1:]:
+        run.log_epoch(row["epoch"], row)
+    run.finish(result)
+    done = load_study_runs(STUDY, uri, cache_dir=cache).set_index("trial_id").loc["tiny-0100"]
+    assert done["status"] == "FINISHED" and done["phase"] == "locally_connected" and done["depth"] == 3
+    tracking.client(uri).delete_run(run.run_id)  # leave the shared store as the other tests expect
+    tracking.client(uri).delete_run(parent)
+
+
+def test_latest_runs_keeps_one_run_per_trial():
+    t = pd.to_datetime([1, 2, 3, 4, 5], unit="s", utc=True)
+    df = pd.DataFrame({"trial_id": ["a", "a", "b", "b", "c"], "run_id": list("12345"), "start_time": t,
+                       "status": ["FINISHED", "FINISHED", "FINISHED", "FAILED", "RUNNING"]})
+    assert latest_runs(df)["run_id"].tolist() == ["2", "3", "5"]  # b's later run failed: its finished one stays
+
+
+def test_unknown_study_says_so(store):
+    uri, _, _ = store
+    with pytest.raises(LookupError, match="no study 'nope' recorded"):
+        load_study_runs("nope", uri, use_cache=False)
+
+
+def test_a_real_trial_loads_back(tmp_path, monkeypatch):
+    from urn_study.trial import run_trial
+
+    monkeypatch.setenv("URN_RESULTS_DIR", str(tmp_path))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = parse_config({"data.name": "teacher", "data.side": 8, "data.n_samples": 200, "model.steps": 2,
+                           "train.epochs": 2, "train.snapshot_every": 1, "regulators.self": STEP})
+    result = run_trial(config)
+    record(uri, "real", {"real-0000": result})
+    df = load_study_runs("real", uri, use_cache=False)
+    row = df.iloc[0]
+    assert row["phase"] == result.metrics["phase"] and row["widths"] == result.metrics["widths"]
+    assert row["depth"] == result.metrics["depth"] and row["test_accuracy"] == pytest.approx(result.metrics["test_accuracy"])
+    assert all(row[k] == v for k, v in to_flat(config).items() if not isinstance(v, dict))
+    again = reclassify(df, Thresholds(), uri)
+    assert again["phase"][0] == row["phase"] and again["reclassified"][0]
+
+
+# --- urn-study phase ---------------------------------------------------------------------------------
+
+
+def test_phase_command_writes_figures_and_tables(store, tmp_path, capsys):
+    from urn_study.cli import main
+
+    uri, study_file, _ = store
+    start = time.perf_counter()
+    assert main(["phase", str(study_file), "--tracking-uri", uri, "--out", str(tmp_path / "fig")]) == 0
+    printed = capsys.readouterr().out
+    names = {p.name for p in (tmp_path / "fig").iterdir()}
+    assert {"phase_diagram.png", "phase_diagram.svg", "phase_grid.csv", "runs.csv", "gallery.png"} <= names
+    lifetimes = sorted(n for n in names if n.startswith("lifetime_"))
+    assert lifetimes == ["lifetime_tiny-0004.png", "lifetime_tiny-0004.svg"]  # the trials with a schedule
+    assert "x=regulators.l1, y=regulators.locality" in printed and str(tmp_path / "fig") in printed
+    grid = pd.read_csv(tmp_path / "fig" / "phase_grid.csv")
+    assert grid[["regulators.l1", "regulators.locality", "phase", "agreement", "n"]].values.tolist() == [
+        [0.0, 0.0, "residual", 1.0, 2], [0.0, 0.01, "locally_connected", 0.5, 2], [0.001, 0.0, "fully_connected", 1.0, 2]]
+    assert len(pd.read_csv(tmp_path / "fig" / "runs.csv")) >= 6
+    assert time.perf_counter() - start < 30
+
+
+def test_phase_command_errors_are_one_line(store, tmp_path, capsys):
+    from urn_study.cli import main
+
+    uri, study_file, _ = store
+    assert main(["phase", str(study_file), "--tracking-uri", uri, "--x", "regulators.l2x", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--x regulators.l2x" in err and "regulators.l2" in err
+    empty = tmp_path / "other.yaml"
+    empty.write_text(STUDY_YAML.replace("name: tiny", "name: never-run"))
+    assert main(["phase", str(empty), "--tracking-uri", uri, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "never-run" in err and "urn-study sweep" in err
+
+
+@pytest.mark.slow
+def test_a_study_on_an_mlflow_server(mlflow_server, results):
+    """Through a real server: artifacts are downloaded (proxied), the cache sits under urn_results."""
+    record(mlflow_server, "served", {t: planted_result(t) for t in ("tiny-0000", "tiny-0002")})
+    df = load_study_runs("served", mlflow_server)
+    assert df["phase"].tolist() == ["residual", "locally_connected"] and df["depth"].tolist() == [4, 3]
+    assert not df["artifact_uri"].str.startswith("file:").any()
+    assert list((results / "study_cache").glob("served-*.parquet"))
+    pd.testing.assert_frame_equal(load_study_runs("served", mlflow_server), df)
+    again = reclassify(df, Thresholds(skip_threshold=1.0), mlflow_server)
+    assert again["phase"].tolist() == ["fully_connected", "locally_connected"] and again["reclassified"].all()

@@ -1,0 +1,112 @@
+"""Shared fixtures: a results folder per test, a real MLflow server on loopback, a multi-node Ray cluster."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MLFLOW = Path(sys.executable).parent / "mlflow"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 90.0, process: subprocess.Popen | None = None) -> None:
+    """Wait until ``url`` answers 200 (or the process that should serve it has exited)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode} before answering {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+
+
+def stop_group(process: subprocess.Popen, timeout: float = 15.0) -> None:
+    """Stop a process started in its own session, and everything it started."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=timeout)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+class Net:
+    """Helpers for tests that start servers (fixtures cannot be imported under --import-mode=importlib)."""
+
+    free_port = staticmethod(free_port)
+    wait_http = staticmethod(wait_http)
+    stop_group = staticmethod(stop_group)
+
+
+@pytest.fixture
+def net() -> type[Net]:
+    return Net
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch) -> Path:
+    """URN_RESULTS_DIR for this test: sweeps' stores, Ray results and records land in tmp_path."""
+    folder = tmp_path / "urn_results"
+    monkeypatch.setenv("URN_RESULTS_DIR", str(folder))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real ``mlflow server`` (SQLite backend, proxied artifacts) on a free loopback port; its URI."""
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    log = open(folder / "server.log", "wb")
+    process = subprocess.Popen(
+        [str(MLFLOW), "server", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+         "--artifacts-destination", str(folder / "mlartifacts"), "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "2"],
+        stdout=log, stderr=subprocess.STDOUT, cwd=folder, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{uri}/health", process=process)
+        yield uri
+    finally:
+        stop_group(process)
+        log.close()
+
+
+@pytest.fixture
+def ray_cluster():
+    """A Ray cluster of three nodes on this machine: a head without CPUs (where the driver connects) and two
+    workers with 4 (fake) CPUs and one fake GPU each. The test connects through its address."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    try:
+        nodes = [cluster.add_node(num_cpus=4, num_gpus=1) for _ in range(2)]
+        cluster.wait_for_nodes()
+        yield cluster, nodes
+    finally:
+        ray.shutdown()
+        cluster.shutdown()

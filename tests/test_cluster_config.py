@@ -1,0 +1,70 @@
+"""cluster.yaml is a real Ray cluster-launcher config: checked offline by Ray's own schema and defaults."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> dict:
+    return yaml.safe_load((ROOT / "cluster.yaml").read_text())
+
+
+def validated(config: dict) -> dict:
+    """What ``ray up`` does before touching a cloud: fill the provider's defaults, then the schema check."""
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    prepared = prepare_config(copy.deepcopy(config))
+    validate_config(prepared)
+    return prepared
+
+
+def test_passes_rays_schema_check(cluster):
+    prepared = validated(cluster)
+    assert prepared["head_node_type"] in prepared["available_node_types"]
+
+
+@pytest.mark.parametrize("breakage", ["unknown_field", "head_not_a_type", "bad_type"])
+def test_the_check_catches_mistakes(cluster, breakage):
+    import jsonschema
+
+    broken = copy.deepcopy(cluster)
+    if breakage == "unknown_field":
+        broken["available_node_types"]["gpu_worker"]["gpus"] = 1
+    elif breakage == "head_not_a_type":
+        broken["head_node_type"] = "nowhere"
+    else:
+        broken["max_workers"] = "many"
+    with pytest.raises((jsonschema.ValidationError, ValueError)):
+        validated(broken)
+
+
+def test_has_a_head_and_a_gpu_worker_type(cluster):
+    types = cluster["available_node_types"]
+    workers = [name for name in types if name != cluster["head_node_type"]]
+    assert workers
+    gpu_types = [name for name in workers if types[name]["node_config"]["InstanceType"].startswith(("g", "p"))]
+    assert gpu_types, "no GPU instance type among the workers"
+    assert types[gpu_types[0]].get("max_workers", 0) >= 1
+
+
+def test_setup_installs_this_project(cluster):
+    setup = " ".join(cluster["setup_commands"])
+    assert "torch==2.13.0" in setup and "-e ~/urn-study" in setup
+    assert cluster["file_mounts"].get("~/urn-study") == "."
+
+
+def test_mlflow_server_on_the_head_listens_on_loopback_with_sqlite(cluster):
+    head = " ".join(cluster["head_start_ray_commands"])
+    server = next(c for c in cluster["head_start_ray_commands"] if "mlflow server" in c)
+    assert "--host 127.0.0.1" in server and "--backend-store-uri sqlite:///" in server
+    assert "--dashboard-host=127.0.0.1" in head
+    # workers reach it on their own loopback, through SSH to the head's
+    tunnel = " ".join(cluster["worker_start_ray_commands"])
+    assert "-L 127.0.0.1:5000:127.0.0.1:5000" in tunnel and "$RAY_HEAD_IP" in tunnel
+    assert "5000" in server

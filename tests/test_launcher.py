@@ -1,0 +1,373 @@
+"""Sweeps through Ray Tune: checks before Ray starts, smoke runs of every study file, a multi-node sweep over
+HTTP with fractional GPUs, a retried trial and an interrupted sweep resumed, Optuna, and the UI."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from urn_study import cli, tracking
+from urn_study.config import ConfigError, to_flat
+from urn_study.study import load_study
+
+ROOT = Path(__file__).resolve().parents[1]
+STUDY_FILES = sorted((ROOT / "search_spaces").glob("*.yaml"))
+
+TINY = """\
+# Question: a tiny study for the launcher tests.
+# Run: urn-study sweep tiny.yaml
+name: tiny
+base:
+  data.name: nlgp
+  data.side: 8
+  data.n_samples: 200
+  train.epochs: 2
+  train.batch_size: 50
+  train.snapshot_every: 1
+  train.checkpoint_every: 1
+grid:
+  regulators.locality: [0, 1.0e-3]
+  regulators.l1: [0, 1.0e-4, 1.0e-3, 1.0e-2]
+seeds: [0]
+"""
+
+
+def write(folder: Path, text: str, name: str = "tiny.yaml") -> Path:
+    path = folder / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def finished_runs(uri: str, study: str) -> dict[str, list]:
+    """trial id -> its runs (all statuses) in the study's experiment."""
+    client = tracking.client(uri)
+    experiment = client.get_experiment_by_name(study)
+    assert experiment is not None, f"no experiment {study!r}"
+    out: dict[str, list] = {}
+    for run in tracking.trial_runs(uri, experiment.experiment_id):
+        out.setdefault(run.data.tags[tracking.TRIAL_TAG], []).append(run)
+    return out
+
+
+def assert_each_trial_once(uri: str, study, epochs: int) -> dict[str, object]:
+    """Every trial of the study has exactly one run, FINISHED, with its params, every epoch's metrics
+    once, phase and depth tags, and its artifacts. Returns trial id -> run."""
+    client = tracking.client(uri)
+    runs = finished_runs(uri, study.name)
+    assert sorted(runs) == sorted(t.trial_id for t in study.trials())
+    out = {}
+    for trial in study.trials():
+        (run,) = runs[trial.trial_id]
+        assert run.info.status == "FINISHED", trial.trial_id
+        assert run.info.run_name == trial.trial_id
+        assert run.data.params == {k: (json.dumps(v) if isinstance(v, dict) else str(v))
+                                   for k, v in to_flat(trial.config).items()}
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "task_loss")]
+        assert sorted(steps) == list(range(1, epochs + 1)), (trial.trial_id, steps)
+        assert "test_accuracy" in run.data.metrics and run.data.tags.get("phase") and "depth" in run.data.tags
+        names = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"W.npy", "W_heatmap.png", "layout.json", "structure.json", "snapshots"} <= names
+        out[trial.trial_id] = run
+    return out
+
+
+# --- checked before Ray starts --------------------------------------------------------------------------
+
+
+def test_bad_study_is_one_line_before_ray(results, tmp_path, capsys):
+    import ray
+
+    path = write(tmp_path, TINY.replace("regulators.l1:", "regulators.l11:"))
+    assert cli.main(["sweep", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(path) in err and "grid.regulators.l11" in err
+    assert not ray.is_initialized()
+
+
+def test_unreachable_tracking_server_is_said_before_ray(results, tmp_path, capsys, net):
+    import ray
+
+    uri = f"http://127.0.0.1:{net.free_port()}"
+    assert cli.main(["sweep", str(write(tmp_path, TINY)), "--tracking-uri", uri]) == 2
+    assert "not reachable" in capsys.readouterr().err
+    assert not ray.is_initialized()
+
+
+def test_resume_needs_an_earlier_sweep(results, tmp_path, capsys):
+    assert cli.main(["sweep", str(write(tmp_path, TINY)), "--resume"]) == 2
+    assert "no earlier sweep" in capsys.readouterr().err
+
+
+def test_optuna_needs_sampled_axes_and_one_trial_per_worker(tmp_path):
+    from urn_study.launcher import check_searcher
+
+    check_searcher(load_study(write(tmp_path, TINY)), "grid")
+    with pytest.raises(ConfigError, match=r"tiny.yaml: sample: .*optuna"):
+        check_searcher(load_study(write(tmp_path, TINY)), "optuna")
+    sampled = TINY + "sample:\n  regulators.width: {loguniform: [1.0e-5, 1.0e-3]}\n"
+    check_searcher(load_study(write(tmp_path, sampled)), "optuna")
+    with pytest.raises(ConfigError, match=r"tiny.yaml: trials_per_worker: must be 1"):
+        check_searcher(load_study(write(tmp_path, sampled + "trials_per_worker: 2\n")), "optuna")
+
+
+def test_progress_counts_urn_trials_and_estimates_time_left():
+    from urn_study.launcher import Progress
+
+    def trial(status, ids, epoch=0):
+        return SimpleNamespace(status=status, config={"pack": ids}, last_result={"epoch": epoch})
+
+    progress = Progress("s", total_trials=6, epochs=10)
+    trials = [trial("TERMINATED", ["a", "b"]), trial("RUNNING", ["c"], 5), trial("ERROR", ["d"]),
+              trial("PENDING", ["e", "f"])]
+    assert progress.counts(trials) == {"done": 2, "running": 1, "failed": 1, "epochs": 35.0}
+    progress.first_epochs = 0.0
+    progress.start -= 35  # 35 epochs in 35 s: the 25 left take 25 s
+    line = progress.line(trials)
+    assert "2/6 done, 1 running, 1 failed, 2 waiting" in line and "35/60 epochs" in line and "~0:25 left" in line
+
+
+def test_pack_reporter_sends_one_report_per_epoch_and_one_checkpoint_folder_per_trial(monkeypatch, tmp_path):
+    """run_trials' per-trial callbacks -> one tune.report per epoch; at checkpoint epochs a folder per trial;
+    a diverged trial stops being waited for."""
+    from urn_study import launcher
+    from urn_study.checkpoint import load_state
+    from urn_study.trial import TrialState
+
+    sent = []
+
+    def report(metrics, checkpoint=None):
+        folders = sorted(p.name for p in Path(checkpoint.path).iterdir()) if checkpoint else None
+        states = {name: load_state(Path(checkpoint.path) / name).epoch for name in folders} if folders else None
+        sent.append((metrics["epoch"], metrics["test_accuracy"], folders, states))
+
+    monkeypatch.setattr(launcher.tune, "report", report)
+    logged = []
+    records = [SimpleNamespace(log_epoch=lambda e, m, k=k: logged.append((k, e))) for k in range(2)]
+    train = SimpleNamespace(checkpoint_every=2, epochs=3)
+    reporter = launcher._PackReporter(["a", "b"], records, train, "test_accuracy")
+    reports, checkpoints = reporter.reports(), reporter.checkpoints()
+    state = lambda e: TrialState(epoch=e, arrays={"W": [[0.0]]}, adam_step=e)  # noqa: E731
+    reports[0](1, {"task_loss": 1.0, "test_accuracy": 0.5})
+    assert sent == []  # waits for b
+    reports[1](1, {"task_loss": 1.0, "test_accuracy": 0.7})
+    assert sent == [(1, pytest.approx(0.6), None, None)]
+    reports[0](2, {"task_loss": 1.0, "test_accuracy": 0.6})
+    reports[1](2, {"task_loss": float("nan"), "diverged": 1.0})  # b diverges at a checkpoint epoch
+    assert len(sent) == 1  # a checkpoint epoch: waits for both folders
+    checkpoints[0](state(2))
+    checkpoints[1](state(2))
+    assert sent[-1] == (2, pytest.approx(0.65), ["a", "b"], {"a": 2, "b": 2})
+    reports[0](3, {"task_loss": 1.0, "test_accuracy": 0.8})  # b no longer reports
+    checkpoints[0](state(3))
+    checkpoints[1](state(2))
+    assert sent[-1][0] == 3 and sent[-1][2] == ["a", "b"]
+    reporter.flush()
+    assert len(sent) == 3
+    assert logged == [(0, 1), (1, 1), (0, 2), (1, 2), (0, 3)]
+
+
+# --- sweeps ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", STUDY_FILES, ids=lambda p: p.name)
+def test_every_study_file_runs_in_smoke_form_through_the_cli(results, path, capsys):
+    assert cli.main(["sweep", str(path), "--smoke", "--num-cpus", "2"]) == 0
+    out = capsys.readouterr().out
+    study = load_study(path, smoke=True)
+    assert f"{len(study.trials())}/{len(study.trials())} done" in out and "phases:" in out
+    uri = tracking.resolve_tracking_uri()
+    assert_each_trial_once(uri, study, max(t.config.train.epochs for t in study.trials()))
+
+
+@pytest.mark.slow
+def test_multinode_sweep_logs_over_http_and_packs_four_trials_per_gpu(results, tmp_path, ray_cluster, mlflow_server,
+                                                                       capsys):
+    cluster, nodes = ray_cluster
+    path = write(tmp_path, TINY + "resources: {cpu: 1, gpu: 0.25}\n")
+    code = cli.main(["sweep", str(path), "--address", cluster.address, "--tracking-uri", mlflow_server])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    study = load_study(path)
+    runs = assert_each_trial_once(mlflow_server, study, epochs=2)
+    # two GPU nodes, four trials at a time on each: 8 trials ran together on 2 (fake) GPUs
+    assert "at most 8 ran at once" in out, out
+    by_node: dict[str, list] = {}
+    for run in runs.values():
+        tags = run.data.tags
+        assert json.loads(tags["urn.resources"]) == [{"CPU": 1.0, "GPU": 0.25}]
+        assert json.loads(tags["urn.gpu_ids"]) == ["0"]
+        assert tags["urn.device"] == "cpu"  # picked inside the trial: fake GPUs have no CUDA
+        assert run.info.artifact_uri.startswith("mlflow-artifacts:")
+        by_node.setdefault(tags["urn.node_id"], []).append(run)
+    assert sorted(by_node) == sorted(n.node_id for n in nodes)
+    assert sorted(len(v) for v in by_node.values()) == [4, 4]
+    client = tracking.client(mlflow_server)
+    (parent,) = [r for r in client.search_runs([runs["tiny-0000"].info.experiment_id])
+                 if r.data.tags.get(tracking.ROLE_TAG) == "sweep"]
+    assert parent.info.status == "FINISHED"
+    assert all(r.data.tags[tracking.PARENT_TAG] == parent.info.run_id for r in runs.values())
+
+
+SLOW_STUDY = """\
+# Question: long enough to be interrupted.
+# Run: urn-study sweep long.yaml
+name: long
+base:
+  data.name: digits
+  train.epochs: 20
+  train.batch_size: 256
+  train.snapshot_every: 10
+  train.checkpoint_every: 5
+grid:
+  regulators.locality: [0, 1.0e-3]
+  regulators.l1: [0, 1.0e-3]
+seeds: [0]
+max_failures: 2
+"""
+
+
+def _poll(condition, timeout: float, what: str, driver: subprocess.Popen | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if driver is not None and driver.poll() is not None:
+            raise AssertionError(f"the sweep ended (code {driver.returncode}) before {what}")
+        try:
+            value = condition()
+        except Exception:  # the store may not exist yet
+            value = None
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _running_past(uri: str, study: str, epoch: int, exclude: set[str] = frozenset()):
+    """A RUNNING trial run that has logged beyond ``epoch`` (so a checkpoint at or before it exists)."""
+    client = tracking.client(uri)
+    for trial_id, runs in finished_runs(uri, study).items():
+        run = runs[0]
+        if trial_id in exclude or run.info.status != "RUNNING":
+            continue
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "task_loss")]
+        if steps and max(steps) > epoch:
+            return run
+    return None
+
+
+@pytest.mark.slow
+def test_failed_trial_retried_and_interrupted_sweep_resumed_record_each_trial_once(results, tmp_path):
+    path = write(tmp_path, SLOW_STUDY, "long.yaml")
+    uri = tracking.resolve_tracking_uri()
+    env = {**os.environ, "URN_RESULTS_DIR": str(results)}
+    log = open(tmp_path / "driver.log", "wb")
+    driver = subprocess.Popen([sys.executable, "-m", "urn_study.cli", "sweep", str(path), "--num-cpus", "2"],
+                              cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        # the driver creates the store: reading it earlier would race its table creation
+        _poll(lambda: "starting sweep" in (tmp_path / "driver.log").read_text(), 120, "the sweep to start", driver)
+        # 1. a trial's process dies after its first checkpoint: Tune retries it from there, in the same run
+        victim = _poll(lambda: _running_past(uri, "long", 5), 240, "a trial past its first checkpoint", driver)
+        os.kill(int(victim.data.tags["urn.pid"]), signal.SIGKILL)
+        victim_id = victim.data.tags[tracking.TRIAL_TAG]
+        # 2. once a trial has finished and another is past a checkpoint, the whole sweep is killed
+        _poll(lambda: any(r[0].info.status == "FINISHED" for r in finished_runs(uri, "long").values())
+              and _running_past(uri, "long", 5, exclude={victim_id}), 240, "a finished and a running trial", driver)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=60)
+        log.close()
+    before = finished_runs(uri, "long")
+    assert any(r[0].info.status == "RUNNING" for r in before.values())  # killed: nothing could end them
+    assert not all(r[0].info.status == "FINISHED" for r in before.values()) or len(before) < 4
+    # 3. --resume finishes the sweep: every trial recorded once
+    assert cli.main(["sweep", str(path), "--resume", "--num-cpus", "2"]) == 0
+    study = load_study(path)
+    runs = assert_each_trial_once(uri, study, epochs=20)
+    assert int(runs[victim_id].data.tags[tracking.ATTEMPTS_TAG]) >= 2
+    resumed = [r for r in runs.values() if "urn.resumed_from_epoch" in r.data.tags]
+    assert resumed and all(int(r.data.tags["urn.resumed_from_epoch"]) >= 5 for r in resumed)
+    assert victim_id in {r.data.tags[tracking.TRIAL_TAG] for r in resumed}
+    # one sweep, one parent run, finished
+    client = tracking.client(uri)
+    parents = [r for r in client.search_runs([runs[victim_id].info.experiment_id])
+               if r.data.tags.get(tracking.ROLE_TAG) == "sweep"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+
+
+@pytest.mark.slow
+def test_optuna_searches_sampled_axes_with_its_study_on_disk(results, tmp_path, capsys):
+    import optuna
+
+    text = TINY.replace("  regulators.l1: [0, 1.0e-4, 1.0e-3, 1.0e-2]\n", "") + textwrap.dedent("""\
+        sample:
+          regulators.l1: {loguniform: [1.0e-5, 1.0e-2]}
+        samples: 3
+        """)
+    path = write(tmp_path, text)
+    assert cli.main(["sweep", str(path), "--searcher", "optuna", "--num-cpus", "2"]) == 0
+    uri = tracking.resolve_tracking_uri()
+    runs = finished_runs(uri, "tiny")
+    assert sorted(runs) == ["tiny-o0000", "tiny-o0001", "tiny-o0002"]
+    assert all(len(r) == 1 and r[0].info.status == "FINISHED" for r in runs.values())
+    l1 = [float(r[0].data.params["regulators.l1"]) for r in runs.values()]
+    assert all(1e-5 <= v <= 1e-2 for v in l1) and len(set(l1)) == 3
+    storage = f"sqlite:///{results / 'optuna.db'}"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    assert summary.study_name.startswith("tiny-") and summary.n_trials == 3
+    trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+
+
+# --- the UI -----------------------------------------------------------------------------------------------
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """Local addresses of sockets listening on ``port`` (from /proc/net/tcp{,6})."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            address, port_hex = local.split(":")
+            if state == "0A" and int(port_hex, 16) == port:  # 0A = LISTEN
+                found.add(address)
+    return found
+
+
+@pytest.mark.slow
+def test_ui_serves_the_local_store_on_loopback_only(results, tmp_path, net):
+    port = net.free_port()
+    env = {**os.environ, "URN_RESULTS_DIR": str(results)}
+    log = open(tmp_path / "ui.log", "wb")
+    ui = subprocess.Popen([sys.executable, "-m", "urn_study.cli", "ui", "--port", str(port)], env=env, cwd=tmp_path,
+                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        net.wait_http(f"http://127.0.0.1:{port}/health", process=ui)
+        addresses = _listening_addresses(port)
+        if Path("/proc/net/tcp").exists():
+            assert addresses == {"0100007F"}, addresses  # 127.0.0.1, nothing else
+        assert (results / "mlflow.db").exists()
+        ui.send_signal(signal.SIGINT)  # what Ctrl-C does: the server's whole group stops
+        assert ui.wait(timeout=30) == 0
+        deadline = time.monotonic() + 15
+        while _listening_addresses(port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _listening_addresses(port)
+    finally:
+        net.stop_group(ui)
+        log.close()
+    assert re.search(r"http://127\.0\.0\.1:\d+", (tmp_path / "ui.log").read_text())

@@ -1,0 +1,215 @@
+"""The MLflow record: store resolution, trial runs found again (never doubled), artifacts, the heatmap."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from urn_study import tracking
+from urn_study.config import parse_config, to_flat
+
+TINY = {"data.name": "nlgp", "data.side": 8, "data.n_samples": 200, "train.epochs": 3, "train.batch_size": 50,
+        "train.snapshot_every": 2, "regulators.l1": 1e-4}
+
+
+@pytest.fixture(scope="module")
+def trial():
+    """A real (tiny) trial: its config, per-epoch reports and result."""
+    from urn_study.trial import run_trial
+
+    config = parse_config(TINY)
+    reports = []
+    result = run_trial(config, report=lambda epoch, m: reports.append((epoch, dict(m))))
+    return config, reports, result
+
+
+def record_trial(uri, experiment_id, parent, trial_id, config, reports, result, upto=None):
+    record = tracking.TrialRecord.open(uri, experiment_id, parent, "tiny", "tiny-sweep", trial_id, config,
+                                       {"urn.device": "cpu"})
+    for epoch, metrics in reports[:upto]:
+        record.log_epoch(epoch, metrics)
+    if upto is None:
+        record.finish(result)
+    return record
+
+
+# --- the store -----------------------------------------------------------------------------------
+
+
+def test_default_store_is_sqlite_under_the_results_folder(results):
+    uri = tracking.resolve_tracking_uri()
+    assert uri == f"sqlite:///{results / 'mlflow.db'}"
+    assert tracking.default_artifact_root() == results / "mlartifacts"
+
+
+def test_relative_sqlite_paths_become_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert tracking.resolve_tracking_uri("sqlite:///store/m.db") == f"sqlite:///{tmp_path / 'store' / 'm.db'}"
+    assert tracking.resolve_tracking_uri("http://127.0.0.1:5000/") == "http://127.0.0.1:5000"
+
+
+def test_file_store_is_refused():
+    with pytest.raises(tracking.TrackingError, match="file store"):
+        tracking.resolve_tracking_uri("file:///tmp/mlruns")
+
+
+def test_unreachable_server_is_one_clear_line(net):
+    uri = f"http://127.0.0.1:{net.free_port()}"
+    with pytest.raises(tracking.TrackingError) as info:
+        tracking.check_tracking(uri, timeout=2)
+    message = str(info.value)
+    assert uri in message and "not reachable" in message and "\n" not in message
+
+
+def test_unwritable_local_store_is_refused(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(tracking.TrackingError, match="cannot create"):
+        tracking.check_tracking(f"sqlite:///{blocker / 'sub' / 'mlflow.db'}")
+
+
+# --- runs -------------------------------------------------------------------------------------------
+
+
+def check_trial_run(client, run, config, reports, result):
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "tiny-0000"
+    tags = run.data.tags
+    assert tags[tracking.TRIAL_TAG] == "tiny-0000" and tags[tracking.SWEEP_TAG] == "tiny-sweep"
+    assert tags[tracking.STUDY_TAG] == "tiny" and tags[tracking.ROLE_TAG] == "trial"
+    assert tags["phase"] == result.metrics["phase"]
+    assert tags["depth"] == str(result.metrics["depth"])
+    assert json.loads(tags["widths"]) == list(result.metrics["widths"])
+    # every config value as a param (MLflow gives strings back)
+    expected = {k: (json.dumps(v) if isinstance(v, dict) else str(v)) for k, v in to_flat(config).items()}
+    assert run.data.params == expected
+    # per-epoch metrics, one value per epoch
+    for key in ("task_loss", "loss", "test_accuracy", "reg_l1", "strength_l1"):
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
+        assert sorted(steps) == [e for e, _ in reports], key
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "locality")] == [2, 3]  # snapshot epochs
+    assert "phase_index" in run.data.metrics and "seconds" in run.data.metrics
+    assert run.data.metrics["test_accuracy"] == pytest.approx(result.metrics["test_accuracy"])
+    names = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"W.npy", "layout.json", "structure.json", "history.json", "config.json", "W_heatmap.png",
+            "snapshots"} <= names
+    snapshots = {a.path for a in client.list_artifacts(run.info.run_id, "snapshots")}
+    assert snapshots == {"snapshots/epoch_0002.npy", "snapshots/epoch_0003.npy"}
+
+
+def test_trial_run_in_a_local_store(results, trial):
+    config, reports, result = trial
+    uri = tracking.resolve_tracking_uri()
+    tracking.check_tracking(uri)
+    experiment_id = tracking.ensure_experiment(uri, "tiny")
+    assert tracking.ensure_experiment(uri, "tiny") == experiment_id
+    parent = tracking.open_sweep_run(uri, experiment_id, "tiny", "tiny-sweep", {"searcher": "grid"})
+    record_trial(uri, experiment_id, parent, "tiny-0000", config, reports, result)
+    client = tracking.client(uri)
+    runs = tracking.trial_runs(uri, experiment_id, "tiny-sweep")
+    assert len(runs) == 1
+    check_trial_run(client, runs[0], config, reports, result)
+    assert runs[0].data.tags[tracking.PARENT_TAG] == parent
+    w = np.load(client.download_artifacts(runs[0].info.run_id, "W.npy", str(results)), allow_pickle=False)
+    np.testing.assert_array_equal(w, result.weights)
+    assert runs[0].info.artifact_uri.startswith((results / "mlartifacts").as_uri())
+    # a finished trial opened again is not run again, and no second run appears
+    again = tracking.TrialRecord.open(uri, experiment_id, parent, "tiny", "tiny-sweep", "tiny-0000", config)
+    assert again.finished and again.summary["phase"] == result.metrics["phase"]
+    assert len(tracking.trial_runs(uri, experiment_id)) == 1
+    assert tracking.close_sweep_run(uri, experiment_id, "tiny-sweep", parent, "FINISHED") == 0
+    assert client.get_run(parent).info.status == "FINISHED"
+
+
+def test_a_retried_trial_continues_its_run(results, trial):
+    config, reports, result = trial
+    uri = tracking.resolve_tracking_uri()
+    experiment_id = tracking.ensure_experiment(uri, "tiny")
+    parent = tracking.open_sweep_run(uri, experiment_id, "tiny", "tiny-sweep", {})
+    first = record_trial(uri, experiment_id, parent, "tiny-0000", config, reports, result, upto=2)
+    first.fail()
+    # the retry trains again from a checkpoint at epoch 1: epoch 2 is reported again, but logged once
+    second = tracking.TrialRecord.open(uri, experiment_id, parent, "tiny", "tiny-sweep", "tiny-0000", config)
+    assert not second.finished and second.last_step == 2 and second.run_id == first.run_id
+    for epoch, metrics in reports[1:]:
+        second.log_epoch(epoch, metrics)
+    second.finish(result)
+    client = tracking.client(uri)
+    runs = tracking.trial_runs(uri, experiment_id, "tiny-sweep")
+    assert len(runs) == 1 and runs[0].data.tags[tracking.ATTEMPTS_TAG] == "2"
+    check_trial_run(client, runs[0], config, reports, result)
+
+
+def test_closing_a_sweep_fails_its_orphaned_runs(results, trial):
+    config, reports, result = trial
+    uri = tracking.resolve_tracking_uri()
+    experiment_id = tracking.ensure_experiment(uri, "tiny")
+    parent = tracking.open_sweep_run(uri, experiment_id, "tiny", "tiny-sweep", {})
+    record_trial(uri, experiment_id, parent, "tiny-0000", config, reports, result, upto=1)  # its process "died"
+    assert tracking.close_sweep_run(uri, experiment_id, "tiny-sweep", parent, "FAILED") == 1
+    client = tracking.client(uri)
+    assert [r.info.status for r in tracking.trial_runs(uri, experiment_id)] == ["FAILED"]
+    assert client.get_run(parent).info.status == "FAILED"
+    # a resumed sweep finds its parent run again
+    assert tracking.open_sweep_run(uri, experiment_id, "tiny", "tiny-sweep", {}) == parent
+    assert client.get_run(parent).info.status == "RUNNING"
+    tracking.close_sweep_run(uri, experiment_id, "tiny-sweep", parent, "FINISHED")
+
+
+@pytest.mark.slow
+def test_trial_run_over_http(mlflow_server, results, trial):
+    config, reports, result = trial
+    tracking.check_tracking(mlflow_server)
+    experiment_id = tracking.ensure_experiment(mlflow_server, "tiny-http")
+    parent = tracking.open_sweep_run(mlflow_server, experiment_id, "tiny", "tiny-sweep", {"searcher": "grid"})
+    record_trial(mlflow_server, experiment_id, parent, "tiny-0000", config, reports, result)
+    client = tracking.client(mlflow_server)
+    runs = tracking.trial_runs(mlflow_server, experiment_id, "tiny-sweep")
+    assert len(runs) == 1
+    check_trial_run(client, runs[0], config, reports, result)
+    assert runs[0].info.artifact_uri.startswith("mlflow-artifacts:")  # proxied by the server
+    tracking.close_sweep_run(mlflow_server, experiment_id, "tiny-sweep", parent, "FINISHED")
+
+
+# --- the heatmap -------------------------------------------------------------------------------------
+
+
+def test_heatmap_orders_neurons_by_level(trial):
+    from analysis.plots import draw_weight_heatmap, level_blocks
+    from analysis.structure import neuron_order
+
+    _, _, result = trial
+    levels = result.structure["levels"]
+    fig = draw_weight_heatmap(result.weights, levels, layout=result.layout, title="t")
+    order = neuron_order(levels)
+    shown = fig.axes[0].images[0].get_array()
+    np.testing.assert_allclose(shown, np.abs(result.weights)[np.ix_(order, order)])
+    blocks = level_blocks(levels)
+    assert sum(stop - start for _, start, stop in blocks) == len(levels)
+    assert [b[0] for b in blocks if b[0] >= 0] == sorted(b[0] for b in blocks if b[0] >= 0)
+    assert all(b[0] == -1 for b in blocks[len([b for b in blocks if b[0] >= 0]):])  # inactive last
+
+
+def test_heatmap_signed_and_without_levels():
+    from analysis.plots import draw_weight_heatmap, level_blocks
+
+    w = np.array([[0.0, -2.0], [1.0, 0.5]])
+    fig = draw_weight_heatmap(w, None, signed=True)
+    np.testing.assert_allclose(fig.axes[0].images[0].get_array(), w)
+    assert level_blocks([2, -1, 0, 2]) == [(0, 0, 1), (2, 1, 3), (-1, 3, 4)]
+
+
+def test_written_artifacts(tmp_path, trial):
+    from urn_study.layout import Layout
+
+    config, _, result = trial
+    files = tracking.write_artifacts(result, tmp_path, title="x")
+    assert {p.relative_to(tmp_path).as_posix() for p in files} == {
+        "W.npy", "layout.json", "structure.json", "history.json", "config.json", "W_heatmap.png",
+        "snapshots/epoch_0002.npy", "snapshots/epoch_0003.npy"}
+    np.testing.assert_array_equal(np.load(tmp_path / "snapshots" / "epoch_0002.npy"), result.snapshots[2])
+    assert Layout.load(tmp_path / "layout.json").size == result.layout.size
+    assert json.loads((tmp_path / "structure.json").read_text())["phase"] == result.metrics["phase"]
+    assert parse_config(json.loads((tmp_path / "config.json").read_text())) == config
+    assert [h["epoch"] for h in json.loads((tmp_path / "history.json").read_text())] == [1, 2, 3]

@@ -1,0 +1,608 @@
+"""Ray, in one place: a study's trials run as Ray Tune trials, on this machine or a cluster.
+
+``run_sweep`` checks the whole study, opens the MLflow record (tracking.py), then runs one Tune trial per
+pack of 1..K URN trials (``trials_per_worker``). Grid studies go through Tune's default searcher with
+one grid value per pack; ``--searcher optuna`` lets ``OptunaSearch`` (its study in an SQLite file under
+urn_results) pick the sampled axes. Inside a Tune trial, ``run_trials`` trains the pack; every epoch
+leaves through ``tune.report`` and each checkpoint holds one ``save_state`` folder per trial, so a failed
+trial is retried from it and ``--resume`` continues an interrupted sweep. Whether a trial is done is
+decided by its MLflow run: a finished run is never trained or recorded again.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+
+from urn_study import tracking
+from urn_study.checkpoint import load_state, save_state
+from urn_study.config import ConfigError, parse_config, to_flat
+from urn_study.study import Study, load_study, pack_trials, results_dir
+
+NUMBER_KEY = "urn_trial_number"  # optuna's trial number, added to each suggested config
+SEARCHERS = ("grid", "optuna")
+
+
+# --- the sweep's identity (what --resume finds again) --------------------------------------------
+
+
+@dataclass
+class SweepRecord:
+    sweep_id: str
+    study: str
+    study_file: str
+    fingerprint: str
+    searcher: str
+    tracking_uri: str
+    storage: str  # Ray results: a folder or a URI every node can reach
+    created: str
+
+    @property
+    def experiment_path(self) -> str:
+        return f"{self.storage.rstrip('/')}/{self.sweep_id}"
+
+
+def _records_dir() -> Path:
+    return results_dir() / "sweeps"
+
+
+def _new_record(study: Study, searcher: str, tracking_uri: str, storage: str | None) -> SweepRecord:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    sweep_id = f"{study.name}-{stamp}"
+    n = 1
+    while (_records_dir() / f"{sweep_id}.json").exists():  # two sweeps started in the same second
+        n += 1
+        sweep_id = f"{study.name}-{stamp}-{n}"
+    return SweepRecord(sweep_id, study.name, str(study.path.resolve()), study.fingerprint(), searcher, tracking_uri,
+                       storage or str(results_dir() / "ray"), time.strftime("%Y-%m-%d %H:%M:%S"))
+
+
+def _save_record(record: SweepRecord) -> None:
+    _records_dir().mkdir(parents=True, exist_ok=True)
+    (_records_dir() / f"{record.sweep_id}.json").write_text(json.dumps(asdict(record), indent=1))
+
+
+def find_record(study: Study, which: str = "latest") -> SweepRecord:
+    """The sweep to resume: by id, or the latest one of this study."""
+    where = f"{study.path}: --resume"
+    if which != "latest":
+        path = _records_dir() / f"{which}.json"
+        if not path.is_file():
+            raise ConfigError(f"{where}: no sweep {which!r} in {_records_dir()}")
+        record = SweepRecord(**json.loads(path.read_text()))
+        if record.study != study.name:
+            raise ConfigError(f"{where}: sweep {which!r} belongs to study {record.study!r}, not {study.name!r}")
+    else:
+        records = [SweepRecord(**json.loads(p.read_text())) for p in _records_dir().glob("*.json")]
+        records = [r for r in records if r.study == study.name]
+        if not records:
+            raise ConfigError(f"{where}: no earlier sweep of {study.name!r} in {_records_dir()}")
+        record = max(records, key=lambda r: (r.created, r.sweep_id))
+    if record.fingerprint != study.fingerprint():
+        raise ConfigError(f"{where}: the study changed since sweep {record.sweep_id} started (its trials differ); "
+                          "start a new sweep instead")
+    return record
+
+
+# --- inside a Tune trial -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepContext:
+    """What every Tune trial needs to know about its sweep (plain data: it travels to the workers)."""
+
+    study: str
+    sweep_id: str
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    metric: str
+    base: dict  # optuna: the study's base config (dotted)
+    trials: dict  # grid: trial id -> flat config (to_flat)
+    cpus: float
+
+
+def train_pack(tune_config: dict, context: SweepContext) -> None:
+    """The Tune trainable: train a pack of URN trials, record each in MLflow, report to Tune."""
+    members = _members(tune_config, context)
+    import torch
+
+    torch.set_num_threads(max(1, int(context.cpus)))
+    tags = _placement_tags(members[0][1])
+    records: list = []
+    try:
+        for trial_id, config in members:
+            records.append(tracking.TrialRecord.open(context.tracking_uri, context.experiment_id,
+                                                     context.parent_run_id, context.study, context.sweep_id,
+                                                     trial_id, config, tags))
+        todo = [i for i, record in enumerate(records) if not record.finished]
+        if todo:
+            _train(members, records, todo, context.metric)
+        summaries = [{"trial_id": trial_id, **record.summary} for (trial_id, _), record in zip(members, records)]
+        tune.report({"epoch": max((s.get("epochs", 0) for s in summaries), default=0),
+                     context.metric: _mean([s.get(context.metric) for s in summaries]),
+                     "urn_summary": json.dumps(summaries, default=str)})
+    finally:
+        for record in records:
+            if not record.finished:
+                record.fail()
+
+
+def _members(tune_config: dict, context: SweepContext) -> list[tuple[str, Any]]:
+    if "pack" in tune_config:
+        return [(trial_id, parse_config(context.trials[trial_id])) for trial_id in tune_config["pack"]]
+    number = int(tune_config[NUMBER_KEY])
+    point = {k: v for k, v in tune_config.items() if k != NUMBER_KEY}
+    trial_id = f"{context.study}-o{number:04d}"
+    return [(trial_id, parse_config({**context.base, **point}, source=f"trial {trial_id}"))]
+
+
+def _placement_tags(config) -> dict[str, str]:
+    """Where the trial runs: node, GPUs Ray gave it, the device the trial picked, its Tune trial."""
+    from urn_study.model import pick_device
+
+    runtime = ray.get_runtime_context()
+    tune_context = tune.get_context()
+    resources = tune_context.get_trial_resources()
+    bundles = getattr(resources, "bundles", None) or resources
+    return {"urn.node_ip": ray.util.get_node_ip_address(), "urn.node_id": runtime.get_node_id(),
+            "urn.gpu_ids": json.dumps([str(g) for g in ray.get_gpu_ids()]),
+            "urn.device": str(pick_device(config.train.device)),
+            "urn.resources": json.dumps(bundles, default=str), "urn.tune_trial": tune_context.get_trial_name(),
+            "urn.pid": str(os.getpid())}
+
+
+def _train(members, records, todo: list[int], metric: str) -> None:
+    from urn_study.trial import run_trials
+
+    ids = [members[i][0] for i in todo]
+    configs = [members[i][1] for i in todo]
+    reporter = _PackReporter(ids, [records[i] for i in todo], configs[0].train, metric)
+    resumes = _resumes(ids)
+    if resumes[0] is not None:
+        for i in todo:
+            records[i].set_tags({"urn.resumed_from_epoch": str(resumes[0].epoch)})
+    results = run_trials(configs, reporter.reports(), reporter.checkpoints(), resumes)
+    reporter.flush()
+    for i, result in zip(todo, results):
+        records[i].finish(result)
+
+
+def _resumes(trial_ids: list[str]) -> list:
+    """Each trial's state from the Tune checkpoint, if there is one holding all of them."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return [None] * len(trial_ids)
+    with checkpoint.as_directory() as folder:
+        if not all((Path(folder) / t).is_dir() for t in trial_ids):
+            return [None] * len(trial_ids)
+        states = [load_state(Path(folder) / t) for t in trial_ids]
+    # A trial that diverged stopped counting epochs; run_trials resumes a pack from one epoch.
+    epoch = max(s.epoch for s in states)
+    for state in states:
+        if state.diverged_at is not None:
+            state.epoch = epoch
+    return states
+
+
+class _PackReporter:
+    """Turns run_trials' per-trial callbacks into one ``tune.report`` per epoch, with one checkpoint
+    holding a folder per trial at checkpoint epochs. Each epoch also goes to the trial's MLflow run."""
+
+    def __init__(self, trial_ids: list[str], records: list, train, metric: str):
+        self.ids, self.records, self.train, self.metric = trial_ids, records, train, metric
+        self.dead: set[int] = set()  # diverged in an earlier epoch: reports no more
+        self.epoch_metrics: dict[int, dict] = {}
+        self.latest: dict[int, float] = {}  # the metric carried between snapshot epochs
+        self.saved = 0
+        self.folder: str | None = None
+        self.epoch = 0
+
+    def reports(self) -> list:
+        return [lambda epoch, m, i=i: self._report(i, epoch, m) for i in range(len(self.ids))]
+
+    def checkpoints(self) -> list:
+        return [lambda state, i=i: self._checkpoint(i, state) for i in range(len(self.ids))]
+
+    def _checkpoint_epoch(self, epoch: int) -> bool:
+        return epoch % self.train.checkpoint_every == 0 or epoch == self.train.epochs
+
+    def _report(self, i: int, epoch: int, metrics: dict) -> None:
+        self.records[i].log_epoch(epoch, metrics)
+        self.epoch = epoch
+        self.epoch_metrics[i] = metrics
+        if _finite(metrics.get(self.metric)):
+            self.latest[i] = float(metrics[self.metric])
+        expected = set(range(len(self.ids))) - self.dead
+        if set(self.epoch_metrics) >= expected and not self._checkpoint_epoch(epoch):
+            self._send(None)
+
+    def _checkpoint(self, i: int, state) -> None:
+        if self.folder is None:
+            self.folder = tempfile.mkdtemp(prefix="urn-checkpoint-")
+        save_state(state, Path(self.folder) / self.ids[i])
+        self.saved += 1
+        if self.saved == len(self.ids):
+            self._send(self.folder)
+
+    def _send(self, folder: str | None) -> None:
+        metrics: dict[str, Any] = {"epoch": self.epoch, self.metric: _mean(list(self.latest.values()))}
+        if len(self.ids) == 1 and self.epoch_metrics:
+            metrics.update({k: float(v) for k, v in self.epoch_metrics[0].items() if tracking._is_number(v)})
+            metrics[self.metric] = _mean(list(self.latest.values()))
+        try:
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder) if folder else None)
+        finally:
+            if folder:
+                shutil.rmtree(folder, ignore_errors=True)  # report has copied it to storage
+        self.dead |= {i for i, m in self.epoch_metrics.items() if "diverged" in m}
+        self.epoch_metrics, self.saved, self.folder = {}, 0, None
+
+    def flush(self) -> None:
+        """Send what the last epoch left (all trials diverged before a checkpoint epoch's save)."""
+        if self.epoch_metrics or self.folder:
+            self._send(self.folder if self.saved == len(self.ids) else None)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _mean(values: list) -> float:
+    values = [float(v) for v in values if _finite(v)]
+    return sum(values) / len(values) if values else float("nan")
+
+
+# --- progress --------------------------------------------------------------------------------------
+
+
+class Progress(tune.Callback):
+    """Live progress in URN trials: done, running, failed, waiting, epochs, time left. Plain data only:
+    Tune pickles it with the experiment and brings it back on resume."""
+
+    def __init__(self, study: str, total_trials: int, epochs: int, every_s: float = 10.0):
+        self.study, self.total, self.epochs, self.every_s = study, total_trials, epochs, every_s
+        self._reset()
+
+    def _reset(self) -> None:
+        self.start = time.monotonic()
+        self.last_print = 0.0
+        self.first_epochs: float | None = None
+        self.last_line = ""
+        self.peak_running = 0
+
+    def setup(self, **info) -> None:
+        self._reset()
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k in ("study", "total", "epochs", "every_s")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._reset()
+
+    def counts(self, trials: list) -> dict[str, float]:
+        out = {"done": 0, "running": 0, "failed": 0, "epochs": 0.0}
+        for trial in trials:
+            size = _pack_size(trial.config)
+            status = trial.status
+            if status == "TERMINATED":
+                out["done"] += size
+                out["epochs"] += size * self.epochs
+            elif status == "ERROR":
+                out["failed"] += size
+                out["epochs"] += size * self.epochs
+            elif status in ("RUNNING", "PAUSED"):
+                out["running"] += size
+                out["epochs"] += size * float((trial.last_result or {}).get("epoch", 0) or 0)
+        return out
+
+    def line(self, trials: list, final: bool = False) -> str:
+        c = self.counts(trials)
+        elapsed = time.monotonic() - self.start
+        if self.first_epochs is None:
+            self.first_epochs = c["epochs"]  # work done before this session (a resume) does not count
+        waiting = max(0, self.total - c["done"] - c["failed"] - c["running"])
+        done_now = c["epochs"] - self.first_epochs
+        remaining = self.total * self.epochs - c["epochs"]
+        left = _clock(remaining * elapsed / done_now) if done_now > 0 and remaining >= 0 else "?"
+        return (f"[{_clock(elapsed)}] {self.study}: {c['done']}/{self.total} done, {c['running']} running, "
+                f"{c['failed']} failed, {waiting} waiting | {int(c['epochs'])}/{self.total * self.epochs} "
+                f"epochs | " + (f"at most {self.peak_running} ran at once" if final else f"~{left} left"))
+
+    def _maybe_print(self, trials: list, force: bool = False, final: bool = False) -> None:
+        now = time.monotonic()
+        self.peak_running = max(self.peak_running, int(self.counts(trials)["running"]))
+        if force or now - self.last_print >= self.every_s:
+            line = self.line(trials, final)
+            if force or line != self.last_line:
+                print(line, flush=True)
+                self.last_line, self.last_print = line, now
+
+    def on_step_end(self, iteration: int, trials: list, **info) -> None:
+        self._maybe_print(trials)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        self._maybe_print(trials, force=True)
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        self._maybe_print(trials, force=True)
+
+    def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
+        self._maybe_print(trials)
+
+    def on_experiment_end(self, trials: list, **info) -> None:
+        self._maybe_print(trials, force=True, final=True)
+
+
+def _pack_size(config: dict) -> int:
+    return len(config.get("pack", [None]))
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
+        f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def trial_name(trial) -> str:
+    """Tune trials are named after the URN trials they hold (``quickstart-0003``, ``study-0004+3``)."""
+    config = trial.config
+    if "pack" in config:
+        ids = config["pack"]
+        return ids[0] if len(ids) == 1 else f"{ids[0]}+{len(ids) - 1}"
+    return f"optuna-{config.get(NUMBER_KEY, trial.trial_id)}"
+
+
+def trial_dirname(trial) -> str:
+    return f"{trial_name(trial)}_{trial.trial_id}"
+
+
+# --- the searchers -----------------------------------------------------------------------------------
+
+
+def _numbered_optuna():
+    from ray.tune.search.optuna import OptunaSearch
+
+    class NumberedOptunaSearch(OptunaSearch):
+        """OptunaSearch that adds optuna's trial number to each config: stable URN trial ids."""
+
+        def suggest(self, trial_id: str):
+            config = super().suggest(trial_id)
+            if isinstance(config, dict):
+                config[NUMBER_KEY] = self._ot_trials[trial_id].number
+            return config
+
+    return NumberedOptunaSearch
+
+
+def check_searcher(study: Study, searcher: str) -> None:
+    """Errors a searcher would only meet inside Ray, raised before it starts (one line, file and key)."""
+    where = str(study.path)
+    if searcher not in SEARCHERS:
+        raise ConfigError(f"--searcher {searcher!r}: one of {', '.join(SEARCHERS)}")
+    if searcher == "optuna":
+        if study.trials_per_worker != 1:
+            raise ConfigError(f"{where}: trials_per_worker: must be 1 with --searcher optuna "
+                              f"(got {study.trials_per_worker}); packs are for grids")
+        if not study.sample:
+            raise ConfigError(f"{where}: sample: --searcher optuna needs sampled axes (none given)")
+        for key, values in study.grid.items():
+            if any(not isinstance(v, (int, float, str, bool)) for v in values):
+                raise ConfigError(f"{where}: grid.{key}: optuna takes only plain values (no schedules) as choices")
+
+
+def _optuna_space(study: Study) -> tuple[dict, dict]:
+    """(Tune search space, constant base): sampled axes as Tune domains, grid axes and seeds as choices."""
+    domains = {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": tune.randint}
+    space: dict[str, Any] = {}
+    base = dict(study.base)
+    for key, sampled in study.sample.items():
+        space[key] = tune.choice(list(sampled.args)) if sampled.kind == "choice" else domains[sampled.kind](*sampled.args)
+    for key, values in {**study.grid, "seed": study.seeds}.items():
+        if len(values) == 1:
+            base[key] = values[0]
+        else:
+            space[key] = tune.choice(list(values))
+    return space, base
+
+
+def _optuna_searcher(study: Study, record: SweepRecord):
+    import optuna
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{results_dir() / 'optuna.db'}")
+    searcher_cls = _numbered_optuna()
+    return searcher_cls(metric=study.metric, mode=study.mode, study_name=record.sweep_id, storage=storage,
+                        seed=study.sample_seed)
+
+
+# --- the driver ---------------------------------------------------------------------------------------
+
+
+def run_sweep(study_path: str | Path, smoke: bool = False, address: str | None = None, tracking_uri: str | None = None,
+              searcher: str = "grid", max_concurrent: int | None = None, resume: str | None = None,
+              storage: str | None = None, num_cpus: int | None = None, out=None) -> int:
+    """Run (or resume) a sweep of a study file; returns 0 when every trial finished, else 1."""
+    out = out or sys.stdout
+    study = load_study(study_path, smoke=smoke)
+    if resume:
+        record = find_record(study, resume)
+        searcher = record.searcher
+        record.tracking_uri = tracking.resolve_tracking_uri(tracking_uri or record.tracking_uri)
+    else:
+        record = _new_record(study, searcher, tracking.resolve_tracking_uri(tracking_uri), storage)
+    check_searcher(study, searcher)
+    if max_concurrent is not None and max_concurrent < 1:
+        raise ConfigError(f"--max-concurrent: must be at least 1, got {max_concurrent}")
+    tracking.check_tracking(record.tracking_uri)
+    _save_record(record)
+    experiment_id = tracking.ensure_experiment(record.tracking_uri, study.name)
+    n_trials = study.samples if searcher == "optuna" else len(study.trials())
+    parent = tracking.open_sweep_run(record.tracking_uri, experiment_id, study.name, record.sweep_id,
+                                     {"searcher": searcher, "trials": n_trials, "study_file": record.study_file,
+                                      "smoke": smoke, "fingerprint": record.fingerprint,
+                                      "trials_per_worker": study.trials_per_worker}, study.path)
+    print(f"{'resuming' if resume else 'starting'} sweep {record.sweep_id}: {n_trials} trials of {study.name} "
+          f"({searcher}), {study.resources.cpu:g} CPU + {study.resources.gpu:g} GPU each\n"
+          f"  MLflow: {record.tracking_uri} (experiment {study.name!r}); Ray results: {record.experiment_path}",
+          file=out, flush=True)
+    status = "FAILED"
+    started = _start_ray(address, num_cpus)
+    try:
+        context = SweepContext(study.name, record.sweep_id, record.tracking_uri, experiment_id, parent, study.metric,
+                               {}, {}, study.resources.cpu)
+        tuner = _tuner(study, record, context, searcher, max_concurrent, n_trials, resumed=bool(resume))
+        grid = tuner.fit()
+        rows = summary_rows(study, record, experiment_id, searcher, grid)
+        print(format_summary(rows, study), file=out, flush=True)
+        complete = bool(rows) and all(r["status"] == "FINISHED" for r in rows) and len(rows) >= n_trials
+        status = "FINISHED" if complete else "FAILED"
+        if not complete:
+            print(f"not every trial finished; continue with: urn-study sweep {study.path}"
+                  f"{' --smoke' if smoke else ''} --resume {record.sweep_id}", file=out, flush=True)
+        return 0 if complete else 1
+    finally:
+        tracking.close_sweep_run(record.tracking_uri, experiment_id, record.sweep_id, parent, status)
+        if started:
+            ray.shutdown()
+
+
+def _start_ray(address: str | None, num_cpus: int | None) -> bool:
+    """Connect to ``address`` or start local Ray; False if this process was already connected."""
+    # Tune's own tables and the workers' log lines would bury the progress lines: errors still come back
+    # through Tune (the summary prints each failed trial's last error line; the full text is in its folder).
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # A checkpoint with num_to_keep set forces a snapshot of the experiment state: wanted (resume loses less).
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if ray.is_initialized():
+        return False
+    if address:
+        ray.init(address=address, log_to_driver=False, logging_level="WARNING")
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    return True
+
+
+def _tuner(study: Study, record: SweepRecord, context: SweepContext, searcher: str, max_concurrent: int | None,
+           n_trials: int, resumed: bool) -> tune.Tuner:
+    resources = {"cpu": study.resources.cpu, "gpu": study.resources.gpu}
+    epochs = max(t.config.train.epochs for t in study.trials())
+    if searcher == "optuna":
+        space, base = _optuna_space(study)
+        context = SweepContext(**{**asdict(context), "base": base})
+    else:
+        packs = pack_trials(study.trials(), study.trials_per_worker)
+        space = {"pack": tune.grid_search([[t.trial_id for t in pack] for pack in packs])}
+        context = SweepContext(**{**asdict(context), "trials": {t.trial_id: to_flat(t.config) for t in study.trials()}})
+    trainable = tune.with_resources(tune.with_parameters(train_pack, context=context), resources)
+    if resumed and tune.Tuner.can_restore(record.experiment_path):
+        return tune.Tuner.restore(record.experiment_path, trainable, resume_unfinished=True, resume_errored=True)
+    tune_config = tune.TuneConfig(
+        metric=study.metric, mode=study.mode, num_samples=n_trials if searcher == "optuna" else 1,
+        search_alg=_optuna_searcher(study, record) if searcher == "optuna" else None,
+        max_concurrent_trials=max_concurrent, reuse_actors=True, trial_name_creator=trial_name,
+        trial_dirname_creator=trial_dirname)
+    run_config = tune.RunConfig(
+        name=record.sweep_id, storage_path=record.storage, verbose=0,
+        failure_config=tune.FailureConfig(max_failures=study.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        callbacks=[Progress(study.name, n_trials, epochs)])
+    return tune.Tuner(trainable, param_space=space, tune_config=tune_config, run_config=run_config)
+
+
+# --- the summary -------------------------------------------------------------------------------------
+
+
+def summary_rows(study: Study, record: SweepRecord, experiment_id: str, searcher: str, grid=None) -> list[dict]:
+    """One row per URN trial, from its MLflow run (the record of truth) and, for trials without one,
+    the Tune error."""
+    runs = {}
+    for run in tracking.trial_runs(record.tracking_uri, experiment_id, record.sweep_id):
+        trial_id = run.data.tags.get(tracking.TRIAL_TAG)
+        if trial_id not in runs or run.info.status == "FINISHED":
+            runs[trial_id] = run
+    errors = _tune_errors(grid)
+    expected = [t.trial_id for t in study.trials()] if searcher == "grid" else sorted(runs)
+    rows = []
+    for trial_id in expected:
+        run = runs.get(trial_id)
+        row = {"trial_id": trial_id, "status": run.info.status if run else "NOT RUN"}
+        if run:
+            row.update({k: run.data.params.get(k) for k in study.axes})
+            row.update({"metric": run.data.metrics.get(study.metric), "test_accuracy": run.data.metrics.get("test_accuracy"),
+                        "phase": run.data.tags.get("phase", ""), "depth": run.data.tags.get("depth", "")})
+        if trial_id in errors and row["status"] != "FINISHED":
+            row["error"] = errors[trial_id]
+        rows.append(row)
+    return rows
+
+
+def _tune_errors(grid) -> dict[str, str]:
+    out = {}
+    if grid is None:
+        return out
+    for result in grid:
+        if result.error is None:
+            continue
+        config = result.config or {}
+        text = str(result.error).strip().splitlines()
+        message = text[-1] if text else type(result.error).__name__
+        for trial_id in config.get("pack", []):
+            out[trial_id] = message[:200]
+    return out
+
+
+def format_summary(rows: list[dict], study: Study) -> str:
+    """The table printed at the end of a sweep, then the count of each phase."""
+    axes = study.axes
+    header = ["trial", *[a.split(".")[-1] for a in axes], "status", study.metric, "phase", "depth"]
+    if study.metric == "test_accuracy":
+        header.remove(study.metric)
+        header.insert(len(axes) + 2, "test_acc")
+    table = []
+    for row in rows:
+        value = row.get("metric")
+        table.append([row["trial_id"], *[_short(row.get(a)) for a in axes], row["status"],
+                      "" if value is None else f"{value:.3f}", row.get("phase", ""), row.get("depth", "")])
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *table)]
+    lines = ["", "  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    lines += ["  ".join(str(x).ljust(w) for x, w in zip(line, widths)) for line in table]
+    phases: dict[str, int] = {}
+    for row in rows:
+        if row["status"] == "FINISHED":
+            phases[row.get("phase") or "?"] = phases.get(row.get("phase") or "?", 0) + 1
+    lines.append("phases: " + (", ".join(f"{p} {n}" for p, n in sorted(phases.items(), key=lambda kv: -kv[1]))
+                               or "none finished"))
+    for row in rows:
+        if row.get("error"):
+            lines.append(f"  {row['trial_id']} failed: {row['error']}")
+    return "\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    if value is None:
+        return ""
+    text = str(value)
+    try:
+        number = float(text)
+        return f"{number:g}"
+    except ValueError:
+        return text if len(text) <= 24 else text[:21] + "..."
+
+
+def main(args) -> int:
+    """The ``urn-study sweep`` handler."""
+    return run_sweep(args.study, smoke=args.smoke, address=args.address, tracking_uri=args.tracking_uri,
+                     searcher=args.searcher, max_concurrent=args.max_concurrent, resume=args.resume,
+                     storage=args.storage, num_cpus=args.num_cpus)
+

@@ -1,0 +1,375 @@
+"""MLflow, in one place: the store, the experiment of a study, a parent run per sweep, a child run per trial.
+
+The record of a study (experiment = the study's name; ``<name>-smoke`` for smoke sweeps):
+
+- parent run, one per sweep: run name = sweep id, tags ``urn.role=sweep``, ``urn.study``, ``urn.sweep``;
+  params: searcher, trials, study_file, smoke, fingerprint, trials_per_worker; the study file as artifact.
+- child run, one per trial: run name = trial id, tags ``mlflow.parentRunId``, ``urn.role=trial``,
+  ``urn.trial_id``, ``urn.study``, ``urn.sweep``, ``urn.attempts``, where it ran (``urn.node_ip``,
+  ``urn.node_id``, ``urn.gpu_ids``, ``urn.device``, ``urn.resources``, ``urn.tune_trial``, ``urn.pid``),
+  ``urn.resumed_from_epoch`` when an attempt started from a checkpoint; when it ends ``phase``,
+  ``depth``, ``widths`` and ``hop_spectrum`` (JSON lists). Params: every config key (``to_flat``).
+  Metrics, step = epoch: everything the trial reports per epoch, ``phase_index`` (see ``PHASE_CODES``)
+  at snapshot epochs, and at the last epoch the final figures not reported per epoch (``seconds``...).
+  Artifacts: ``W.npy``, ``snapshots/epoch_XXXX.npy``, ``layout.json``, ``structure.json``,
+  ``history.json``, ``config.json``, ``W_heatmap.png``.
+
+Nothing else in the project imports mlflow for writing; runs always end FINISHED or FAILED.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from urn_study.config import ConfigError, TrialConfig, to_flat
+from urn_study.study import results_dir
+
+ROLE_TAG, STUDY_TAG, SWEEP_TAG, TRIAL_TAG = "urn.role", "urn.study", "urn.sweep", "urn.trial_id"
+ATTEMPTS_TAG = "urn.attempts"
+PARENT_TAG = "mlflow.parentRunId"
+WEIGHTS, LAYOUT, STRUCTURE, HISTORY, CONFIG, HEATMAP = ("W.npy", "layout.json", "structure.json", "history.json",
+                                                        "config.json", "W_heatmap.png")
+SNAPSHOTS = "snapshots"  # snapshots/epoch_0005.npy
+PHASE_CODES = {"dead": 0, "recurrent": 1, "shallow": 2, "residual": 3, "locally_connected": 4,
+               "fully_connected": 5, "diverged": 6}
+FINAL_TAGS = ("phase", "depth", "widths", "hop_spectrum")
+BATCH = 100  # MLflow takes at most 100 params / tags per batch (and 1000 metrics)
+
+
+class TrackingError(ConfigError):
+    """The tracking store cannot be used (unreachable server, unwritable folder): said before any trial runs."""
+
+
+# --- the store ---------------------------------------------------------------------------------
+
+
+def default_tracking_uri() -> str:
+    return f"sqlite:///{results_dir() / 'mlflow.db'}"
+
+
+def default_artifact_root() -> Path:
+    return results_dir() / "mlartifacts"
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """``uri``, else ``$MLFLOW_TRACKING_URI``, else the local SQLite store; SQLite paths made absolute
+    (trials run in their own folders). MLflow's file store is refused."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+    if uri.startswith("sqlite:///"):
+        path = uri[len("sqlite:///"):]
+        return uri if path.startswith("/") else f"sqlite:///{Path(path).resolve()}"
+    if uri.startswith(("http://", "https://", "databricks", "postgresql", "mysql")):
+        return uri.rstrip("/")
+    raise TrackingError(f"--tracking-uri {uri!r}: use an MLflow server (http://host:port) or sqlite:///path.db "
+                        "(the file store is deprecated)")
+
+
+def is_local(uri: str) -> bool:
+    return uri.startswith("sqlite:")
+
+
+def check_tracking(uri: str, timeout: float = 10.0) -> None:
+    """Raise TrackingError (one line) unless the store can be used right now."""
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=timeout) as response:
+                if response.status != 200:
+                    raise OSError(f"HTTP {response.status}")
+        except (OSError, urllib.error.URLError) as err:
+            reason = getattr(err, "reason", err)
+            raise TrackingError(f"MLflow server {uri} is not reachable ({reason}); start it (mlflow server "
+                                f"--host 127.0.0.1 --port ...) or leave out --tracking-uri for the local store") from None
+    elif is_local(uri):
+        folder = Path(uri[len("sqlite:///"):]).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise TrackingError(f"tracking store {uri}: cannot create {folder} ({err.strerror})") from None
+        if not os.access(folder, os.W_OK):
+            raise TrackingError(f"tracking store {uri}: {folder} is not writable")
+
+
+def client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def ensure_experiment(uri: str, name: str) -> str:
+    """The id of the study's experiment, created if needed (by the driver only: creation races).
+    A local store keeps the artifacts under urn_results/mlartifacts; a server decides for itself."""
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = client(uri)
+    experiment = mlflow_client.get_experiment_by_name(name)
+    if experiment is None:
+        location = (default_artifact_root() / name).as_uri() if is_local(uri) else None
+        try:
+            return mlflow_client.create_experiment(name, artifact_location=location)
+        except MlflowException:  # created meanwhile by another driver
+            experiment = mlflow_client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+    if experiment.lifecycle_stage == "deleted":
+        mlflow_client.restore_experiment(experiment.experiment_id)
+    return experiment.experiment_id
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+def _find_runs(mlflow_client, experiment_id: str, tags: dict[str, str]) -> list:
+    query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    return mlflow_client.search_runs([experiment_id], filter_string=query, max_results=1000,
+                                     order_by=["attributes.start_time ASC"])
+
+
+def _log_params(mlflow_client, run_id: str, params: dict[str, Any]) -> None:
+    from mlflow.entities import Param
+
+    items = [Param(k, _param_text(v)) for k, v in params.items()]
+    for start in range(0, len(items), BATCH):
+        mlflow_client.log_batch(run_id, params=items[start:start + BATCH], synchronous=True)
+
+
+def _param_text(value: Any) -> str:
+    """Schedules as JSON (readable back as YAML); everything else as ``str``."""
+    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+
+
+def _set_tags(mlflow_client, run_id: str, tags: dict[str, Any]) -> None:
+    from mlflow.entities import RunTag
+
+    items = [RunTag(k, v if isinstance(v, str) else json.dumps(v)) for k, v in tags.items()]
+    for start in range(0, len(items), BATCH):
+        mlflow_client.log_batch(run_id, tags=items[start:start + BATCH], synchronous=True)
+
+
+# --- the sweep (parent run) ----------------------------------------------------------------------
+
+
+def open_sweep_run(uri: str, experiment_id: str, study_name: str, sweep_id: str, params: dict[str, Any],
+                   study_file: Path | None = None) -> str:
+    """The parent run of a sweep: found again (and set RUNNING) on resume, else created."""
+    mlflow_client = client(uri)
+    found = _find_runs(mlflow_client, experiment_id, {ROLE_TAG: "sweep", SWEEP_TAG: sweep_id})
+    if found:
+        run_id = found[0].info.run_id
+        mlflow_client.update_run(run_id, status="RUNNING")
+        return run_id
+    run = mlflow_client.create_run(experiment_id, run_name=sweep_id,
+                                   tags={ROLE_TAG: "sweep", STUDY_TAG: study_name, SWEEP_TAG: sweep_id})
+    _log_params(mlflow_client, run.info.run_id, params)
+    if study_file is not None:
+        mlflow_client.log_artifact(run.info.run_id, str(study_file))
+    return run.info.run_id
+
+
+def close_sweep_run(uri: str, experiment_id: str, sweep_id: str, run_id: str, status: str) -> int:
+    """End the parent run; any trial run of the sweep still RUNNING (its process was killed) ends FAILED
+    (a resume sets it RUNNING again). Returns how many trial runs were ended so."""
+    mlflow_client = client(uri)
+    orphans = [r for r in _find_runs(mlflow_client, experiment_id, {ROLE_TAG: "trial", SWEEP_TAG: sweep_id})
+               if r.info.status == "RUNNING"]
+    for run in orphans:
+        mlflow_client.set_terminated(run.info.run_id, "FAILED")
+    mlflow_client.set_terminated(run_id, status)
+    return len(orphans)
+
+
+def trial_runs(uri: str, experiment_id: str, sweep_id: str | None = None) -> list:
+    """The trial runs of an experiment (of one sweep if given), oldest first."""
+    tags = {ROLE_TAG: "trial", **({SWEEP_TAG: sweep_id} if sweep_id else {})}
+    return _find_runs(client(uri), experiment_id, tags)
+
+
+# --- one trial (child run) -----------------------------------------------------------------------
+
+
+class TrialRecord:
+    """A trial's child run. ``open`` finds the run of (sweep, trial) again, so a retried or resumed trial
+    continues its own run instead of adding one; epochs already logged are not logged twice."""
+
+    def __init__(self, uri: str, run_id: str, trial_id: str, last_step: int, finished: bool, summary: dict):
+        self.uri, self.run_id, self.trial_id = uri, run_id, trial_id
+        self.last_step = last_step  # epochs <= this are already in the run
+        self.finished = finished  # the run ended FINISHED before: nothing to do
+        self.summary = summary  # finished runs: final metrics and tags, for the sweep's table
+        self._client = client(uri)
+
+    @classmethod
+    def open(cls, uri: str, experiment_id: str, parent_run_id: str, study_name: str, sweep_id: str, trial_id: str,
+             config: TrialConfig, tags: dict[str, Any] | None = None) -> "TrialRecord":
+        mlflow_client = client(uri)
+        found = _find_runs(mlflow_client, experiment_id, {ROLE_TAG: "trial", SWEEP_TAG: sweep_id,
+                                                          TRIAL_TAG: trial_id})
+        done = [r for r in found if r.info.status == "FINISHED"]
+        if done:
+            run = done[0]
+            summary = {**run.data.metrics, **{k: run.data.tags.get(k) for k in FINAL_TAGS}}
+            return cls(uri, run.info.run_id, trial_id, -1, True, summary)
+        if found:
+            run = found[0]
+            run_id = run.info.run_id
+            mlflow_client.update_run(run_id, status="RUNNING")
+            attempts = int(run.data.tags.get(ATTEMPTS_TAG, "1")) + 1
+            history = mlflow_client.get_metric_history(run_id, "task_loss")
+            last_step = max((m.step for m in history), default=0)
+        else:
+            run = mlflow_client.create_run(experiment_id, run_name=trial_id, tags={
+                PARENT_TAG: parent_run_id, ROLE_TAG: "trial", STUDY_TAG: study_name, SWEEP_TAG: sweep_id,
+                TRIAL_TAG: trial_id})
+            run_id, attempts, last_step = run.info.run_id, 1, 0
+            _log_params(mlflow_client, run_id, to_flat(config))
+        _set_tags(mlflow_client, run_id, {ATTEMPTS_TAG: str(attempts), **(tags or {})})
+        return cls(uri, run_id, trial_id, last_step, False, {})
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        _set_tags(self._client, self.run_id, tags)
+
+    def log_epoch(self, epoch: int, metrics: dict[str, Any]) -> None:
+        """One epoch's report as one batch (step = epoch); the phase as ``phase_index``."""
+        if epoch <= self.last_step:
+            return
+        self._log_metrics(epoch, metrics)
+        self.last_step = epoch
+
+    def _log_metrics(self, step: int, metrics: dict[str, Any]) -> None:
+        from mlflow.entities import Metric
+
+        stamp = _now()
+        items = [Metric(k, float(v), stamp, step) for k, v in metrics.items() if _is_number(v)]
+        if isinstance(metrics.get("phase"), str):
+            items.append(Metric("phase_index", float(PHASE_CODES.get(metrics["phase"], -1)), stamp, step))
+        for start in range(0, len(items), 1000):
+            self._client.log_batch(self.run_id, metrics=items[start:start + 1000], synchronous=True)
+
+    def finish(self, result) -> dict:
+        """Log the final figures, tags and artifacts of a TrialResult and end the run FINISHED."""
+        last = result.history[-1] if result.history else {}
+        final_step = int(result.metrics.get("epochs", last.get("epoch", 0)))
+        extra = {k: v for k, v in result.metrics.items() if k not in last and _is_number(v)}
+        if extra:
+            self._log_metrics(final_step, extra)
+        tags = {k: _tag_text(result.metrics.get(k, result.structure.get(k))) for k in FINAL_TAGS}
+        _set_tags(self._client, self.run_id, tags)
+        with tempfile.TemporaryDirectory(prefix="urn-artifacts-") as folder:
+            write_artifacts(result, Path(folder), title=self.trial_id)
+            self._client.log_artifacts(self.run_id, folder)
+        self._client.set_terminated(self.run_id, "FINISHED")
+        self.finished = True
+        self.summary = {**{k: v for k, v in result.metrics.items() if _is_number(v)}, **tags}
+        return self.summary
+
+    def fail(self) -> None:
+        self._client.set_terminated(self.run_id, "FAILED")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _tag_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return json.dumps([v.item() if hasattr(v, "item") else v for v in value])
+    return str(value)
+
+
+def write_artifacts(result, folder: Path, title: str = "") -> list[Path]:
+    """A TrialResult's arrays, layout, reports and heatmap as files under ``folder`` (what a run stores)."""
+    from analysis.plots import draw_weight_heatmap
+
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / WEIGHTS, np.asarray(result.weights))
+    (folder / SNAPSHOTS).mkdir(exist_ok=True)
+    for epoch, w in sorted(result.snapshots.items()):
+        np.save(folder / SNAPSHOTS / f"epoch_{int(epoch):04d}.npy", np.asarray(w))
+    result.layout.save(folder / LAYOUT)
+    (folder / STRUCTURE).write_text(json.dumps(result.structure, indent=1, default=_json_default))
+    (folder / HISTORY).write_text(json.dumps(result.history, default=_json_default))
+    (folder / CONFIG).write_text(json.dumps(to_flat(result.config), indent=1))
+    levels = result.structure.get("levels")
+    phase = result.metrics.get("phase", "")
+    fig = draw_weight_heatmap(result.weights, levels, layout=result.layout, title=f"{title}  {phase}".strip())
+    fig.savefig(folder / HEATMAP, dpi=110, bbox_inches="tight")
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return str(value)
+
+
+# --- the UI --------------------------------------------------------------------------------------
+
+
+def ui_command(uri: str, port: int) -> list[str]:
+    """``mlflow server`` on loopback only, for a local store (artifacts served from urn_results)."""
+    import shutil
+    import sys
+
+    mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or shutil.which("mlflow") or "mlflow"
+    return [mlflow, "server", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port),
+            "--artifacts-destination", str(default_artifact_root()), "--workers", "1"]
+
+
+def serve_ui(uri: str | None, port: int, out: Any = None) -> int:
+    """Run the MLflow UI for the local store in the foreground until interrupted (Ctrl-C or SIGTERM)."""
+    import signal
+    import subprocess
+    import sys
+
+    out = out or sys.stdout
+    uri = resolve_tracking_uri(uri)
+    if not is_local(uri):
+        print(f"{uri} is an MLflow server: open it in a browser (through an SSH tunnel if remote)", file=out)
+        return 0
+    check_tracking(uri)
+    print(f"MLflow UI for {uri} at http://127.0.0.1:{port} (loopback only; Ctrl-C stops it)", file=out, flush=True)
+    # its own process group: the server's workers and job runner all stop with it
+    process = subprocess.Popen(ui_command(uri, port), start_new_session=True)
+
+    def stop(*_):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        _stop_group(process)
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_group(process, timeout: float = 15.0) -> None:
+    import signal
+    import subprocess
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=timeout)
+            return
+        except subprocess.TimeoutExpired:
+            continue
