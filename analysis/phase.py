@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure  # not pyplot: no global state, no GUI backend, nothing to close
 from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
+from matplotlib.patches import Patch, Rectangle
 
 from analysis.structure import PHASES
 
@@ -164,7 +164,7 @@ def _label(value: Any) -> str:
     return text
 
 
-def axis_scale(values: Iterable[Any], decades: float = 2.0) -> AxisScale:
+def axis_scale(values: Iterable[Any], decades: float = 1.0) -> AxisScale:
     """How to place an axis's values: log when they are numbers >= 0 whose positive ones span at least
     ``decades`` decades; zero then sits one (log) step left of the smallest positive value, with its own
     ``0`` tick. Other numbers: linear; anything else (names, schedules): categories in sorted order."""
@@ -196,13 +196,8 @@ def _apply_scale(ax, scale: AxisScale, which: str, key: str) -> None:
         ax.get_xaxis().set_minor_locator(matplotlib.ticker.NullLocator())
     if which == "y" and scale.kind == "log":
         ax.get_yaxis().set_minor_locator(matplotlib.ticker.NullLocator())
-    lo, hi = min(scale.ticks), max(scale.ticks)
-    if scale.kind == "log":
-        step = float(np.median(np.diff(np.log10(scale.ticks))))  # half a cell of margin, in decades
-        set_lim(lo / 10 ** (0.55 * step), hi * 10 ** (0.55 * step))
-    else:
-        pad = 0.5 * (hi - lo) / max(len(scale.ticks) - 1, 1) if hi > lo else 0.5
-        set_lim(lo - pad, hi + pad)
+    edges = cell_edges(scale)
+    set_lim(min(lo for lo, _ in edges.values()), max(hi for _, hi in edges.values()))
     set_label(key + (" (log)" if scale.kind == "log" else ""))
     if scale.kind == "log" and scale.labels[0] == ZERO_LABEL and len(scale.ticks) > 1:
         gap = math.sqrt(scale.ticks[0] * scale.ticks[1])  # the 0 column is off the log scale: set it apart
@@ -218,35 +213,53 @@ def _facets(grid: pd.DataFrame, facet: str | None) -> list[tuple[Any, pd.DataFra
     return [(value, part) for value, part in grid.groupby(facet, dropna=False, sort=True)]
 
 
-def _marker_size(ax, nx: int, ny: int) -> float:
-    """Square markers filling about 85% of a cell, in points^2."""
-    box = ax.get_window_extent().transformed(ax.figure.dpi_scale_trans.inverted())
-    side = min(box.width * 72 / max(nx, 1), box.height * 72 / max(ny, 1)) * 0.85
-    return max(side, 6.0) ** 2
+def cell_edges(scale: AxisScale) -> dict:
+    """Axis value -> (low, high) edges of its cells: halfway to the neighbours (in decades on a log axis),
+    so cells tile the panel without overlapping however unevenly the values are spaced."""
+    values = sorted(scale.positions, key=lambda v: scale.positions[v])
+    logs = scale.kind == "log"
+    coords = [math.log10(scale.positions[v]) if logs else scale.positions[v] for v in values]
+    if len(coords) == 1:
+        bounds = [coords[0] - 0.5, coords[0] + 0.5]
+    else:
+        mids = [(a + b) / 2 for a, b in zip(coords, coords[1:])]
+        bounds = [2 * coords[0] - mids[0]] + mids + [2 * coords[-1] - mids[-1]]
+    to_axis = (lambda c: 10 ** c) if logs else (lambda c: c)
+    return {v: (to_axis(bounds[i]), to_axis(bounds[i + 1])) for i, v in enumerate(values)}
 
 
 def _draw_cells(ax, part: pd.DataFrame, x: str, y: str | None, xs: AxisScale, ys: AxisScale) -> None:
-    """All cells of one panel in two scatter calls (fill, outline), so thousands of cells stay fast."""
-    px = part[x].map(lambda v: xs.positions.get(v, np.nan)).to_numpy(float)
-    py = part[y].map(lambda v: ys.positions.get(v, np.nan)).to_numpy(float) if y is not None else np.zeros(len(part))
-    shown = np.isfinite(px) & np.isfinite(py)
-    part, px, py = part[shown], px[shown], py[shown]
-    agreement = part["agreement"].to_numpy(float)
-    fill = np.array([matplotlib.colors.to_rgba(PHASE_COLOURS.get(p, UNKNOWN_COLOUR)) for p in part["phase"]])
-    fill = fill.reshape(-1, 4)
-    fill[:, 3] = 0.25 + 0.75 * agreement  # how solid a cell is = how many seeds agree
-    size = _marker_size(ax, len(xs.ticks), len(ys.ticks))
-    ax.scatter(px, py, s=size, marker="s", c=fill, edgecolors="none", zorder=2)
-    unanimous = agreement >= 1.0
-    ax.scatter(px, py, s=size, marker="s", facecolors="none", edgecolors="#333333", zorder=3,
-               linewidths=np.where(unanimous, 1.4, 0.6), linestyles=["-" if u else "--" for u in unanimous])
-    if len(part) > 400:  # labels would overlap; the grid CSV has the depths
-        return
-    for (_, cell), cx, cy in zip(part.iterrows(), px, py):
-        if cell["majority_depth"] >= 0 and cell["phase"] not in ("dead", "diverged"):
-            ink = "white" if cell["phase"] == "fully_connected" and cell["agreement"] > 0.5 else "black"
-            ax.annotate(str(int(cell["majority_depth"])), (cx, cy), ha="center", va="center", fontsize=9,
-                        fontweight="bold", color=ink, zorder=4)
+    """One rectangle per cell: colour = majority phase, solidity = how many seeds agree, text = depth."""
+    x_edges, y_edges = cell_edges(xs), cell_edges(ys)
+    gap = 0.06  # share of a cell left blank on each side, so neighbouring cells stay distinct
+    for _, cell in part.iterrows():
+        xv, yv = cell[x], (cell[y] if y is not None else None)
+        if xv not in x_edges or yv not in y_edges:
+            continue
+        (x0, x1), (y0, y1) = _shrink(x_edges[xv], gap, xs.kind), _shrink(y_edges[yv], gap, ys.kind)
+        agreement = float(cell["agreement"])
+        unanimous = agreement >= 1.0
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, facecolor=PHASE_COLOURS.get(cell["phase"], UNKNOWN_COLOUR),
+                               alpha=0.25 + 0.75 * agreement, edgecolor="none", zorder=2))
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="#333333", zorder=3,
+                               linewidth=1.4 if unanimous else 0.6, linestyle="-" if unanimous else "--"))
+        if len(part) <= 400 and cell["majority_depth"] >= 0 and cell["phase"] not in ("dead", "diverged"):
+            ink = "white" if cell["phase"] == "fully_connected" and agreement > 0.5 else "black"
+            ax.annotate(str(int(cell["majority_depth"])), (_middle(x0, x1, xs.kind), _middle(y0, y1, ys.kind)),
+                        ha="center", va="center", fontsize=9, fontweight="bold", color=ink, zorder=4)
+
+
+def _shrink(edges: tuple[float, float], gap: float, kind: str) -> tuple[float, float]:
+    lo, hi = edges
+    if kind == "log":
+        width = math.log10(hi / lo)
+        return lo * 10 ** (gap * width), hi / 10 ** (gap * width)
+    width = hi - lo
+    return lo + gap * width, hi - gap * width
+
+
+def _middle(lo: float, hi: float, kind: str) -> float:
+    return math.sqrt(lo * hi) if kind == "log" else (lo + hi) / 2
 
 
 def _legend_handles(phases: Iterable[str]) -> list:
@@ -291,9 +304,9 @@ def draw_phase_diagram(grid: pd.DataFrame, x: str, y: str | None, facet: str | N
                fontsize=9, title_fontsize=9, frameon=False)
     if title:
         fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0, 1 - 2.4 / fig.get_figwidth(), 1))
-    for ax, (_, part) in zip(axes.ravel(), facets):  # after the layout: markers are sized to the final axes
+    for ax, (_, part) in zip(axes.ravel(), facets):
         _draw_cells(ax, part, x, y, xs, ys)
+    fig.tight_layout(rect=(0, 0, 1 - 2.4 / fig.get_figwidth(), 1))
     return fig
 
 

@@ -128,6 +128,7 @@ def test_progress_counts_urn_trials_and_estimates_time_left():
     progress = Progress("s", total_trials=6, epochs=10)
     trials = [trial("TERMINATED", ["a", "b"]), trial("RUNNING", ["c"], 5), trial("ERROR", ["d"]),
               trial("PENDING", ["e", "f"])]
+    trials[0].last_result["urn_summary"] = "[]"  # the final report: finished, not stopped
     assert progress.counts(trials) == {"done": 2, "running": 1, "failed": 1, "epochs": 35.0}
     progress.first_epochs = 0.0
     progress.start -= 35  # 35 epochs in 35 s: the 25 left take 25 s
@@ -216,6 +217,22 @@ def test_multinode_sweep_logs_over_http_and_packs_four_trials_per_gpu(results, t
                  if r.data.tags.get(tracking.ROLE_TAG) == "sweep"]
     assert parent.info.status == "FINISHED"
     assert all(r.data.tags[tracking.PARENT_TAG] == parent.info.run_id for r in runs.values())
+
+
+@pytest.mark.slow
+def test_packs_of_trials_share_a_tune_trial_but_keep_their_own_runs_and_checkpoints(results, tmp_path):
+    path = write(tmp_path, TINY + "trials_per_worker: 4\n")
+    assert cli.main(["sweep", str(path), "--num-cpus", "2"]) == 0
+    study = load_study(path)
+    runs = assert_each_trial_once(tracking.resolve_tracking_uri(), study, epochs=2)
+    packs: dict[str, list[str]] = {}
+    for trial_id, run in runs.items():
+        packs.setdefault(run.data.tags["urn.tune_trial"], []).append(trial_id)
+    assert sorted(packs) == ["tiny-0000+3", "tiny-0004+3"]
+    assert sorted(packs["tiny-0000+3"]) == ["tiny-0000", "tiny-0001", "tiny-0002", "tiny-0003"]
+    checkpoints = sorted((results / "ray").glob("tiny-*/tiny-0000+3_*/checkpoint_*"))
+    assert checkpoints
+    assert sorted(p.name for p in checkpoints[-1].iterdir()) == sorted(packs["tiny-0000+3"])
 
 
 SLOW_STUDY = """\

@@ -22,9 +22,11 @@ def _register_sweep(subparsers) -> None:
     parser.add_argument("--searcher", choices=("grid", "optuna"), default="grid",
                         help="grid: every grid point (and fixed draws of sampled axes); optuna: adaptive over "
                              "the sampled axes")
-    parser.add_argument("--max-concurrent", type=int, help="at most this many Tune trials at once")
+    parser.add_argument("--max-concurrent", type=int,
+                        help="at most this many Tune trials (packs of trials_per_worker URN trials) at once")
     parser.add_argument("--resume", nargs="?", const="latest", metavar="SWEEP_ID",
-                        help="continue an interrupted sweep (the latest of this study, or SWEEP_ID)")
+                        help="continue an interrupted sweep (the latest of this study, or SWEEP_ID) with its "
+                             "searcher and store")
     parser.add_argument("--storage", help="Ray results folder or URI (default urn_results/ray; on a multi-node "
                                           "cluster one every node reaches, e.g. s3://bucket/urn-study)")
     parser.add_argument("--num-cpus", type=int, help="local Ray only: CPUs it may use (default: all)")

@@ -238,7 +238,8 @@ class _PackReporter:
     def _send(self, folder: str | None) -> None:
         metrics: dict[str, Any] = {"epoch": self.epoch, self.metric: _mean(list(self.latest.values()))}
         if len(self.ids) == 1 and self.epoch_metrics:
-            metrics.update({k: float(v) for k, v in self.epoch_metrics[0].items() if tracking._is_number(v)})
+            metrics.update({k: float(v) for k, v in self.epoch_metrics[0].items()
+                            if isinstance(v, (int, float)) and not isinstance(v, bool)})
             metrics[self.metric] = _mean(list(self.latest.values()))
         try:
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder) if folder else None)
@@ -296,6 +297,8 @@ class Progress(tune.Callback):
         for trial in trials:
             size = _pack_size(trial.config)
             status = trial.status
+            if status == "TERMINATED" and "urn_summary" not in (trial.last_result or {}):
+                continue  # stopped by an interrupt, not finished: waiting for a resume
             if status == "TERMINATED":
                 out["done"] += size
                 out["epochs"] += size * self.epochs

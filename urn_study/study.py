@@ -16,6 +16,14 @@ sampled axes, seeds, the metric, resources per trial and a ``smoke`` block that 
     max_failures: 2                      # retries of a failed trial, from its checkpoint
     smoke: {base: {train.epochs: 1}, grid: {regulators.locality: [0, 1e-3]}}
 
+Trials: the grid's product (file order, last axis fastest) x ``samples`` draws of the sampled axes (seeded
+by ``sample_seed``) x seeds (fastest), numbered ``<name>-0000``, ``<name>-0001``... in that order, so a
+resumed sweep finds them again. Sampled axes: ``{uniform: [lo, hi]}``, ``{loguniform: [lo, hi]}``,
+``{randint: [lo, hi]}`` (hi excluded), ``{choice: [...]}``. With ``--searcher optuna`` Optuna draws the
+sampled axes for ``samples`` trials (``<name>-o0000``...) and grid axes or seeds with several values
+become its choices. The smoke block replaces base keys and grid / sample axes one by one and other
+settings whole; the smoke study is named ``<name>-smoke`` (its own MLflow experiment).
+
 Every error is a ``ConfigError`` of one line naming the file and the key.
 """
 from __future__ import annotations

@@ -130,8 +130,14 @@ def _now() -> int:
 
 def _find_runs(mlflow_client, experiment_id: str, tags: dict[str, str]) -> list:
     query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
-    return mlflow_client.search_runs([experiment_id], filter_string=query, max_results=1000,
-                                     order_by=["attributes.start_time ASC"])
+    runs, token = [], None
+    while True:
+        page = mlflow_client.search_runs([experiment_id], filter_string=query, max_results=1000,
+                                         order_by=["attributes.start_time ASC"], page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
 
 
 def _log_params(mlflow_client, run_id: str, params: dict[str, Any]) -> None:

@@ -81,7 +81,8 @@ def test_axis_scale_log_with_a_zero_tick_linear_and_categories():
     assert log.positions[1e-3] == 1e-3 and 0 < log.positions[0.0] < 1e-4
     assert math.log10(1e-4 / log.positions[0.0]) == pytest.approx(1.0)  # one decade step to the left
     assert axis_scale([1, 2, 3]).kind == "linear"
-    assert axis_scale([0.0, 1e-3, 1e-2]).kind == "linear"  # one decade is not enough for a log axis
+    assert axis_scale([0.0, 1e-3, 1e-2]).kind == "log"  # one decade is enough for a log axis
+    assert axis_scale([0.0, 1e-3, 5e-3]).kind == "linear"  # less is not
     cat = axis_scale(["nlgp", "digits", None, float("nan")])
     assert cat.kind == "category" and cat.labels == ["digits", "nlgp"] and cat.positions["nlgp"] == 1.0
     step = '{"kind": "step", "before": 0.0, "after": 0.01, "epoch": 10}'
