@@ -4,7 +4,7 @@
 
 Files written to the output folder: ``phase_diagram.png``/``.svg``, ``phase_grid.csv`` (one row per cell),
 ``runs.csv`` (one row per trial), ``gallery.png`` (one W per phase) and, for a study whose trials change a
-regulator schedule or switch data, ``lifetime_<trial_id>.png``/``.svg`` (one per phase).
+regulator schedule or switch data, ``lifetime_<trial_id>.png``/``.svg`` (one per kind of change and phase).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from urn_study.config import ConfigError
 if TYPE_CHECKING:  # pandas loads inside the handler: `urn-study train` does not pay for it
     import pandas as pd
 
-MAX_LIFETIME_PLOTS = 6  # one per phase at most: enough to watch each structure form
+MAX_LIFETIME_PLOTS = 8  # one per kind of change and phase: enough to watch each structure form
 
 
 def register(subparsers) -> None:
@@ -136,7 +136,9 @@ def _gallery_item(row: pd.Series, tracking_uri: str | None) -> Any:
 
 
 def _write_lifetimes(runs: pd.DataFrame, out: Path, tracking_uri: str | None) -> list[Path]:
-    """Lifetime plots of one trial per phase among those whose schedules or data change."""
+    """Lifetime plots of one trial per kind of change (schedule, data switch, both...) and phase."""
+    import pandas as pd
+
     from analysis.lifetime import changing_rows, draw_lifetime, pick_representatives, schedule_changes
     from analysis.phase import save_figure
     from analysis.runs import HISTORY, load_trial_artifacts
@@ -144,8 +146,11 @@ def _write_lifetimes(runs: pd.DataFrame, out: Path, tracking_uri: str | None) ->
     candidates = runs[changing_rows(runs)]
     changes = {row["run_id"]: schedule_changes(row.to_dict()) for _, row in candidates.iterrows()}
     changing = candidates.loc[[bool(changes[run_id]) for run_id in candidates["run_id"]]]
+    kinds = changing["run_id"].map(lambda run_id: repr(sorted(changes[run_id].items())
+                                                     if isinstance(changes[run_id], dict) else changes[run_id]))
+    chosen = pd.concat([pick_representatives(group) for _, group in changing.groupby(kinds, sort=False)])
     written: list[Path] = []
-    for _, row in pick_representatives(changing).head(MAX_LIFETIME_PLOTS).iterrows():
+    for _, row in chosen.head(MAX_LIFETIME_PLOTS).iterrows():
         try:
             history = load_trial_artifacts(row, tracking_uri, names=(HISTORY,))[HISTORY]
         except FileNotFoundError:
