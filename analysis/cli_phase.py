@@ -148,7 +148,10 @@ def _write_lifetimes(runs: pd.DataFrame, out: Path, tracking_uri: str | None) ->
     changing = candidates.loc[[bool(changes[run_id]) for run_id in candidates["run_id"]]]
     kinds = changing["run_id"].map(lambda run_id: repr(sorted(changes[run_id].items())
                                                      if isinstance(changes[run_id], dict) else changes[run_id]))
-    chosen = pd.concat([pick_representatives(group) for _, group in changing.groupby(kinds, sort=False)])
+    groups = [pick_representatives(group) for _, group in changing.groupby(kinds, sort=False)]
+    if not groups:  # nothing changes course in this study (no schedule, no data switch)
+        return []
+    chosen = pd.concat(groups)
     written: list[Path] = []
     for _, row in chosen.head(MAX_LIFETIME_PLOTS).iterrows():
         try:

@@ -51,3 +51,14 @@ def median_seconds(run: Callable[[], None], device: torch.device, repeats: int, 
         sync(device)
         samples.append((time.perf_counter() - start) / calls)
     return statistics.median(samples)
+
+
+def timed_trial(config) -> tuple[float, float, int]:
+    """(start, end) wall-clock times (``time.time``) of one ``run_trial(config)`` in this process, and its
+    torch threads; the result is dropped. The plain worker of sweep_overhead.py, here so that a spawned pool
+    worker can import it by name."""
+    from urn_study.trial import run_trial
+
+    start = time.time()
+    run_trial(config)
+    return start, time.time(), torch.get_num_threads()

@@ -21,3 +21,45 @@ def test_smoke_run_prints_machine_and_figures(name, header, capsys):
     assert "torch " in out and "cores" in out
     table = out[out.index(header):].splitlines()
     assert len(table) >= 2 and table[1].split()[0].isdigit()
+
+
+
+def _numbers(out: str, label: str) -> list[float]:
+    """The numbers on the line that starts with ``label``, in order (words and "(12.3)" skipped)."""
+    line = next(line for line in out.splitlines() if line.startswith(label))
+    numbers = []
+    for word in line[len(label):].split():
+        try:
+            numbers.append(float(word))
+        except ValueError:
+            pass
+    return numbers
+
+
+@pytest.mark.slow  # starts Ray and a local MLflow store: ~40 s
+def test_sweep_overhead_smoke_prints_ratio_and_where_time_goes(capsys):
+    _load("sweep_overhead").main(["--smoke"])
+    out = capsys.readouterr().out
+    assert "torch " in out and "cores" in out
+    assert "plain workers: torch threads 1;" in out  # one thread each, as Ray gives a 1-CPU trial
+    plain, _ = _numbers(out, "plain loop")
+    ray_up, per_hour, ratio, _ = _numbers(out, "Ray + MLflow, Ray up")
+    assert plain > 0 and ray_up > 0 and per_hour == pytest.approx(2 / ray_up * 3600, rel=0.01)
+    assert ratio == pytest.approx(ray_up / plain, rel=0.02)  # of the unrounded walls
+    assert "target: Ray up within 5%" in out and "log each epoch's metrics" in out
+
+
+@pytest.mark.slow  # makes an MLflow store of 200 recorded runs, runs `urn-study phase` on it: ~30 s
+def test_analysis_scale_smoke_times_each_step_and_the_phase_command(capsys, tmp_path):
+    module = _load("analysis_scale")
+    module.main(["--smoke", str(tmp_path / "store")])
+    out = capsys.readouterr().out
+    assert "torch " in out and "cores" in out
+    steps = [_numbers(out, label)[0] for label in ("load_study_runs, warm", "latest_runs", "phase_grid",
+                                                   "draw_phase_diagram + PNG")]
+    assert _numbers(out, "total: warm load to PNG")[0] == pytest.approx(sum(steps), abs=0.02)
+    assert _numbers(out, "urn-study phase")[0] > 0 and "target: 200 runs" in out
+    figures = tmp_path / "store" / "figures" / "scale"
+    assert (figures / "phase_diagram.png").is_file() and (figures / "gallery.png").is_file()
+    module.main(["--smoke", str(tmp_path / "store")])  # a second call reuses the store
+    assert "making the store" not in capsys.readouterr().out

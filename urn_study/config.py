@@ -6,6 +6,7 @@ raises ``ConfigError`` naming the key (and the file, when there is one).
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -166,6 +167,8 @@ def _check_type(key: str, value: Any, annotation: Any) -> Any:
         value = _yaml_float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):  # .nan / .inf read from YAML: a trial could only diverge
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if annotation in (int, "int"):
         if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
@@ -296,6 +299,10 @@ def load_yaml(path: str | Path) -> dict:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not a UTF-8 text file (byte {err.start})") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

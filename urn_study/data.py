@@ -386,7 +386,10 @@ def _read_npz(path: str, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
             missing = [k for k in keys if k not in archive.files]
             if missing:
                 _fail("path", f"{path}: missing arrays {', '.join(missing)}")
-            return {k: archive[k] for k in keys}
+            try:
+                return {k: archive[k] for k in keys}
+            except ValueError as err:  # an object array: reading it would unpickle, which is never done
+                _fail("path", f"{path}: {err}")
     except (OSError, EOFError) as err:
         _fail("path", f"cannot read {path} as .npz ({err})")
     except AttributeError:  # np.load returned a plain array (a .npy file), which has no .files

@@ -23,6 +23,7 @@ from typing import Any
 
 import ray
 from ray import tune
+from ray.tune.search.optuna import OptunaSearch
 
 from urn_study import tracking
 from urn_study.checkpoint import load_state, save_state
@@ -374,19 +375,14 @@ def trial_dirname(trial) -> str:
 # --- the searchers -----------------------------------------------------------------------------------
 
 
-def _numbered_optuna():
-    from ray.tune.search.optuna import OptunaSearch
+class NumberedOptunaSearch(OptunaSearch):
+    """OptunaSearch that adds optuna's trial number to each config: stable URN trial ids (``<name>-o0003``)."""
 
-    class NumberedOptunaSearch(OptunaSearch):
-        """OptunaSearch that adds optuna's trial number to each config: stable URN trial ids."""
-
-        def suggest(self, trial_id: str):
-            config = super().suggest(trial_id)
-            if isinstance(config, dict):
-                config[NUMBER_KEY] = self._ot_trials[trial_id].number
-            return config
-
-    return NumberedOptunaSearch
+    def suggest(self, trial_id: str):
+        config = super().suggest(trial_id)
+        if isinstance(config, dict):
+            config[NUMBER_KEY] = self._ot_trials[trial_id].number
+        return config
 
 
 def check_searcher(study: Study, searcher: str) -> None:
@@ -424,8 +420,7 @@ def _optuna_searcher(study: Study, record: SweepRecord):
     import optuna
 
     storage = optuna.storages.RDBStorage(f"sqlite:///{results_dir() / 'optuna.db'}")
-    searcher_cls = _numbered_optuna()
-    return searcher_cls(metric=study.metric, mode=study.mode, study_name=record.sweep_id, storage=storage,
+    return NumberedOptunaSearch(metric=study.metric, mode=study.mode, study_name=record.sweep_id, storage=storage,
                         seed=study.sample_seed)
 
 
@@ -447,6 +442,10 @@ def run_sweep(study_path: str | Path, smoke: bool = False, address: str | None =
     check_searcher(study, searcher)
     if max_concurrent is not None and max_concurrent < 1:
         raise ConfigError(f"--max-concurrent: must be at least 1, got {max_concurrent}")
+    if num_cpus is not None and num_cpus < 1:
+        raise ConfigError(f"--num-cpus: must be at least 1, got {num_cpus}")
+    if not address:
+        check_local_resources(study, num_cpus)
     tracking.check_tracking(record.tracking_uri)
     _save_record(record)
     experiment_id = tracking.ensure_experiment(record.tracking_uri, study.name)
@@ -459,12 +458,13 @@ def run_sweep(study_path: str | Path, smoke: bool = False, address: str | None =
           f"({searcher}), {study.resources.cpu:g} CPU + {study.resources.gpu:g} GPU each\n"
           f"  MLflow: {record.tracking_uri} (experiment {study.name!r}); Ray results: {record.experiment_path}",
           file=out, flush=True)
-    status = "FAILED"
-    started = _start_ray(address, num_cpus)
+    status, started = "FAILED", False
     try:
+        started = _start_ray(address, num_cpus)
+        space, base, trials = _search_space(study, searcher)
         context = SweepContext(study.name, record.sweep_id, record.tracking_uri, experiment_id, parent, study.metric,
-                               {}, {}, study.resources.cpu)
-        tuner = _tuner(study, record, context, searcher, max_concurrent, n_trials, resumed=bool(resume))
+                               base, trials, study.resources.cpu)
+        tuner = _tuner(study, record, context, space, searcher, max_concurrent, n_trials, resumed=bool(resume))
         grid = tuner.fit()
         rows = summary_rows(study, record, experiment_id, searcher, grid)
         print(format_summary(rows, study), file=out, flush=True)
@@ -480,6 +480,30 @@ def run_sweep(study_path: str | Path, smoke: bool = False, address: str | None =
             ray.shutdown()
 
 
+def check_local_resources(study: Study, num_cpus: int | None) -> None:
+    """On local Ray a trial bigger than the machine would wait forever: say so before Ray starts. (On a
+    cluster, given by --address, nodes may still be added by the autoscaler.)"""
+    where = f"{study.path}: resources"
+    if ray.is_initialized():
+        total = ray.cluster_resources()
+        cpus, gpus, source = total.get("CPU", 0.0), total.get("GPU", 0.0), "the connected Ray"
+    else:
+        cpus = float(num_cpus if num_cpus is not None else os.cpu_count() or 1)
+        gpus = float(_local_gpus()) if study.resources.gpu > 0 else 0.0
+        source = "local Ray" + (" (--num-cpus)" if num_cpus is not None else "")
+    if study.resources.cpu > cpus:
+        raise ConfigError(f"{where}.cpu: a trial asks for {study.resources.cpu:g} CPUs, {source} has {cpus:g}")
+    if study.resources.gpu > gpus:
+        raise ConfigError(f"{where}.gpu: a trial asks for {study.resources.gpu:g} GPU, {source} has {gpus:g} "
+                          "(run on a cluster with --address, or set resources.gpu: 0)")
+
+
+def _local_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
 def _start_ray(address: str | None, num_cpus: int | None) -> bool:
     """Connect to ``address`` or start local Ray; False if this process was already connected."""
     # Tune's own tables and the workers' log lines would bury the progress lines: errors still come back
@@ -492,21 +516,26 @@ def _start_ray(address: str | None, num_cpus: int | None) -> bool:
     if address:
         ray.init(address=address, log_to_driver=False, logging_level="WARNING")
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+        # "local": a new instance, even where `ray start` left one running (Ray would join that one silently)
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                 logging_level="WARNING")
     return True
 
 
-def _tuner(study: Study, record: SweepRecord, context: SweepContext, searcher: str, max_concurrent: int | None,
-           n_trials: int, resumed: bool) -> tune.Tuner:
-    resources = {"cpu": study.resources.cpu, "gpu": study.resources.gpu}
-    epochs = max(t.config.train.epochs for t in study.trials())
+def _search_space(study: Study, searcher: str) -> tuple[dict, dict, dict]:
+    """(Tune param space, base config for optuna trials, trial id -> flat config for grid packs)."""
     if searcher == "optuna":
         space, base = _optuna_space(study)
-        context = SweepContext(**{**asdict(context), "base": base})
-    else:
-        packs = pack_trials(study.trials(), study.trials_per_worker)
-        space = {"pack": tune.grid_search([[t.trial_id for t in pack] for pack in packs])}
-        context = SweepContext(**{**asdict(context), "trials": {t.trial_id: to_flat(t.config) for t in study.trials()}})
+        return space, base, {}
+    packs = pack_trials(study.trials(), study.trials_per_worker)
+    space = {"pack": tune.grid_search([[t.trial_id for t in pack] for pack in packs])}
+    return space, {}, {t.trial_id: to_flat(t.config) for t in study.trials()}
+
+
+def _tuner(study: Study, record: SweepRecord, context: SweepContext, space: dict, searcher: str,
+           max_concurrent: int | None, n_trials: int, resumed: bool) -> tune.Tuner:
+    resources = {"cpu": study.resources.cpu, "gpu": study.resources.gpu}
+    epochs = max(t.config.train.epochs for t in study.trials())
     trainable = tune.with_resources(tune.with_parameters(train_pack, context=context), resources)
     if resumed and tune.Tuner.can_restore(record.experiment_path):
         return tune.Tuner.restore(record.experiment_path, trainable, resume_unfinished=True, resume_errored=True)

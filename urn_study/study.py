@@ -158,6 +158,9 @@ def load_study(path: str | Path, smoke: bool = False) -> Study:
         name += "-smoke"  # its own MLflow experiment: smoke runs never mix with the study's records
     base = _mapping(where, "base", raw.get("base", {}))
     base = flatten(base)
+    if isinstance(base.get("data.path"), str) and base["data.path"]:
+        # trials run in their own folders: a path relative to here travels as an absolute one
+        base["data.path"] = str(Path(base["data.path"]).resolve())
     if "seed" in base:
         raise ConfigError(f"{where}: base.seed: list seeds under 'seeds', not in base")
     parse_config(base, source=f"{where}: base")

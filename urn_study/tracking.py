@@ -67,6 +67,11 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
     if uri.startswith("sqlite:///"):
         path = uri[len("sqlite:///"):]
         return uri if path.startswith("/") else f"sqlite:///{Path(path).resolve()}"
+    if uri.startswith(("http://", "https://")) and "@" in uri.split("/")[2]:
+        # the URI is printed, stored in the sweep record and sent to every trial: no place for a secret
+        raise TrackingError("--tracking-uri: credentials in the URI would be printed and stored; give them "
+                            "as MLFLOW_TRACKING_TOKEN (or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD) "
+                            "in the environment instead")
     if uri.startswith(("http://", "https://", "databricks", "postgresql", "mysql")):
         return uri.rstrip("/")
     raise TrackingError(f"--tracking-uri {uri!r}: use an MLflow server (http://host:port) or sqlite:///path.db "
@@ -98,10 +103,40 @@ def check_tracking(uri: str, timeout: float = 10.0) -> None:
             raise TrackingError(f"tracking store {uri}: {folder} is not writable")
 
 
-def client(uri: str):
-    from mlflow.tracking import MlflowClient
+def client(uri: str) -> "_Client":
+    """An MlflowClient for ``uri`` (see _Client for what happens when a server stops answering)."""
+    return _Client(uri)
 
-    return MlflowClient(tracking_uri=uri)
+
+class _Client:
+    """An MlflowClient whose calls, when a server stays away, wait and then fail in one line.
+
+    MLflow itself retries every HTTP call with exponential backoff (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, 7 by
+    default: about four minutes), so a server that restarts loses nothing: the trial waits, then logs.
+    Past that, ``TrackingError`` names the server instead of a page of connection errors."""
+
+    def __init__(self, uri: str):
+        from mlflow.tracking import MlflowClient
+
+        self._uri, self._mlflow = uri, MlflowClient(tracking_uri=uri)
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._mlflow, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args, **kwargs):
+            from mlflow.exceptions import MlflowException
+
+            try:
+                return attribute(*args, **kwargs)
+            except MlflowException as err:
+                if not str(err.message).startswith("API request to"):  # the server answered: a real error
+                    raise
+                raise TrackingError(f"MLflow server {self._uri} stopped answering ({name}), still after "
+                                    "MLFLOW_HTTP_REQUEST_MAX_RETRIES retries with backoff") from None
+
+        return call
 
 
 def ensure_experiment(uri: str, name: str) -> str:
@@ -265,6 +300,8 @@ class TrialRecord:
         last = result.history[-1] if result.history else {}
         final_step = int(result.metrics.get("epochs", last.get("epoch", 0)))
         extra = {k: v for k, v in result.metrics.items() if k not in last and _is_number(v)}
+        if "phase" not in last:  # a diverged trial's last report has no phase: log its phase_index here
+            extra["phase"] = result.metrics.get("phase")
         if extra:
             self._log_metrics(final_step, extra)
         tags = {k: _tag_text(result.metrics.get(k, result.structure.get(k))) for k in FINAL_TAGS}

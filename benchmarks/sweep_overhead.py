@@ -1,0 +1,262 @@
+"""Sweep overhead: a reference sweep through Ray Tune and MLflow against the same trials in a plain loop.
+
+    .venv/bin/python benchmarks/sweep_overhead.py            # 8 trials of ~10 s, 2 at a time: ~5 min on 2 cores
+    .venv/bin/python benchmarks/sweep_overhead.py --smoke    # 2 short trials, once: ~30 s
+
+The reference study (written to a temporary folder, never to search_spaces/): digits, hidden_channels 15
+(S = 1034), T = 3, 30 epochs, structure every 5 and a checkpoint every 10 epochs (structure.yaml's
+settings), l1 1e-4 and four locality strengths x seeds; one such trial takes about 10 s alone on one core
+here. ``--channels`` and ``--epochs`` change its size.
+
+Each repeat runs the same trials twice, as many at a time as there are cores (``--cores``):
+    plain: a ``ProcessPoolExecutor`` of ``cores`` spawned workers, each with OMP_NUM_THREADS=1 (what Ray sets
+           for a 1-CPU trial; ``train_pack`` also sets one torch thread), calling ``run_trial`` on each
+           config; nothing is recorded. Timed from creating the pool (worker start-up and imports inside)
+           to the last result, and again to the pool shut down (its workers' exit).
+    Ray:   ``run_sweep`` of the study file (local Ray with ``num_cpus = cores``, a local SQLite MLflow store
+           under a temporary URN_RESULTS_DIR): every epoch to MLflow and Tune, checkpoints, artifacts, the
+           summary. Two times: "Ray up" is ``run_sweep`` alone with Ray already started (as on a cluster, or
+           the second sweep of a session), against the plain loop to its last result; "whole" adds
+           ``ray.init`` and ``ray.shutdown``, against the plain loop with its pool shut down.
+The MLflow store is created (its schema migrated) once before the timings, as after a first sweep; the
+imports of ray, mlflow and torch in this process are not timed. Plain and Ray take turns in each repeat,
+so load from other users of a shared machine falls on both; medians are reported, and each repeat's own
+ratio. Then the Ray sweep's time is split using its MLflow runs (start and end of every trial's run), and
+one trial is recorded in-process step by step (no Ray) to cost each part of the record.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import describe, timed_trial  # noqa: E402
+
+from urn_study.model import pick_device  # noqa: E402
+from urn_study.study import load_study  # noqa: E402
+
+LOCALITY = (0.0, 1e-4, 3e-4, 1e-3)
+STUDY = "overhead"
+RECORD_STEPS = ("open the run (search, create, params, tags)", "log each epoch's metrics",
+                "save checkpoints (save_state)", "finish (artifacts written and stored, tags, end)",
+                "  of which: write the artifacts", "  of which: draw the W heatmap")
+
+
+def write_study(folder: Path, n_trials: int, channels: int, epochs: int) -> Path:
+    """The reference study: ``n_trials`` trials of one shape (locality strengths x seeds)."""
+    per_seed = next(k for k in (4, 2, 1) if n_trials % k == 0)
+    study = {
+        "name": STUDY,
+        "base": {"data.name": "digits", "model.hidden_channels": channels, "model.steps": 3, "train.epochs": epochs,
+                 "train.snapshot_every": min(5, epochs), "train.checkpoint_every": min(10, epochs),
+                 "regulators.l1": 1e-4},
+        "grid": {"regulators.locality": list(LOCALITY[:per_seed])},
+        "seeds": list(range(n_trials // per_seed)),
+        "metric": "test_accuracy", "mode": "max", "resources": {"cpu": 1, "gpu": 0}, "trials_per_worker": 1,
+    }
+    path = folder / f"{STUDY}.yaml"
+    path.write_text(f"# Question: none; the reference sweep of benchmarks/sweep_overhead.py ({n_trials} trials).\n"
+                    f"# Run: .venv/bin/python benchmarks/sweep_overhead.py\n" + yaml.safe_dump(study, sort_keys=False))
+    return path
+
+
+def plain_loop(configs: list, cores: int) -> dict:
+    """The trials on ``cores`` spawned worker processes of one thread each; wall time and each trial's span."""
+    previous = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"  # read by the workers' torch at import, as in a 1-CPU Ray trial
+    try:
+        start = time.time()
+        with ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("spawn")) as pool:
+            spans = list(pool.map(timed_trial, configs))
+            end = time.time()
+        closed = time.time()
+    finally:
+        if previous is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = previous
+    return {"wall": end - start, "closed": closed - start, "start": start, "end": end,
+            "spans": [(s, e) for s, e, _ in spans], "threads": sorted({t for _, _, t in spans})}
+
+
+def ray_sweep(study_path: Path, uri: str, cores: int) -> dict:
+    """``run_sweep`` of the study, Ray started just before (as ``run_sweep`` starts it) and shut down after."""
+    import ray
+
+    from urn_study import launcher, tracking
+
+    t0 = time.time()
+    launcher._start_ray(None, cores)  # the launcher's own start: run_sweep then finds Ray up and leaves it
+    t1 = time.time()
+    log = io.StringIO()
+    with contextlib.redirect_stdout(log):  # Tune's progress lines
+        code = launcher.run_sweep(study_path, tracking_uri=uri, num_cpus=cores, out=log)
+    t2 = time.time()
+    ray.shutdown()
+    t3 = time.time()
+    if code != 0:
+        raise RuntimeError(f"the reference sweep failed:\n{log.getvalue()}")
+    record = launcher.find_record(load_study(study_path))
+    experiment = tracking.client(uri).get_experiment_by_name(STUDY).experiment_id
+    runs = tracking.trial_runs(uri, experiment, record.sweep_id)
+    spans = [(r.info.start_time / 1000, r.info.end_time / 1000) for r in runs]
+    return {"wall": t3 - t0, "up": t2 - t1, "init": t1 - t0, "shutdown": t3 - t2, "start": t1, "end": t2,
+            "spans": spans}
+
+
+def split(run: dict, cores: int) -> dict[str, float]:
+    """Where a sweep's wall time went, from its trials' spans: before the first trial started, inside the
+    trials (their summed spans over the cores), between trials, after the last one ended."""
+    starts, ends = [s for s, _ in run["spans"]], [e for _, e in run["spans"]]
+    inside = sum(e - s for s, e in run["spans"]) / cores
+    return {"head": min(starts) - run["start"], "inside": inside, "between": max(ends) - min(starts) - inside,
+            "tail": run["end"] - max(ends), "per_trial": statistics.mean(e - s for s, e in run["spans"])}
+
+
+def record_costs(config, uri: str) -> Counter:
+    """One trial trained in this process (one thread) and recorded as a sweep records it, each step timed.
+    No Ray: Tune's own share (its reports, copying checkpoints to storage) is what this leaves out."""
+    import torch
+
+    from analysis.plots import draw_weight_heatmap
+    from urn_study import tracking
+    from urn_study.checkpoint import save_state
+    from urn_study.trial import run_trial
+
+    costs: Counter = Counter()
+
+    def timed(name, fn, *args):
+        start = time.perf_counter()
+        out = fn(*args)
+        costs[name] += time.perf_counter() - start
+        return out
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        experiment = tracking.ensure_experiment(uri, STUDY)
+        parent = tracking.open_sweep_run(uri, experiment, STUDY, "breakdown", {"searcher": "none"})
+        record = timed("open the run (search, create, params, tags)", tracking.TrialRecord.open, uri, experiment,
+                       parent, STUDY, "breakdown", f"{STUDY}-b0000", config, {})
+        with tempfile.TemporaryDirectory(prefix="urn-bench-") as folder:
+            result = timed("train", run_trial, config,
+                           lambda epoch, m: timed("log each epoch's metrics", record.log_epoch, epoch, m),
+                           lambda state: timed("save checkpoints (save_state)", save_state, state,
+                                               Path(folder) / f"epoch_{state.epoch}"))
+            timed("  of which: write the artifacts", tracking.write_artifacts, result, Path(folder) / "artifacts")
+        fig = timed("  of which: draw the W heatmap", lambda: draw_weight_heatmap(
+            result.weights, result.structure.get("levels"), layout=result.layout, title=record.trial_id))
+        with tempfile.TemporaryDirectory(prefix="urn-bench-") as folder:
+            timed("  of which: draw the W heatmap", lambda: fig.savefig(Path(folder) / "W.png", dpi=110,
+                                                                          bbox_inches="tight"))
+        timed("finish (artifacts written and stored, tags, end)", record.finish, result)
+        tracking.close_sweep_run(uri, experiment, "breakdown", parent, "FINISHED")
+    finally:
+        torch.set_num_threads(threads)
+    costs["train"] -= costs["log each epoch's metrics"] + costs["save checkpoints (save_state)"]
+    return costs
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=8, help="trials in the reference sweep")
+    parser.add_argument("--channels", type=int, default=15, help="model.hidden_channels (S = 64 (1 + c) + 10)")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--cores", type=int, default=os.cpu_count(), help="trials at a time (Ray's num_cpus)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help="2 trials of 2 epochs at S = 202, once: ~30 s")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.trials, args.channels, args.epochs, args.repeats = 2, 2, 2, 1
+
+    print("sweep_overhead |", describe(pick_device("auto")))
+    with tempfile.TemporaryDirectory(prefix="urn-sweep-overhead-") as folder:
+        results = Path(folder) / "urn_results"
+        previous = os.environ.get("URN_RESULTS_DIR")
+        os.environ["URN_RESULTS_DIR"] = str(results)
+        try:
+            run(args, Path(folder), results)
+        finally:
+            if previous is None:
+                os.environ.pop("URN_RESULTS_DIR", None)
+            else:
+                os.environ["URN_RESULTS_DIR"] = previous
+
+
+def run(args, folder: Path, results: Path) -> None:
+    from urn_study import tracking
+
+    study_path = write_study(folder, args.trials, args.channels, args.epochs)
+    configs = [t.config for t in load_study(study_path).trials()]
+    uri = f"sqlite:///{results / 'mlflow.db'}"
+    start = time.perf_counter()
+    tracking.check_tracking(uri)
+    tracking.ensure_experiment(uri, STUDY)
+    store_seconds = time.perf_counter() - start
+    size = 64 * (1 + args.channels) + 10
+    print(f"reference sweep: {args.trials} trials, digits, S = {size}, T = 3, {args.epochs} epochs, "
+          f"{args.cores} at a time; medians of {args.repeats} repeats (MLflow store created once before: "
+          f"{store_seconds:.1f} s)")
+
+    plains, rays = [], []
+    for n in range(args.repeats):
+        plains.append(plain_loop(configs, args.cores))
+        rays.append(ray_sweep(study_path, uri, args.cores))
+        print(f"  repeat {n + 1}: plain {plains[-1]['wall']:.1f} s ({plains[-1]['closed']:.1f} s with the pool shut "
+              f"down), Ray up {rays[-1]['up']:.1f} s, whole {rays[-1]['wall']:.1f} s (load average "
+              f"{os.getloadavg()[0]:.1f})", flush=True)
+    threads = sorted({t for p in plains for t in p["threads"]})
+
+    def med(runs: list[dict], key: str) -> float:
+        return statistics.median(r[key] for r in runs)
+
+    walls = {"plain loop": [p["wall"] for p in plains], "plain, pool shut down": [p["closed"] for p in plains],
+             "Ray + MLflow, Ray up": [r["up"] for r in rays], "Ray + MLflow, whole": [r["wall"] for r in rays]}
+    against = {"Ray + MLflow, Ray up": "plain loop", "Ray + MLflow, whole": "plain, pool shut down"}
+    ratios = {name: [a / b for a, b in zip(walls[name], walls[base])] for name, base in against.items()}
+    print(f"plain workers: torch threads {', '.join(map(str, threads))}; load average now {os.getloadavg()[0]:.1f}")
+    print(f"{'':<23}{'wall s':>7} {'trials/hour':>12}  {'against':<22}{'ratio':>6}   each repeat: ratio (wall s)")
+    for name, samples in walls.items():
+        wall = statistics.median(samples)
+        line = f"{name:<23}{wall:>7.1f} {args.trials / wall * 3600:>12.0f}  "
+        if name in against:
+            line += (f"{against[name]:<22}{statistics.median(ratios[name]):>6.3f}   "
+                     + "  ".join(f"{q:.3f} ({w:.1f})" for q, w in zip(ratios[name], samples)))
+        else:
+            line += " " * 31 + "  ".join(f"({w:.1f})" for w in samples)
+        print(line)
+    ratio = statistics.median(ratios["Ray + MLflow, Ray up"])
+    print(f"target: Ray up within 5% of the plain loop (ratio <= 1.050): {'met' if ratio <= 1.05 else 'missed'}")
+
+    print("\nwhere the time goes (medians, seconds; from each trial's span: a plain trial's run_trial call, "
+          "a Ray trial's MLflow run)")
+    print(f"  Ray start (ray.init) {med(rays, 'init'):.2f}, Ray shutdown {med(rays, 'shutdown'):.2f}")
+    parts = {"plain": [split(p, args.cores) for p in plains], "Ray up": [split(r, args.cores) for r in rays]}
+    print(f"  {'':<8}{'before first trial':>19} {'inside trials':>14} {'between trials':>15} "
+          f"{'after last':>11} {'per trial':>10}")
+    for name, splits in parts.items():
+        print(f"  {name:<8}" + " ".join(f"{statistics.median(s[k] for s in splits):>{w}.2f}" for k, w in
+                                        (("head", 19), ("inside", 14), ("between", 15), ("tail", 11),
+                                         ("per_trial", 10))))
+
+    costs = record_costs(configs[0], uri)
+    train = costs["train"]
+    print(f"\none trial recorded in-process, no Ray (seconds, and share of its training time {train:.2f} s):")
+    for name in RECORD_STEPS:
+        print(f"  {name:<52}{costs[name]:>7.2f} {costs[name] / train:>7.1%}")
+
+
+if __name__ == "__main__":
+    main()

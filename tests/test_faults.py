@@ -1,0 +1,503 @@
+"""Faults during a sweep, each injected for real: a trial's worker killed, the driver killed, a node of a Ray
+cluster removed, the MLflow server stopped and restarted, a diverging trial, many writers to one store.
+Nothing is lost and nothing is recorded twice. (test_launcher.py also kills a worker and the driver of one
+sweep together; bad input before Ray starts: test_study_fuzz.py.)"""
+from __future__ import annotations
+
+import _thread
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+
+from urn_study import cli, tracking
+from urn_study.study import load_study
+
+# Trials of a few seconds: long enough to be hit mid-training, short enough for 2 shared cores.
+DIGITS = """\
+# Question: a small study for the fault tests.
+# Run: urn-study sweep {name}.yaml
+name: {name}
+base:
+  data.name: digits
+  model.steps: 2
+  train.epochs: {epochs}
+  train.batch_size: 32
+  train.snapshot_every: 4
+  train.checkpoint_every: {checkpoint_every}
+max_failures: 3
+"""
+
+
+def write_study(folder: Path, name: str, epochs: int = 16, checkpoint_every: int = 4, extra: str = "") -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(DIGITS.format(name=name, epochs=epochs, checkpoint_every=checkpoint_every)
+                    + textwrap.dedent(extra))
+    return path
+
+
+def runs_by_trial(uri: str, study: str) -> dict[str, list]:
+    """trial id -> its runs, any status (empty while the experiment does not exist yet)."""
+    experiment = tracking.client(uri).get_experiment_by_name(study)
+    out: dict[str, list] = {}
+    if experiment is not None:
+        for run in tracking.trial_runs(uri, experiment.experiment_id):
+            out.setdefault(run.data.tags[tracking.TRIAL_TAG], []).append(run)
+    return out
+
+
+def logged_epochs(uri: str, run_id: str, key: str = "task_loss") -> list[int]:
+    return sorted(m.step for m in tracking.client(uri).get_metric_history(run_id, key))
+
+
+def running_past(uri: str, study: str, epoch: int, node_id: str | None = None):
+    """A RUNNING trial run that has logged an epoch beyond ``epoch`` (on ``node_id`` if given), or None."""
+    for runs in runs_by_trial(uri, study).values():
+        run = runs[0]
+        if run.info.status != "RUNNING" or (node_id and run.data.tags.get("urn.node_id") != node_id):
+            continue
+        epochs = logged_epochs(uri, run.info.run_id)
+        if epochs and max(epochs) > epoch:
+            return run
+    return None
+
+
+def assert_each_trial_once(uri: str, study_path: Path, epochs: int) -> dict[str, Any]:
+    """Every trial: exactly one run, FINISHED, every epoch's metrics exactly once, its artifacts."""
+    study = load_study(study_path)
+    runs = runs_by_trial(uri, study.name)
+    assert sorted(runs) == sorted(t.trial_id for t in study.trials())
+    client = tracking.client(uri)
+    for trial_id, found in runs.items():
+        assert len(found) == 1, (trial_id, [r.info.status for r in found])
+        run = found[0]
+        assert run.info.status == "FINISHED", trial_id
+        last = int(run.data.metrics.get("diverged_at_epoch", epochs))
+        assert logged_epochs(uri, run.info.run_id) == list(range(1, last + 1)), trial_id
+        assert {"W.npy", "structure.json", "history.json"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+    return {trial_id: found[0] for trial_id, found in runs.items()}
+
+
+def sweep(*args: str, limit: float = 300.0) -> int:
+    """``urn-study sweep ARGS`` in this process; stopped as by Ctrl-C (and failed) if it runs past ``limit``."""
+    fired = []
+    timer = threading.Timer(limit, lambda: (fired.append(True), _thread.interrupt_main()))
+    timer.start()
+    try:
+        code = cli.main(["sweep", *args])
+    finally:
+        timer.cancel()
+    assert not fired, f"the sweep ran past {limit:.0f} s"
+    return code
+
+
+class Fault(threading.Thread):
+    """In the background (``with Fault(...)``): wait until ``ready()`` gives something, then ``act`` on it,
+    once. What it did (or the error it met) is kept for ``check()``; it never outlives the ``with``."""
+
+    def __init__(self, ready: Callable[[], Any], act: Callable[[Any], Any], timeout: float = 240.0):
+        super().__init__(daemon=True)
+        self.ready, self.act, self.timeout = ready, act, timeout
+        self.done: Any = None
+        self.error: BaseException | None = None
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        deadline = time.monotonic() + self.timeout
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            try:
+                value = self.ready()
+            except Exception:  # the store is being created: not ready yet
+                value = None
+            if value:
+                try:
+                    self.done = self.act(value)
+                except BaseException as err:  # noqa: BLE001 - reported by check()
+                    self.error = err
+                return
+            time.sleep(0.1)
+
+    def __enter__(self) -> "Fault":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.join(timeout=120)  # an action under way (a server restarting) ends first
+
+    def check(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        assert self.done is not None, "the fault was never injected (the sweep ended first?)"
+        return self.done
+
+
+def ray_started(results: Path) -> bool:
+    """Tune has made its folder: the driver has set up the store (reading it earlier races its creation)."""
+    return (results / "ray").is_dir()
+
+
+# --- 1. a trial's worker is killed ---------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_killed_worker_resumes_from_its_checkpoint_to_the_uninterrupted_result(results, tmp_path):
+    import torch
+
+    from urn_study.trial import run_trial
+
+    path = write_study(tmp_path, "resume", epochs=16, checkpoint_every=2, extra="seeds: [3]\n")
+    uri = tracking.resolve_tracking_uri()
+
+    def first_checkpoint():
+        if not ray_started(results) or not list((results / "ray").glob("*/resume-0000_*/checkpoint_*")):
+            return None
+        return running_past(uri, "resume", 2)
+
+    def kill(run):
+        epoch = max(logged_epochs(uri, run.info.run_id))
+        os.kill(int(run.data.tags["urn.pid"]), signal.SIGKILL)
+        return epoch
+
+    with Fault(first_checkpoint, kill) as fault:
+        assert sweep(str(path), "--num-cpus", "1") == 0
+    killed_at = fault.check()
+    assert 2 < killed_at < 16  # mid-training, after the first checkpoint
+
+    run = assert_each_trial_once(uri, path, epochs=16)["resume-0000"]
+    assert run.data.tags[tracking.ATTEMPTS_TAG] == "2"
+    assert 2 <= int(run.data.tags["urn.resumed_from_epoch"]) <= killed_at
+
+    # the same trial, never interrupted, in this process with the thread count the worker used
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        reference = run_trial(load_study(path).trials()[0].config)
+    finally:
+        torch.set_num_threads(threads)
+    client = tracking.client(uri)
+    w = np.load(client.download_artifacts(run.info.run_id, "W.npy", str(tmp_path)), allow_pickle=False)
+    np.testing.assert_allclose(w, reference.weights, rtol=0, atol=1e-5)
+    losses = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "task_loss"), key=lambda m: m.step)]
+    np.testing.assert_allclose(losses, [h["task_loss"] for h in reference.history], rtol=1e-5)
+    assert run.data.metrics["test_accuracy"] == pytest.approx(reference.metrics["test_accuracy"], abs=1e-6)
+    assert run.data.tags["phase"] == reference.metrics["phase"]
+
+
+# --- 2. the driver is killed ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_killed_driver_resumes_without_rerunning_or_doubling_finished_trials(results, tmp_path):
+    path = write_study(tmp_path, "driver", epochs=16, checkpoint_every=4,
+                       extra="grid:\n  regulators.l1: [0, 1.0e-4, 1.0e-3, 1.0e-2]\nseeds: [0]\n")
+    uri = tracking.resolve_tracking_uri()
+    log = open(tmp_path / "driver.log", "wb")
+    driver = subprocess.Popen([sys.executable, "-m", "urn_study.cli", "sweep", str(path), "--num-cpus", "2"],
+                              cwd=tmp_path, env={**os.environ, "URN_RESULTS_DIR": str(results)}, stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+
+    def finished_and_checkpointed():
+        if driver.poll() is not None:
+            raise AssertionError(f"the sweep ended (code {driver.returncode}) before it could be killed")
+        if not ray_started(results):
+            return None
+        runs = runs_by_trial(uri, "driver")
+        done = {t for t, r in runs.items() if r[0].info.status == "FINISHED"}
+        return done and {t for t, epoch in tune_checkpoints(results, "driver").items() if epoch <= 8} - done
+
+    try:
+        deadline = time.monotonic() + 240
+        while not _safely(finished_and_checkpointed):
+            assert time.monotonic() < deadline, "timed out waiting for a finished and a running trial"
+            time.sleep(0.2)
+        driver.send_signal(signal.SIGKILL)  # the driver alone: Ray's processes share its fate
+        driver.wait(timeout=60)
+    finally:
+        time.sleep(2)
+        try:
+            os.killpg(driver.pid, signal.SIGKILL)  # whatever of it is left
+        except ProcessLookupError:
+            pass
+        if driver.poll() is None:
+            driver.wait(timeout=60)
+        log.close()
+
+    before = {trial_id: runs[0] for trial_id, runs in runs_by_trial(uri, "driver").items()}
+    finished = {t: r for t, r in before.items() if r.info.status == "FINISHED"}
+    assert finished and len(finished) < 4
+    finished_epochs = {t: logged_epochs(uri, r.info.run_id) for t, r in finished.items()}
+    checkpointed = set(tune_checkpoints(results, "driver")) - set(finished)
+    assert checkpointed
+
+    assert sweep(str(path), "--resume", "--num-cpus", "2") == 0
+    after = assert_each_trial_once(uri, path, epochs=16)
+    for trial_id, run in finished.items():  # not trained, not reopened, not logged again
+        again = after[trial_id]
+        assert again.info.run_id == run.info.run_id and again.info.end_time == run.info.end_time
+        assert again.data.tags[tracking.ATTEMPTS_TAG] == run.data.tags[tracking.ATTEMPTS_TAG]
+        assert logged_epochs(uri, again.info.run_id) == finished_epochs[trial_id]
+    rest = [after[t] for t in after if t not in finished]
+    assert all(int(r.data.tags[tracking.ATTEMPTS_TAG]) >= 2 for r in rest if r.info.run_id in
+               {b.info.run_id for b in before.values()})
+    for trial_id in checkpointed:  # went on from the checkpoint Tune had recorded
+        assert int(after[trial_id].data.tags["urn.resumed_from_epoch"]) >= 4, trial_id
+
+
+def tune_checkpoints(results: Path, study: str) -> dict[str, int]:
+    """URN trial -> epoch of its checkpoint, for Tune trials that Tune's saved experiment state shows RUNNING
+    with a checkpoint: what a resume starts from. (The driver saves it some time after the worker reported,
+    so the MLflow record runs ahead of it.)"""
+    states = sorted((results / "ray").glob(f"{study}-*/experiment_state-*.json"), key=os.path.getmtime)
+    out: dict[str, int] = {}
+    for trial_json, runtime_json in json.loads(states[-1].read_text())["trial_data"] if states else []:
+        trial, last = json.loads(trial_json), json.loads(runtime_json).get("last_result") or {}
+        if trial.get("status") == "RUNNING" and last.get("checkpoint_dir_name"):
+            out.update({trial_id: int(last["epoch"]) for trial_id in trial["config"]["pack"]})
+    return out
+
+
+def _safely(condition: Callable[[], Any]) -> Any:
+    try:
+        return condition()
+    except AssertionError:
+        raise
+    except Exception:  # the store is being written: ask again
+        return None
+
+
+# --- 3. a node of a cluster is removed ---------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_removed_node_trials_finish_on_another_node(results, tmp_path):
+    import ray
+    from ray.cluster_utils import Cluster
+
+    path = write_study(tmp_path, "nodes", epochs=16, checkpoint_every=4,
+                       extra="grid:\n  regulators.l1: [0, 1.0e-4, 1.0e-3]\nseeds: [0]\n")
+    uri = tracking.resolve_tracking_uri()
+    # a node is declared dead after about 3 s without an answer, not Ray's default of half a minute
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 0, "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 3,
+                                          "health_check_timeout_ms": 1000}})
+    try:
+        nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
+        cluster.wait_for_nodes()
+        by_id = {n.node_id: n for n in nodes}
+
+        def trial_on_a_node():
+            if not ray_started(results):
+                return None
+            return running_past(uri, "nodes", 4)
+
+        def remove(run):
+            node_id = run.data.tags["urn.node_id"]
+            on_it = sorted(t for t, r in runs_by_trial(uri, "nodes").items()
+                           if r[0].info.status == "RUNNING" and r[0].data.tags.get("urn.node_id") == node_id)
+            cluster.remove_node(by_id[node_id], allow_graceful=False)
+            return node_id, on_it
+
+        with Fault(trial_on_a_node, remove) as fault:
+            assert sweep(str(path), "--address", cluster.address) == 0
+        removed, victims = fault.check()
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    (survivor,) = [n for n in by_id if n != removed]
+    runs = assert_each_trial_once(uri, path, epochs=16)
+    assert victims
+    for trial_id in victims:
+        tags = runs[trial_id].data.tags
+        assert tags["urn.node_id"] == survivor, trial_id
+        assert int(tags[tracking.ATTEMPTS_TAG]) >= 2 and int(tags["urn.resumed_from_epoch"]) >= 4
+
+
+# --- 4. the MLflow server goes away and comes back ------------------------------------------------------
+
+
+def start_server(folder: Path, port: int, net) -> subprocess.Popen:
+    log = open(folder / "server.log", "ab")
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
+         f"sqlite:///{folder / 'mlflow.db'}", "--artifacts-destination", str(folder / "mlartifacts"),
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        stdout=log, stderr=subprocess.STDOUT, cwd=folder, start_new_session=True)
+    log.close()
+    net.wait_http(f"http://127.0.0.1:{port}/health", process=process)
+    return process
+
+
+@pytest.mark.slow
+def test_server_down_mid_sweep_loses_no_record(results, tmp_path, net, monkeypatch):
+    """The server is killed while trials log and comes back about half a minute later: the trials wait
+    (MLflow's retries; their backoff shortened here so the test waits less) and every record is complete."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")  # Ray's workers inherit the driver's env
+    folder = tmp_path / "server"
+    folder.mkdir()
+    port = net.free_port()
+    uri = f"http://127.0.0.1:{port}"
+    servers = [start_server(folder, port, net)]
+    path = write_study(tmp_path, "outage", epochs=16, checkpoint_every=4,
+                       extra="grid:\n  regulators.l1: [0, 1.0e-3]\nseeds: [0]\n")
+
+    def outage(run):
+        epoch = max(logged_epochs(uri, run.info.run_id))
+        os.killpg(servers[-1].pid, signal.SIGKILL)  # no goodbye: requests in flight are cut
+        servers[-1].wait(timeout=30)
+        down = time.monotonic()
+        time.sleep(3)
+        servers.append(start_server(folder, port, net))
+        return epoch, time.monotonic() - down
+
+    try:
+        with Fault(lambda: ray_started(results) and running_past(uri, "outage", 2), outage) as fault:
+            assert sweep(str(path), "--tracking-uri", uri, "--num-cpus", "2") == 0
+        epoch, seconds_down = fault.check()
+        assert epoch < 16 and seconds_down > 3  # it went down mid-training
+        assert_each_trial_once(uri, path, epochs=16)
+    finally:
+        for server in servers:
+            net.stop_group(server)
+
+
+def test_server_unreachable_at_start_is_one_line_before_anything_runs(results, tmp_path, capsys, net):
+    import ray
+
+    uri = f"http://127.0.0.1:{net.free_port()}"  # nothing listens there
+    code = cli.main(["sweep", str(write_study(tmp_path, "early")), "--tracking-uri", uri, "--num-cpus", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and uri in err and "not reachable" in err, err
+    assert not ray.is_initialized() and not (results / "ray").exists() and not (results / "sweeps").exists()
+
+
+def test_server_gone_for_good_is_one_clear_error(results, net, monkeypatch):
+    """Past MLflow's retries (with backoff; here shortened) a trial's logging fails in one line naming the
+    server, instead of waiting forever or losing the epoch silently."""
+    from urn_study.config import parse_config
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
+    uri = f"http://127.0.0.1:{net.free_port()}"
+    record = tracking.TrialRecord(uri, "0123abcd", "gone-0000", last_step=0, finished=False, summary={})
+    with pytest.raises(tracking.TrackingError) as info:
+        record.log_epoch(1, {"task_loss": 1.0})
+    assert uri in str(info.value) and "\n" not in str(info.value)
+    assert record.last_step == 0  # not counted as logged: a retry of the trial logs it again
+    with pytest.raises(tracking.TrackingError):
+        tracking.TrialRecord.open(uri, "1", "p", "gone", "gone-sweep", "gone-0000", parse_config({}))
+
+
+# --- 5. a trial diverges ------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_diverging_trial_is_recorded_as_diverged_and_the_sweep_goes_on(results, tmp_path):
+    path = tmp_path / "diverge.yaml"
+    path.write_text(textwrap.dedent("""\
+        # Question: does a diverging trial stop the others?
+        # Run: urn-study sweep diverge.yaml
+        name: diverge
+        base: {data.name: nlgp, data.side: 8, data.n_samples: 200, train.epochs: 3, train.batch_size: 50,
+               train.snapshot_every: 1, model.steps: 40, model.activation: identity}
+        grid:
+          model.init_scale: [10.0, 0.05, 0.1]
+        trials_per_worker: 2
+        """))
+    assert sweep(str(path), "--num-cpus", "2") == 0
+    uri = tracking.resolve_tracking_uri()
+    runs = assert_each_trial_once(uri, path, epochs=3)
+    diverged = runs["diverge-0000"]
+    assert diverged.data.tags["phase"] == "diverged" and diverged.data.metrics["diverged_at_epoch"] == 1
+    assert diverged.data.metrics["phase_index"] == tracking.PHASE_CODES["diverged"]
+    # its pack partner and the trial beside it trained to the end
+    assert runs["diverge-0001"].data.tags["urn.tune_trial"] == diverged.data.tags["urn.tune_trial"]
+    for trial_id in ("diverge-0001", "diverge-0002"):
+        assert runs[trial_id].data.tags["phase"] != "diverged"
+        assert runs[trial_id].data.metrics["epochs"] == 3
+
+
+# --- 7. many writers at once to the local store -----------------------------------------------------------
+
+
+WRITER = """\
+import sys, time
+from pathlib import Path
+from urn_study import tracking
+from urn_study.config import parse_config
+
+uri, experiment, parent, trial, epochs, gate = sys.argv[1:]
+record = tracking.TrialRecord.open(uri, experiment, parent, "many", "many-sweep", trial,
+                                   parse_config({"seed": int(trial.rsplit("-", 1)[1])}))
+Path(gate, trial).touch()
+while not Path(gate, "go").exists():  # everyone writes at once
+    time.sleep(0.01)
+for epoch in range(1, int(epochs) + 1):
+    record.log_epoch(epoch, {f"m{k:02d}": epoch + k / 100 for k in range(20)})
+tracking.client(uri).set_terminated(record.run_id, "FINISHED")
+"""
+
+
+@pytest.mark.slow
+def test_many_trials_logging_at_once_to_the_local_store_lose_nothing(results, tmp_path):
+    writers, epochs, metrics = 6, 20, 20
+    uri = tracking.resolve_tracking_uri()
+    tracking.check_tracking(uri)
+    experiment = tracking.ensure_experiment(uri, "many")
+    parent = tracking.open_sweep_run(uri, experiment, "many", "many-sweep", {"searcher": "grid"})
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    trial_ids = [f"many-{i:04d}" for i in range(writers)]
+    processes = [subprocess.Popen([sys.executable, "-c", WRITER, uri, experiment, parent, t, str(epochs), str(gate)],
+                                  cwd=tmp_path, stderr=subprocess.PIPE, text=True) for t in trial_ids]
+    try:
+        deadline = time.monotonic() + 180
+        while len(list(gate.iterdir())) < writers:
+            assert time.monotonic() < deadline and all(p.poll() is None for p in processes), "writers did not start"
+            time.sleep(0.1)
+        (gate / "go").touch()
+        errors = [p.communicate(timeout=180)[1] for p in processes]
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert all(p.returncode == 0 for p in processes), [e[-500:] for e in errors]
+    runs = tracking.trial_runs(uri, experiment, "many-sweep")
+    assert sorted(r.data.tags[tracking.TRIAL_TAG] for r in runs) == trial_ids
+    client = tracking.client(uri)
+    counted = 0
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        for k in range(metrics):
+            history = client.get_metric_history(run.info.run_id, f"m{k:02d}")
+            assert sorted((m.step, m.value) for m in history) == [(e, e + k / 100) for e in range(1, epochs + 1)]
+            counted += len(history)
+    assert counted == writers * epochs * metrics  # 2400 records, each once
+
+
+# --- local Ray is this sweep's own -------------------------------------------------------------------------
+
+
+def test_local_ray_never_joins_a_cluster_left_running_on_the_machine(monkeypatch):
+    """Without --address Ray would join the latest `ray start` instance on the machine (found in
+    /tmp/ray/ray_current_cluster) and then refuse --num-cpus: a sweep starts its own instead."""
+    from urn_study import launcher
+
+    calls = []
+    monkeypatch.setattr(launcher.ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(launcher.ray, "init", lambda **kwargs: calls.append(kwargs))
+    assert launcher._start_ray(None, 2)
+    assert launcher._start_ray("auto", None)
+    assert calls[0]["address"] == "local" and calls[0]["num_cpus"] == 2
+    assert calls[0]["include_dashboard"] is False  # no web server beside the sweep
+    assert calls[1]["address"] == "auto" and "num_cpus" not in calls[1]
