@@ -338,10 +338,12 @@ def start_server(folder: Path, port: int, net) -> subprocess.Popen:
 
 
 @pytest.mark.slow
-def test_server_down_mid_sweep_loses_no_record(results, tmp_path, net, monkeypatch):
+def test_server_down_mid_sweep_loses_no_record_and_no_token_is_written(results, tmp_path, net, monkeypatch, capfd):
     """The server is killed while trials log and comes back about half a minute later: the trials wait
-    (MLflow's retries; their backoff shortened here so the test waits less) and every record is complete."""
+    (MLflow's retries; their backoff shortened here so the test waits less) and every record is complete.
+    The token every request carried (from the environment) is in no record, result or printed line."""
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")  # Ray's workers inherit the driver's env
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", TOKEN)
     folder = tmp_path / "server"
     folder.mkdir()
     port = net.free_port()
@@ -364,10 +366,33 @@ def test_server_down_mid_sweep_loses_no_record(results, tmp_path, net, monkeypat
             assert sweep(str(path), "--tracking-uri", uri, "--num-cpus", "2") == 0
         epoch, seconds_down = fault.check()
         assert epoch < 16 and seconds_down > 3  # it went down mid-training
-        assert_each_trial_once(uri, path, epochs=16)
+        runs = assert_each_trial_once(uri, path, epochs=16)
+        assert_no_secret_written(uri, runs, results, "".join(capfd.readouterr()), tmp_path / "downloads")
     finally:
         for server in servers:
             net.stop_group(server)
+
+
+TOKEN = "tok-9f3b1c-never-written"
+
+
+def assert_no_secret_written(uri: str, runs: dict, results: Path, printed: str, downloads: Path) -> None:
+    """Neither TOKEN nor Ray's own cluster token is in a run's params, tags or artifacts, a file under
+    ``results`` (sweep records, Ray results) or ``printed``."""
+    secrets = [TOKEN]
+    ray_token = Path.home() / ".ray" / "auth_token"  # where Ray keeps the token of local clusters
+    if ray_token.is_file() and ray_token.read_text().strip():
+        secrets.append(ray_token.read_text().strip())
+    client = tracking.client(uri)
+    texts = [printed]
+    for run in runs.values():
+        texts.append(json.dumps([run.data.params, run.data.tags, run.info.run_name]))
+        folder = Path(client.download_artifacts(run.info.run_id, "", str(downloads / run.info.run_id)))
+        texts += [p.read_bytes().decode("latin-1") for p in folder.rglob("*") if p.is_file()]
+    texts += [p.read_bytes().decode("latin-1") for p in results.rglob("*") if p.is_file()]
+    assert len(texts) > 10
+    for secret in secrets:
+        assert not [text[:80] for text in texts if secret in text]
 
 
 def test_server_unreachable_at_start_is_one_line_before_anything_runs(results, tmp_path, capsys, net):

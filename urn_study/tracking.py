@@ -121,6 +121,8 @@ class _Client:
         self._uri, self._mlflow = uri, MlflowClient(tracking_uri=uri)
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "_mlflow":  # copy / pickle probing a half-made object
+            raise AttributeError(name)
         attribute = getattr(self._mlflow, name)
         if not callable(attribute):
             return attribute
