@@ -19,7 +19,7 @@ Timed, each the median of ``--repeats``: ``load_study_runs`` cold (a full MLflow
 the first load, or ``--refresh``) and warm (the cache plus the runs changed since), ``latest_runs``,
 ``phase_grid``, ``draw_phase_diagram`` with the PNG saved; their sum (warm) against the 10 s target; then the
 whole ``urn-study phase`` command (a fresh process: imports, the study file, the warm load, runs.csv, the grid,
-PNG and SVG, the gallery).
+PNG and SVG, the gallery), with its parts timed in this process.
 """
 from __future__ import annotations
 
@@ -265,6 +265,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def measure(study_path: Path, uri: str, folder: Path, n_runs: int, repeats: int) -> None:
     from analysis.phase import choose_axes, draw_phase_diagram, phase_grid, save_figure
+    from analysis.cli_phase import write_phase_report
     from analysis.runs import latest_runs, load_study_runs
     from urn_study.study import load_study
 
@@ -272,12 +273,14 @@ def measure(study_path: Path, uri: str, folder: Path, n_runs: int, repeats: int)
     x, y, facet = choose_axes(study)
     print(f"{n_runs} recorded trial runs ({study_path}); axes x={x}, y={y}, facet={facet}; medians of {repeats}")
     rows = []
-    cold, cold_all, _ = timed(lambda: load_study_runs(STUDY, uri, refresh=True), repeats)
+    cold, cold_all, fresh = timed(lambda: load_study_runs(STUDY, uri, refresh=True), repeats)
     rows.append(("load_study_runs, cold (full search, cache written)", cold, cold_all))
     warm, warm_all, table = timed(lambda: load_study_runs(STUDY, uri), repeats)
     rows.append(("load_study_runs, warm (cache + changed runs)", warm, warm_all))
-    if len(table) != n_runs:
-        raise RuntimeError(f"loaded {len(table)} trial runs, expected {n_runs}")
+    if len(table) != n_runs or not table[["run_id", "phase", "test_accuracy"]].equals(
+            fresh[["run_id", "phase", "test_accuracy"]]):
+        raise RuntimeError(f"the cached table ({len(table)} runs) differs from the store's ({len(fresh)}; "
+                           f"{n_runs} expected)")
     latest, latest_all, runs = timed(lambda: latest_runs(table), repeats)
     rows.append(("latest_runs", latest, latest_all))
     grid_s, grid_all, grid = timed(lambda: phase_grid(runs, x, y, facet), repeats)
@@ -294,7 +297,18 @@ def measure(study_path: Path, uri: str, folder: Path, n_runs: int, repeats: int)
     cli_s, cli_all, _ = timed(lambda: run_command(command), repeats)
     rows.append(("urn-study phase (new process, warm cache)", cli_s, cli_all))
     study_s, study_all, _ = timed(lambda: load_study(study_path), repeats)
-    rows.append((f"  of which: load_study ({n_runs} configs)", study_s, study_all))
+    rows.append((f"  of which: load_study ({n_runs} configs built)", study_s, study_all))
+    rows.append(("  of which: load_study_runs, warm", warm, []))
+    report_s, report_all, _ = timed(lambda: write_phase_report(runs, x, y, facet, folder / "figures" / "benchmark",
+                                                               uri, title=STUDY), repeats)
+    rows.append(("  of which: write_phase_report", report_s, report_all))
+    csv_s, csv_all, _ = timed(lambda: runs.to_csv(folder / "figures" / "benchmark" / "runs.csv", index=False),
+                              repeats)
+    rows.append(("    of which: runs.csv", csv_s, csv_all))
+    svg_s, svg_all, _ = timed(lambda: save_figure(draw_phase_diagram(grid, x, y, facet, title=STUDY),
+                                                  out / "phase_diagram", formats=("svg",)), repeats)
+    rows.append(("    of which: draw_phase_diagram + SVG", svg_s, svg_all))
+    rows.append(("  rest: interpreter, imports, store, latest_runs", cli_s - study_s - warm - report_s, []))
 
     print(f"{'':<52}{'seconds':>8}   each repeat")
     for name, seconds, samples in rows:

@@ -53,12 +53,12 @@ def median_seconds(run: Callable[[], None], device: torch.device, repeats: int, 
     return statistics.median(samples)
 
 
-def timed_trial(config) -> tuple[float, float, int]:
-    """(start, end) wall-clock times (``time.time``) of one ``run_trial(config)`` in this process, and its
-    torch threads; the result is dropped. The plain worker of sweep_overhead.py, here so that a spawned pool
-    worker can import it by name."""
+def timed_trial(config) -> tuple[float, float, int, float]:
+    """One ``run_trial(config)`` in this process, its result dropped: its (start, end) wall-clock times
+    (``time.time``), torch's threads and the trial's own ``seconds`` (its training loop). The plain worker of
+    sweep_overhead.py, here so that a spawned pool worker can import it by name."""
     from urn_study.trial import run_trial
 
     start = time.time()
-    run_trial(config)
-    return start, time.time(), torch.get_num_threads()
+    result = run_trial(config)
+    return start, time.time(), torch.get_num_threads(), float(result.metrics["seconds"])

@@ -1,7 +1,7 @@
 """Sweep overhead: a reference sweep through Ray Tune and MLflow against the same trials in a plain loop.
 
     .venv/bin/python benchmarks/sweep_overhead.py            # 8 trials of ~10 s, 2 at a time: ~5 min on 2 cores
-    .venv/bin/python benchmarks/sweep_overhead.py --smoke    # 2 short trials, once: ~30 s
+    .venv/bin/python benchmarks/sweep_overhead.py --smoke    # 2 short trials, once: ~20 s
 
 The reference study (written to a temporary folder, never to search_spaces/): digits, hidden_channels 15
 (S = 1034), T = 3, 30 epochs, structure every 5 and a checkpoint every 10 epochs (structure.yaml's
@@ -19,10 +19,11 @@ Each repeat runs the same trials twice, as many at a time as there are cores (``
            the second sweep of a session), against the plain loop to its last result; "whole" adds
            ``ray.init`` and ``ray.shutdown``, against the plain loop with its pool shut down.
 The MLflow store is created (its schema migrated) once before the timings, as after a first sweep; the
-imports of ray, mlflow and torch in this process are not timed. Plain and Ray take turns in each repeat,
-so load from other users of a shared machine falls on both; medians are reported, and each repeat's own
-ratio. Then the Ray sweep's time is split using its MLflow runs (start and end of every trial's run), and
-one trial is recorded in-process step by step (no Ray) to cost each part of the record.
+imports of ray, mlflow and torch in this process are not timed. Plain and Ray take turns in each repeat
+(plain first in odd repeats, Ray first in even ones), so load from other users of a shared machine falls on
+both; medians are reported, and each repeat's own ratio. Then the Ray sweep's time is split using its
+MLflow runs (start and end of every trial's run), and one trial is recorded in-process step by step (no Ray)
+to cost each part of the record.
 """
 from __future__ import annotations
 
@@ -77,18 +78,21 @@ def plain_loop(configs: list, cores: int) -> dict:
     previous = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = "1"  # read by the workers' torch at import, as in a 1-CPU Ray trial
     try:
-        start = time.time()
+        start, cpu = time.time(), os.times()
         with ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("spawn")) as pool:
-            spans = list(pool.map(timed_trial, configs))
+            trials = list(pool.map(timed_trial, configs))
             end = time.time()
-        closed = time.time()
+        closed, workers = time.time(), os.times()  # the workers are reaped: their CPU is in children_*
     finally:
         if previous is None:
             os.environ.pop("OMP_NUM_THREADS", None)
         else:
             os.environ["OMP_NUM_THREADS"] = previous
     return {"wall": end - start, "closed": closed - start, "start": start, "end": end,
-            "spans": [(s, e) for s, e, _ in spans], "threads": sorted({t for _, _, t in spans})}
+            "spans": [(s, e) for s, e, _, _ in trials], "loops": [loop for _, _, _, loop in trials],
+            "threads": sorted({t for _, _, t, _ in trials}),
+            "cpu": {"workers": (workers.children_user + workers.children_system)
+                    - (cpu.children_user + cpu.children_system)}}
 
 
 def ray_sweep(study_path: Path, uri: str, cores: int) -> dict:
@@ -99,11 +103,11 @@ def ray_sweep(study_path: Path, uri: str, cores: int) -> dict:
 
     t0 = time.time()
     launcher._start_ray(None, cores)  # the launcher's own start: run_sweep then finds Ray up and leaves it
-    t1 = time.time()
+    t1, before, driver = time.time(), descendants_cpu(), time.process_time()
     log = io.StringIO()
     with contextlib.redirect_stdout(log):  # Tune's progress lines
         code = launcher.run_sweep(study_path, tracking_uri=uri, num_cpus=cores, out=log)
-    t2 = time.time()
+    t2, after, driver = time.time(), descendants_cpu(), time.process_time() - driver
     ray.shutdown()
     t3 = time.time()
     if code != 0:
@@ -111,18 +115,54 @@ def ray_sweep(study_path: Path, uri: str, cores: int) -> dict:
     record = launcher.find_record(load_study(study_path))
     experiment = tracking.client(uri).get_experiment_by_name(STUDY).experiment_id
     runs = tracking.trial_runs(uri, experiment, record.sweep_id)
-    spans = [(r.info.start_time / 1000, r.info.end_time / 1000) for r in runs]
+    cpu: Counter = Counter({"driver (this process: Tune's loop, MLflow)": driver})
+    for pid, (name, seconds) in after.items():  # trial workers that exited before t2 are missing
+        cpu[name] += seconds - before.get(pid, (name, 0.0))[1]
     return {"wall": t3 - t0, "up": t2 - t1, "init": t1 - t0, "shutdown": t3 - t2, "start": t1, "end": t2,
-            "spans": spans}
+            "spans": [(r.info.start_time / 1000, r.info.end_time / 1000) for r in runs],
+            "loops": [r.data.metrics.get("seconds", float("nan")) for r in runs], "cpu": cpu}
+
+
+def descendants_cpu() -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) so far of every process below this one: pid -> (kind, seconds). From
+    /proc (Linux; empty elsewhere). Ray's workers by their title (``ray::ImplicitFunc`` runs the trials), the
+    rest of Ray as its services."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    table = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # from field 3 (state) on: ppid, ..., utime, stime
+        table[int(entry.name)] = (int(fields[1]), _process_kind(command), (int(fields[11]) + int(fields[12])) / tick)
+    out, parents = {}, [os.getpid()]
+    while parents:
+        parent = parents.pop()
+        for pid, (ppid, kind, seconds) in table.items():
+            if ppid == parent:
+                out[pid] = (kind, seconds)
+                parents.append(pid)
+    return out
+
+
+def _process_kind(command: list[str]) -> str:
+    title = command[0].strip()
+    if title.startswith("ray::") and not title.endswith("Agent"):
+        return f"Ray workers ({title[:40]})"
+    return "Ray services (raylet, gcs_server, monitors, agents)"
 
 
 def split(run: dict, cores: int) -> dict[str, float]:
     """Where a sweep's wall time went, from its trials' spans: before the first trial started, inside the
-    trials (their summed spans over the cores), between trials, after the last one ended."""
+    trials (their summed spans over the cores), between trials, after the last one ended; and a trial's
+    span and training loop (its own ``seconds``: epochs, their reports and checkpoints) on average."""
     starts, ends = [s for s, _ in run["spans"]], [e for _, e in run["spans"]]
     inside = sum(e - s for s, e in run["spans"]) / cores
     return {"head": min(starts) - run["start"], "inside": inside, "between": max(ends) - min(starts) - inside,
-            "tail": run["end"] - max(ends), "per_trial": statistics.mean(e - s for s, e in run["spans"])}
+            "tail": run["end"] - max(ends), "per_trial": statistics.mean(e - s for s, e in run["spans"]),
+            "loop": statistics.mean(run["loops"])}
 
 
 def record_costs(config, uri: str) -> Counter:
@@ -176,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--cores", type=int, default=os.cpu_count(), help="trials at a time (Ray's num_cpus)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--smoke", action="store_true", help="2 trials of 2 epochs at S = 202, once: ~30 s")
+    parser.add_argument("--smoke", action="store_true", help="2 trials of 2 epochs at S = 202, once: ~20 s")
     args = parser.parse_args(argv)
     if args.smoke:
         args.trials, args.channels, args.epochs, args.repeats = 2, 2, 2, 1
@@ -212,16 +252,31 @@ def run(args, folder: Path, results: Path) -> None:
 
     plains, rays = [], []
     for n in range(args.repeats):
-        plains.append(plain_loop(configs, args.cores))
-        rays.append(ray_sweep(study_path, uri, args.cores))
+        if n % 2 == 0:  # plain first, then Ray first: a load that rises or falls meets both alike
+            plains.append(plain_loop(configs, args.cores))
+            rays.append(ray_sweep(study_path, uri, args.cores))
+        else:
+            rays.append(ray_sweep(study_path, uri, args.cores))
+            plains.append(plain_loop(configs, args.cores))
         print(f"  repeat {n + 1}: plain {plains[-1]['wall']:.1f} s ({plains[-1]['closed']:.1f} s with the pool shut "
               f"down), Ray up {rays[-1]['up']:.1f} s, whole {rays[-1]['wall']:.1f} s (load average "
               f"{os.getloadavg()[0]:.1f})", flush=True)
+    print_ratios(plains, rays, args.trials)
+    print_split(plains, rays, args.cores)
+    costs = record_costs(configs[0], uri)
+    train = costs["train"]
+    print(f"\none trial recorded in-process, no Ray (seconds, and share of its training time {train:.2f} s):")
+    for name in RECORD_STEPS:
+        print(f"  {name:<52}{costs[name]:>7.2f} {costs[name] / train:>7.1%}")
+
+
+def _median(runs: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in runs)
+
+
+def print_ratios(plains: list[dict], rays: list[dict], n_trials: int) -> None:
+    """Wall times, trials per hour and the ratios (each repeat's own, then their median) against the target."""
     threads = sorted({t for p in plains for t in p["threads"]})
-
-    def med(runs: list[dict], key: str) -> float:
-        return statistics.median(r[key] for r in runs)
-
     walls = {"plain loop": [p["wall"] for p in plains], "plain, pool shut down": [p["closed"] for p in plains],
              "Ray + MLflow, Ray up": [r["up"] for r in rays], "Ray + MLflow, whole": [r["wall"] for r in rays]}
     against = {"Ray + MLflow, Ray up": "plain loop", "Ray + MLflow, whole": "plain, pool shut down"}
@@ -230,7 +285,7 @@ def run(args, folder: Path, results: Path) -> None:
     print(f"{'':<23}{'wall s':>7} {'trials/hour':>12}  {'against':<22}{'ratio':>6}   each repeat: ratio (wall s)")
     for name, samples in walls.items():
         wall = statistics.median(samples)
-        line = f"{name:<23}{wall:>7.1f} {args.trials / wall * 3600:>12.0f}  "
+        line = f"{name:<23}{wall:>7.1f} {n_trials / wall * 3600:>12.0f}  "
         if name in against:
             line += (f"{against[name]:<22}{statistics.median(ratios[name]):>6.3f}   "
                      + "  ".join(f"{q:.3f} ({w:.1f})" for q, w in zip(ratios[name], samples)))
@@ -240,22 +295,25 @@ def run(args, folder: Path, results: Path) -> None:
     ratio = statistics.median(ratios["Ray + MLflow, Ray up"])
     print(f"target: Ray up within 5% of the plain loop (ratio <= 1.050): {'met' if ratio <= 1.05 else 'missed'}")
 
+
+def print_split(plains: list[dict], rays: list[dict], cores: int) -> None:
+    """Where the time goes: the sweeps' phases from their trials' spans, and the CPU each kind of process used."""
     print("\nwhere the time goes (medians, seconds; from each trial's span: a plain trial's run_trial call, "
           "a Ray trial's MLflow run)")
-    print(f"  Ray start (ray.init) {med(rays, 'init'):.2f}, Ray shutdown {med(rays, 'shutdown'):.2f}")
-    parts = {"plain": [split(p, args.cores) for p in plains], "Ray up": [split(r, args.cores) for r in rays]}
-    print(f"  {'':<8}{'before first trial':>19} {'inside trials':>14} {'between trials':>15} "
-          f"{'after last':>11} {'per trial':>10}")
+    print(f"  Ray start (ray.init) {_median(rays, 'init'):.2f}, Ray shutdown {_median(rays, 'shutdown'):.2f}")
+    parts = {"plain": [split(p, cores) for p in plains], "Ray up": [split(r, cores) for r in rays]}
+    columns = (("head", "before first trial"), ("inside", "inside trials"), ("between", "between trials"),
+               ("tail", "after last"), ("per_trial", "a trial"), ("loop", "its training loop"))
+    print(f"  {'':<8}" + " ".join(f"{title:>{len(title) + 1}}" for _, title in columns))
     for name, splits in parts.items():
-        print(f"  {name:<8}" + " ".join(f"{statistics.median(s[k] for s in splits):>{w}.2f}" for k, w in
-                                        (("head", 19), ("inside", 14), ("between", 15), ("tail", 11),
-                                         ("per_trial", 10))))
-
-    costs = record_costs(configs[0], uri)
-    train = costs["train"]
-    print(f"\none trial recorded in-process, no Ray (seconds, and share of its training time {train:.2f} s):")
-    for name in RECORD_STEPS:
-        print(f"  {name:<52}{costs[name]:>7.2f} {costs[name] / train:>7.1%}")
+        print(f"  {name:<8}" + " ".join(f"{statistics.median(s[k] for s in splits):>{len(title) + 1}.2f}"
+                                        for k, title in columns))
+    print("  CPU seconds used during the sweep (Ray up), medians; the cores offer "
+          f"{cores} x {_median(rays, 'up'):.1f} = {cores * _median(rays, 'up'):.0f}:")
+    kinds = sorted({k for r in rays for k in r["cpu"]}, key=lambda k: -statistics.median(r["cpu"][k] for r in rays))
+    for kind in kinds:
+        print(f"    {kind:<58}{statistics.median(r['cpu'][kind] for r in rays):>7.1f}")
+    print(f"    {'plain loop: its worker processes':<58}{statistics.median(p['cpu']['workers'] for p in plains):>7.1f}")
 
 
 if __name__ == "__main__":

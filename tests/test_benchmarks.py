@@ -36,7 +36,7 @@ def _numbers(out: str, label: str) -> list[float]:
     return numbers
 
 
-@pytest.mark.slow  # starts Ray and a local MLflow store: ~40 s
+@pytest.mark.slow  # starts Ray and a local MLflow store: ~20 s
 def test_sweep_overhead_smoke_prints_ratio_and_where_time_goes(capsys):
     _load("sweep_overhead").main(["--smoke"])
     out = capsys.readouterr().out
