@@ -50,7 +50,8 @@ from urn_study.study import load_study  # noqa: E402
 
 LOCALITY = (0.0, 1e-4, 3e-4, 1e-3)
 STUDY = "overhead"
-RECORD_STEPS = ("open the run (search, create, params, tags)", "log each epoch's metrics",
+QUEUE = "queue each epoch's metrics (a thread sends them)"
+RECORD_STEPS = ("open the run (search, create, params, tags)", QUEUE,
                 "save checkpoints (save_state)", "finish (artifacts written and stored, tags, end)",
                 "  of which: write the artifacts", "  of which: draw the W heatmap")
 
@@ -78,11 +79,11 @@ def plain_loop(configs: list, cores: int) -> dict:
     previous = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = "1"  # read by the workers' torch at import, as in a 1-CPU Ray trial
     try:
-        start, cpu = time.time(), os.times()
+        start = time.time()
         with ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("spawn")) as pool:
             trials = list(pool.map(timed_trial, configs))
             end = time.time()
-        closed, workers = time.time(), os.times()  # the workers are reaped: their CPU is in children_*
+        closed = time.time()
     finally:
         if previous is None:
             os.environ.pop("OMP_NUM_THREADS", None)
@@ -90,9 +91,7 @@ def plain_loop(configs: list, cores: int) -> dict:
             os.environ["OMP_NUM_THREADS"] = previous
     return {"wall": end - start, "closed": closed - start, "start": start, "end": end,
             "spans": [(s, e) for s, e, _, _ in trials], "loops": [loop for _, _, _, loop in trials],
-            "threads": sorted({t for _, _, t, _ in trials}),
-            "cpu": {"workers": (workers.children_user + workers.children_system)
-                    - (cpu.children_user + cpu.children_system)}}
+            "threads": sorted({t for _, _, t, _ in trials})}
 
 
 def ray_sweep(study_path: Path, uri: str, cores: int) -> dict:
@@ -103,11 +102,11 @@ def ray_sweep(study_path: Path, uri: str, cores: int) -> dict:
 
     t0 = time.time()
     launcher._start_ray(None, cores)  # the launcher's own start: run_sweep then finds Ray up and leaves it
-    t1, before, driver = time.time(), descendants_cpu(), time.process_time()
+    t1 = time.time()
     log = io.StringIO()
     with contextlib.redirect_stdout(log):  # Tune's progress lines
         code = launcher.run_sweep(study_path, tracking_uri=uri, num_cpus=cores, out=log)
-    t2, after, driver = time.time(), descendants_cpu(), time.process_time() - driver
+    t2 = time.time()
     ray.shutdown()
     t3 = time.time()
     if code != 0:
@@ -115,43 +114,9 @@ def ray_sweep(study_path: Path, uri: str, cores: int) -> dict:
     record = launcher.find_record(load_study(study_path))
     experiment = tracking.client(uri).get_experiment_by_name(STUDY).experiment_id
     runs = tracking.trial_runs(uri, experiment, record.sweep_id)
-    cpu: Counter = Counter({"driver (this process: Tune's loop, MLflow)": driver})
-    for pid, (name, seconds) in after.items():  # trial workers that exited before t2 are missing
-        cpu[name] += seconds - before.get(pid, (name, 0.0))[1]
     return {"wall": t3 - t0, "up": t2 - t1, "init": t1 - t0, "shutdown": t3 - t2, "start": t1, "end": t2,
             "spans": [(r.info.start_time / 1000, r.info.end_time / 1000) for r in runs],
-            "loops": [r.data.metrics.get("seconds", float("nan")) for r in runs], "cpu": cpu}
-
-
-def descendants_cpu() -> dict[int, tuple[str, float]]:
-    """CPU seconds (user + system) so far of every process below this one: pid -> (kind, seconds). From
-    /proc (Linux; empty elsewhere). Ray's workers by their title (``ray::ImplicitFunc`` runs the trials), the
-    rest of Ray as its services."""
-    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    table = {}
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            stat = (entry / "stat").read_text()
-            command = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()  # from field 3 (state) on: ppid, ..., utime, stime
-        table[int(entry.name)] = (int(fields[1]), _process_kind(command), (int(fields[11]) + int(fields[12])) / tick)
-    out, parents = {}, [os.getpid()]
-    while parents:
-        parent = parents.pop()
-        for pid, (ppid, kind, seconds) in table.items():
-            if ppid == parent:
-                out[pid] = (kind, seconds)
-                parents.append(pid)
-    return out
-
-
-def _process_kind(command: list[str]) -> str:
-    title = command[0].strip()
-    if title.startswith("ray::") and not title.endswith("Agent"):
-        return f"Ray workers ({title[:40]})"
-    return "Ray services (raylet, gcs_server, monitors, agents)"
+            "loops": [r.data.metrics.get("seconds", float("nan")) for r in runs]}
 
 
 def split(run: dict, cores: int) -> dict[str, float]:
@@ -192,20 +157,19 @@ def record_costs(config, uri: str) -> Counter:
                        parent, STUDY, "breakdown", f"{STUDY}-b0000", config, {})
         with tempfile.TemporaryDirectory(prefix="urn-bench-") as folder:
             result = timed("train", run_trial, config,
-                           lambda epoch, m: timed("log each epoch's metrics", record.log_epoch, epoch, m),
+                           lambda epoch, m: timed(QUEUE, record.log_epoch, epoch, m),
                            lambda state: timed("save checkpoints (save_state)", save_state, state,
                                                Path(folder) / f"epoch_{state.epoch}"))
             timed("  of which: write the artifacts", tracking.write_artifacts, result, Path(folder) / "artifacts")
         fig = timed("  of which: draw the W heatmap", lambda: draw_weight_heatmap(
             result.weights, result.structure.get("levels"), layout=result.layout, title=record.trial_id))
         with tempfile.TemporaryDirectory(prefix="urn-bench-") as folder:
-            timed("  of which: draw the W heatmap", lambda: fig.savefig(Path(folder) / "W.png", dpi=110,
-                                                                          bbox_inches="tight"))
+            timed("  of which: draw the W heatmap", lambda: fig.savefig(Path(folder) / "W.png", dpi=110))
         timed("finish (artifacts written and stored, tags, end)", record.finish, result)
         tracking.close_sweep_run(uri, experiment, "breakdown", parent, "FINISHED")
     finally:
         torch.set_num_threads(threads)
-    costs["train"] -= costs["log each epoch's metrics"] + costs["save checkpoints (save_state)"]
+    costs["train"] -= costs[QUEUE] + costs["save checkpoints (save_state)"]
     return costs
 
 
@@ -297,7 +261,7 @@ def print_ratios(plains: list[dict], rays: list[dict], n_trials: int) -> None:
 
 
 def print_split(plains: list[dict], rays: list[dict], cores: int) -> None:
-    """Where the time goes: the sweeps' phases from their trials' spans, and the CPU each kind of process used."""
+    """Where the time goes: the sweeps' phases from their trials' spans."""
     print("\nwhere the time goes (medians, seconds; from each trial's span: a plain trial's run_trial call, "
           "a Ray trial's MLflow run)")
     print(f"  Ray start (ray.init) {_median(rays, 'init'):.2f}, Ray shutdown {_median(rays, 'shutdown'):.2f}")
@@ -308,12 +272,6 @@ def print_split(plains: list[dict], rays: list[dict], cores: int) -> None:
     for name, splits in parts.items():
         print(f"  {name:<8}" + " ".join(f"{statistics.median(s[k] for s in splits):>{len(title) + 1}.2f}"
                                         for k, title in columns))
-    print("  CPU seconds used during the sweep (Ray up), medians; the cores offer "
-          f"{cores} x {_median(rays, 'up'):.1f} = {cores * _median(rays, 'up'):.0f}:")
-    kinds = sorted({k for r in rays for k in r["cpu"]}, key=lambda k: -statistics.median(r["cpu"][k] for r in rays))
-    for kind in kinds:
-        print(f"    {kind:<58}{statistics.median(r['cpu'][kind] for r in rays):>7.1f}")
-    print(f"    {'plain loop: its worker processes':<58}{statistics.median(p['cpu']['workers'] for p in plains):>7.1f}")
 
 
 if __name__ == "__main__":

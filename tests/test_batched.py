@@ -99,6 +99,23 @@ def test_resuming_from_a_checkpoint_gives_the_uninterrupted_run(trials, tmp_path
         _assert_same_trial(got, want, rtol=1e-6, atol=1e-7)
 
 
+def test_a_pack_with_a_diverged_trial_resumes_to_the_uninterrupted_run(tmp_path):
+    """The diverged trial's checkpoint stopped counting at its divergence (epoch 1): the pack still resumes
+    from where the others stood (epoch 2), and every result is the uninterrupted one."""
+    configs = _configs([MIXED[0], {"seed": 5, "model.init_scale": 1e30}])
+    saves = []  # (trial, the pack's checkpoint number)
+    checkpoints = [lambda state, k=k: saves.append(k) or save_state(state, tmp_path / f"trial{k}" / f"save{saves.count(k)}")
+                   for k in range(2)]
+    uninterrupted = run_trials(configs, checkpoints=checkpoints)
+    resumes = [load_state(tmp_path / f"trial{k}" / "save1") for k in range(2)]  # after epoch 2 of 4
+    assert [state.epoch for state in resumes] == [2, 1] and resumes[1].diverged_at == 1
+    resumed, histories = _run(configs, resumes=resumes)
+    assert [epoch for epoch, _ in histories[0]] == [3, 4] and histories[1] == []
+    _assert_same_trial(resumed[0], uninterrupted[0], rtol=1e-6, atol=1e-7)
+    assert resumed[1].metrics["phase"] == "diverged" and resumed[1].metrics["epochs"] == 1
+    assert resumed[1].metrics["diverged_at_epoch"] == uninterrupted[1].metrics["diverged_at_epoch"] == 1
+
+
 def test_trials_that_cannot_share_a_batch_are_refused():
     with pytest.raises(ValueError, match="must share"):
         run_trials(_configs([{"seed": 0}, {"seed": 1, "model.steps": 2}]))

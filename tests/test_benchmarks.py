@@ -46,7 +46,7 @@ def test_sweep_overhead_smoke_prints_ratio_and_where_time_goes(capsys):
     ray_up, per_hour, ratio, _ = _numbers(out, "Ray + MLflow, Ray up")
     assert plain > 0 and ray_up > 0 and per_hour == pytest.approx(2 / ray_up * 3600, rel=0.01)
     assert ratio == pytest.approx(ray_up / plain, rel=0.02)  # of the unrounded walls
-    assert "target: Ray up within 5%" in out and "log each epoch's metrics" in out
+    assert "target: Ray up within 5%" in out and "queue each epoch's metrics" in out
 
 
 @pytest.mark.slow  # makes an MLflow store of 200 recorded runs, runs `urn-study phase` on it: ~30 s

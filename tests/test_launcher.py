@@ -152,8 +152,8 @@ def test_progress_counts_urn_trials_and_estimates_time_left():
 
 
 def test_pack_reporter_sends_one_report_per_epoch_and_one_checkpoint_folder_per_trial(monkeypatch, tmp_path):
-    """run_trials' per-trial callbacks -> one tune.report per epoch; at checkpoint epochs a folder per trial;
-    a diverged trial stops being waited for."""
+    """run_trials' per-trial callbacks -> one tune.report per epoch (here: REPORT_EVERY_S = 0); at checkpoint
+    epochs but the last a folder per trial; a diverged trial stops being waited for."""
     from urn_study import launcher
     from urn_study.checkpoint import load_state
     from urn_study.trial import TrialState
@@ -166,6 +166,7 @@ def test_pack_reporter_sends_one_report_per_epoch_and_one_checkpoint_folder_per_
         sent.append((metrics["epoch"], metrics["test_accuracy"], folders, states))
 
     monkeypatch.setattr(launcher.tune, "report", report)
+    monkeypatch.setattr(launcher, "REPORT_EVERY_S", 0.0)
     logged = []
     records = [SimpleNamespace(log_epoch=lambda e, m, k=k: logged.append((k, e))) for k in range(2)]
     train = SimpleNamespace(checkpoint_every=2, epochs=3)
@@ -183,12 +184,42 @@ def test_pack_reporter_sends_one_report_per_epoch_and_one_checkpoint_folder_per_
     checkpoints[1](state(2))
     assert sent[-1] == (2, pytest.approx(0.65), ["a", "b"], {"a": 2, "b": 2})
     reports[0](3, {"task_loss": 1.0, "test_accuracy": 0.8})  # b no longer reports
-    checkpoints[0](state(3))
+    checkpoints[0](state(3))  # the last epoch: no checkpoint (the records are written next)
     checkpoints[1](state(2))
-    assert sent[-1][0] == 3 and sent[-1][2] == ["a", "b"]
+    assert sent[-1] == (3, pytest.approx(0.75), None, None)  # b: its last finite figure
     reporter.flush()
     assert len(sent) == 3
     assert logged == [(0, 1), (1, 1), (0, 2), (1, 2), (0, 3)]
+
+
+def test_pack_reporter_reports_to_tune_at_checkpoints_only_while_they_come_often(monkeypatch):
+    """Each tune.report waits on Tune's loop: between checkpoints only an epoch after REPORT_EVERY_S goes."""
+    from urn_study import launcher
+    from urn_study.trial import TrialState
+
+    sent, clock = [], [0.0]
+    monkeypatch.setattr(launcher.tune, "report", lambda metrics, checkpoint=None: sent.append(
+        (metrics["epoch"], checkpoint is not None)))
+    monkeypatch.setattr(launcher.time, "monotonic", lambda: clock[0])
+    logged = []
+    record = SimpleNamespace(log_epoch=lambda e, m: logged.append(e))
+    reporter = launcher._PackReporter(["a"], [record], SimpleNamespace(checkpoint_every=5, epochs=12), "test_accuracy")
+    report, checkpoint = reporter.reports()[0], reporter.checkpoints()[0]
+    for epoch in range(1, 13):
+        clock[0] = epoch * 2.0  # 2 s per epoch
+        report(epoch, {"test_accuracy": 0.5, "task_loss": 1.0})
+        if epoch % 5 == 0 or epoch == 12:
+            checkpoint(TrialState(epoch=epoch, arrays={"W": [[0.0]]}, adam_step=epoch))
+    # checkpoints at 5 and 10, the last epoch without; between them nothing (2 s per epoch: never 10 s)
+    assert sent == [(5, True), (10, True), (12, False)]
+    assert logged == list(range(1, 13))  # MLflow gets every epoch
+    clock[0] = 0.0
+    reporter = launcher._PackReporter(["a"], [record], SimpleNamespace(checkpoint_every=50, epochs=50), "test_accuracy")
+    sent.clear()
+    for epoch in range(1, 13):
+        clock[0] = epoch * 3.0
+        reporter.reports()[0](epoch, {"test_accuracy": 0.5, "task_loss": 1.0})
+    assert sent == [(4, False), (8, False), (12, False)]  # rare checkpoints: progress every ~10 s
 
 
 # --- sweeps ------------------------------------------------------------------------------------------------
@@ -316,7 +347,8 @@ def _running_past(uri: str, study: str, epoch: int, exclude: set[str] = frozense
 
 
 @pytest.mark.slow
-def test_failed_trial_retried_and_interrupted_sweep_resumed_record_each_trial_once(results, tmp_path):
+def test_failed_trial_retried_and_interrupted_sweep_resumed_record_each_trial_once(results, tmp_path, monkeypatch):
+    monkeypatch.setenv(tracking.FLUSH_ENV, "0")  # the faults below wait for epochs to show in the runs
     path = write(tmp_path, SLOW_STUDY, "long.yaml")
     uri = tracking.resolve_tracking_uri()
     env = {**os.environ, "URN_RESULTS_DIR": str(results)}

@@ -108,3 +108,19 @@ def test_device_is_chosen_at_run_time():
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="train.device"):
             pick_device("cuda")
+
+
+@pytest.mark.parametrize("hidden_layout,output_position,periodic", [
+    ("lattice", "uniform", False), ("lattice", "center", True), ("random", "free", False)])
+def test_saved_layout_keeps_positions_and_gives_back_the_same_distances(tmp_path, hidden_layout, output_position,
+                                                                       periodic):
+    from urn_study.layout import Layout, make_layout
+
+    layout = make_layout((8, 8), 10, 3, hidden_layout, output_position, periodic, seed=4)
+    layout.save(tmp_path / "layout.json")
+    back = Layout.load(tmp_path / "layout.json")
+    assert "distances" not in (tmp_path / "layout.json").read_text()  # S x S numbers would be most of the file
+    assert (back.n_in, back.n_hidden, back.n_out, back.periodic, back.output_position) == \
+        (64, 192, 10, periodic, output_position)
+    np.testing.assert_array_equal(back.positions, layout.positions)
+    np.testing.assert_array_equal(back.distances, layout.distances)

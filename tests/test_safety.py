@@ -188,6 +188,13 @@ def test_credentials_in_the_tracking_uri_are_refused_without_echoing_them(result
     out = capsys.readouterr()
     assert secret not in out.out + out.err and out.err.count("\n") == 1
     assert not results.exists() or not any(results.rglob("*.json"))  # no sweep record holds it
+    for uri in (f"postgresql://alice:{secret}@db.example/urn", f"mysql+pymysql://alice:{secret}@db/urn"):
+        with pytest.raises(tracking.TrackingError) as info:
+            tracking.resolve_tracking_uri(uri)
+        assert "PGPASSWORD" in str(info.value) and secret not in str(info.value)
+    # a user without a password is fine (the database client finds the password itself)
+    assert tracking.resolve_tracking_uri("postgresql://alice@db.example:5432/urn") == \
+        "postgresql://alice@db.example:5432/urn"
 
 
 def test_no_command_takes_a_secret_as_an_argument():

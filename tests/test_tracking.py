@@ -122,6 +122,63 @@ def test_trial_run_in_a_local_store(results, trial):
     assert client.get_run(parent).info.status == "FINISHED"
 
 
+def test_metric_sender_sends_in_batches_from_its_thread_and_keeps_what_the_store_refuses():
+    import threading
+    import time
+
+    sent, down = [], threading.Event()
+
+    def send(items):
+        if down.is_set():
+            raise tracking.TrackingError("store away")
+        sent.append((threading.current_thread().name, list(items)))
+
+    sender = tracking.MetricSender(send, every_s=0.05)
+    down.set()
+    sender.add([1, 2])
+    sender.add([3])
+    time.sleep(0.3)  # several turns of the thread, each refused
+    assert sent == [] and sender.queued == 3
+    with pytest.raises(tracking.TrackingError):
+        sender.flush()
+    down.clear()
+    deadline = time.monotonic() + 10
+    while sender.queued and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [name for name, _ in sent] == ["urn-metrics"] and sent[0][1] == [1, 2, 3]  # one batch, in order
+    sender.add(list(range(2500)))
+    sender.close()
+    batches = [items for _, items in sent[1:]]
+    assert sum(batches, []) == list(range(2500)) and max(len(b) for b in batches) <= 1000
+    sender._thread.join(timeout=1)
+    assert not sender._thread.is_alive()
+
+
+def test_epochs_reach_the_store_from_the_sender_thread_without_a_flush(results, trial, monkeypatch):
+    import time
+
+    config, reports, _ = trial
+    monkeypatch.setattr(tracking, "FLUSH_EVERY_S", 0.2)
+    uri = tracking.resolve_tracking_uri()
+    experiment_id = tracking.ensure_experiment(uri, "tiny")
+    parent = tracking.open_sweep_run(uri, experiment_id, "tiny", "tiny-sweep", {})
+    record = record_trial(uri, experiment_id, parent, "tiny-0007", config, reports, None, upto=len(reports))
+    client, deadline = tracking.client(uri), time.monotonic() + 30
+    while len(client.get_metric_history(record.run_id, "task_loss")) < len(reports) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    history = client.get_metric_history(record.run_id, "task_loss")
+    assert [m.step for m in sorted(history, key=lambda m: m.step)] == [epoch for epoch, _ in reports]
+    assert record._sender.queued == 0
+    record.fail()
+
+
+def test_a_bad_metric_interval_is_said_before_anything_runs(results, monkeypatch):
+    for text in ("soon", "-1", "nan"):
+        monkeypatch.setenv(tracking.FLUSH_ENV, text)
+        with pytest.raises(tracking.TrackingError, match=f"URN_METRICS_EVERY_S.*{text!r}"):
+            tracking.check_tracking(tracking.resolve_tracking_uri())
+
+
 def test_a_retried_trial_continues_its_run(results, trial):
     config, reports, result = trial
     uri = tracking.resolve_tracking_uri()

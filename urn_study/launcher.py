@@ -3,9 +3,10 @@
 ``run_sweep`` checks the whole study, opens the MLflow record (tracking.py), then runs one Tune trial per
 pack of 1..K URN trials (``trials_per_worker``). Grid studies go through Tune's default searcher with
 one grid value per pack; ``--searcher optuna`` lets ``OptunaSearch`` (its study in an SQLite file under
-urn_results) pick the sampled axes. Inside a Tune trial, ``run_trials`` trains the pack; every epoch
-leaves through ``tune.report`` and each checkpoint holds one ``save_state`` folder per trial, so a failed
-trial is retried from it and ``--resume`` continues an interrupted sweep. Whether a trial is done is
+urn_results) pick the sampled axes. Inside a Tune trial, ``run_trials`` trains the pack; every epoch goes
+to each trial's MLflow run, and to Tune at checkpoint epochs (and every ``REPORT_EVERY_S`` between: each
+report waits on Tune's loop). A checkpoint holds one ``save_state`` folder per trial, so a failed trial is
+retried from it and ``--resume`` continues an interrupted sweep. Whether a trial is done is
 decided by its MLflow run: a finished run is never trained or recorded again.
 """
 from __future__ import annotations
@@ -31,6 +32,7 @@ from urn_study.config import ConfigError, parse_config, to_flat
 from urn_study.study import Study, load_study, pack_trials, results_dir
 
 NUMBER_KEY = "urn_trial_number"  # optuna's trial number, added to each suggested config
+REPORT_EVERY_S = 10.0  # between checkpoint epochs, an epoch is reported to Tune (progress) this often at most
 SEARCHERS = ("grid", "optuna")
 
 
@@ -171,8 +173,13 @@ def _train(members, records, todo: list[int], metric: str) -> None:
     reporter = _PackReporter(ids, [records[i] for i in todo], configs[0].train, metric)
     resumes = _resumes(ids)
     if resumes[0] is not None:
-        for i in todo:
-            records[i].set_tags({"urn.resumed_from_epoch": str(resumes[0].epoch)})
+        epoch = max(state.epoch for state in resumes)  # a diverged trial's stopped earlier
+        for i, state in zip(todo, resumes):
+            records[i].set_tags({"urn.resumed_from_epoch": str(epoch)})
+            # epochs the checkpoint holds but the run may lack (killed before they were sent): log_epoch
+            # skips those already in the run
+            for entry in state.history:
+                records[i].log_epoch(entry["epoch"], {k: v for k, v in entry.items() if k != "epoch"})
     results = run_trials(configs, reporter.reports(), reporter.checkpoints(), resumes)
     reporter.flush()
     for i, result in zip(todo, results):
@@ -187,18 +194,14 @@ def _resumes(trial_ids: list[str]) -> list:
     with checkpoint.as_directory() as folder:
         if not all((Path(folder) / t).is_dir() for t in trial_ids):
             return [None] * len(trial_ids)
-        states = [load_state(Path(folder) / t) for t in trial_ids]
-    # A trial that diverged stopped counting epochs; run_trials resumes a pack from one epoch.
-    epoch = max(s.epoch for s in states)
-    for state in states:
-        if state.diverged_at is not None:
-            state.epoch = epoch
-    return states
+        return [load_state(Path(folder) / t) for t in trial_ids]
 
 
 class _PackReporter:
-    """Turns run_trials' per-trial callbacks into one ``tune.report`` per epoch, with one checkpoint
-    holding a folder per trial at checkpoint epochs. Each epoch also goes to the trial's MLflow run."""
+    """Turns run_trials' per-trial callbacks into ``tune.report`` calls: at checkpoint epochs with one
+    checkpoint holding a folder per trial, at the last epoch, and at other epochs if ``REPORT_EVERY_S``
+    passed since the last report (progress for long gaps between checkpoints). Each epoch goes to the
+    trial's MLflow run."""
 
     def __init__(self, trial_ids: list[str], records: list, train, metric: str):
         self.ids, self.records, self.train, self.metric = trial_ids, records, train, metric
@@ -208,6 +211,7 @@ class _PackReporter:
         self.saved = 0
         self.folder: str | None = None
         self.epoch = 0
+        self.sent_at = time.monotonic()
 
     def reports(self) -> list:
         return [lambda epoch, m, i=i: self._report(i, epoch, m) for i in range(len(self.ids))]
@@ -216,7 +220,9 @@ class _PackReporter:
         return [lambda state, i=i: self._checkpoint(i, state) for i in range(len(self.ids))]
 
     def _checkpoint_epoch(self, epoch: int) -> bool:
-        return epoch % self.train.checkpoint_every == 0 or epoch == self.train.epochs
+        """Not the last epoch: the trials' records are written right after it (a retry of a trial that fails
+        there starts from the checkpoint before)."""
+        return epoch % self.train.checkpoint_every == 0 and epoch < self.train.epochs
 
     def _report(self, i: int, epoch: int, metrics: dict) -> None:
         self.records[i].log_epoch(epoch, metrics)
@@ -226,9 +232,14 @@ class _PackReporter:
             self.latest[i] = float(metrics[self.metric])
         expected = set(range(len(self.ids))) - self.dead
         if set(self.epoch_metrics) >= expected and not self._checkpoint_epoch(epoch):
-            self._send(None)
+            if epoch == self.train.epochs or time.monotonic() - self.sent_at >= REPORT_EVERY_S:
+                self._send(None)
+            else:
+                self._next_epoch()
 
     def _checkpoint(self, i: int, state) -> None:
+        if not self._checkpoint_epoch(self.epoch):  # a diverged trial's state.epoch stopped earlier
+            return
         if self.folder is None:
             self.folder = tempfile.mkdtemp(prefix="urn-checkpoint-")
         save_state(state, Path(self.folder) / self.ids[i])
@@ -247,6 +258,10 @@ class _PackReporter:
         finally:
             if folder:
                 shutil.rmtree(folder, ignore_errors=True)  # report has copied it to storage
+        self.sent_at = time.monotonic()
+        self._next_epoch()
+
+    def _next_epoch(self) -> None:
         self.dead |= {i for i, m in self.epoch_metrics.items() if "diverged" in m}
         self.epoch_metrics, self.saved, self.folder = {}, 0, None
 

@@ -2,7 +2,8 @@
 
 Index blocks: inputs ``[0, n_in)``, hidden ``[n_in, n_in + n_hidden)``, outputs the last ``n_out``.
 ``distances[i, j]`` is the wiring cost of the edge j -> i used by the locality regulator and by the
-locality metric; it already includes the output rule (``uniform``/``center``/``free``).
+locality metric; it already includes the output rule (``uniform``/``center``/``free``). A saved layout
+(``layout.json``) holds the positions and the rule only: the distances are computed again on load.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ class Layout:
     periodic: bool
     positions: np.ndarray  # (S, dim) coordinates; outputs sit at the lattice centre for drawing
     distances: np.ndarray  # (S, S) wiring cost of edge j -> i
+    output_position: str = "uniform"
 
     @property
     def size(self) -> int:
@@ -53,21 +55,21 @@ class Layout:
             "n_out": self.n_out,
             "lattice_shape": list(self.lattice_shape),
             "periodic": self.periodic,
+            "output_position": self.output_position,
             "positions": self.positions.tolist(),
-            "distances": self.distances.tolist(),
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> "Layout":
-        return cls(
-            n_in=int(d["n_in"]),
-            n_hidden=int(d["n_hidden"]),
-            n_out=int(d["n_out"]),
-            lattice_shape=tuple(int(s) for s in d["lattice_shape"]),
-            periodic=bool(d["periodic"]),
-            positions=np.asarray(d["positions"], dtype=np.float64),
-            distances=np.asarray(d["distances"], dtype=np.float64),
-        )
+        n_in, n_hidden = int(d["n_in"]), int(d["n_hidden"])
+        shape, periodic = tuple(int(s) for s in d["lattice_shape"]), bool(d["periodic"])
+        positions = np.asarray(d["positions"], dtype=np.float64)
+        rule = d.get("output_position", "uniform")
+        if "distances" in d:  # layouts saved before the distances were left out
+            distances = np.asarray(d["distances"], dtype=np.float64)
+        else:
+            distances = wiring_distances(positions, n_in, n_hidden, shape, periodic, rule)
+        return cls(n_in, n_hidden, int(d["n_out"]), shape, periodic, positions, distances, rule)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict()))
@@ -118,10 +120,17 @@ def make_layout(
     centre = inputs.mean(axis=0, keepdims=True)
     outputs = np.repeat(centre, n_out, axis=0)
     positions = np.concatenate([inputs, hidden, outputs])
+    distances = wiring_distances(positions, n_in, len(hidden), lattice_shape, periodic, output_position)
+    return Layout(n_in, len(hidden), n_out, lattice_shape, periodic, positions, distances, output_position)
 
+
+def wiring_distances(positions: np.ndarray, n_in: int, n_hidden: int, lattice_shape: tuple[int, ...],
+                     periodic: bool, output_position: str) -> np.ndarray:
+    """The (S, S) wiring costs of neurons at ``positions`` (inputs, hidden, outputs), outputs by their rule."""
     distances = pairwise_distances(positions, positions, lattice_shape, periodic)
-    out = slice(n_in + len(hidden), len(positions))
+    out = slice(n_in + n_hidden, len(positions))
     if output_position == "uniform":
+        inputs = positions[:n_in]
         lattice_d = pairwise_distances(inputs, inputs, lattice_shape, periodic)
         mean_d = lattice_d[~np.eye(n_in, dtype=bool)].mean() if n_in > 1 else 0.0
         distances[out, :] = mean_d
@@ -129,4 +138,4 @@ def make_layout(
     elif output_position == "free":
         distances[out, :] = 0.0
         distances[:, out] = 0.0
-    return Layout(n_in, len(hidden), n_out, lattice_shape, periodic, positions, distances)
+    return distances

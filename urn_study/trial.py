@@ -168,15 +168,19 @@ def run_trials(configs: list[TrialConfig], reports: list[Report | None] | None =
     reports = reports or [None] * n
     checkpoints = checkpoints or [None] * n
     resumes = resumes or [None] * n
-    if any(r is not None for r in resumes) and len({r.epoch if r else 0 for r in resumes}) != 1:
-        raise ValueError("trials resumed together must have completed the same number of epochs")
+    start = 0
+    if any(r is not None for r in resumes):
+        # a trial that diverged stopped counting epochs; the others must be where the pack stopped
+        if any(r is None for r in resumes) or len({r.epoch for r in resumes if r.diverged_at is None}) > 1:
+            raise ValueError("trials resumed together must have completed the same number of epochs")
+        start = max(r.epoch for r in resumes)
     batch = _Batch(configs)
-    start = resumes[0].epoch if resumes[0] else 0
     states = [r or TrialState(epoch=0, arrays={}, adam_step=0) for r in resumes]
-    if resumes[0]:
+    if start > 0:
         batch.load(states)
     train = configs[0].train
     t0 = time.perf_counter() - max(s.seconds for s in states)
+    reports_of_w: dict[int, object] = {}  # trial -> structure report of its latest snapshot
     for epoch in range(start, train.epochs):
         alive = [s.diverged_at is None for s in states]
         if not any(alive):
@@ -196,7 +200,8 @@ def run_trials(configs: list[TrialConfig], reports: list[Report | None] | None =
             elif snapshot:
                 w = _np(batch.model.W[k])
                 state.snapshots[done] = w
-                m.update(_structure(batch, k, w, m["test_accuracy"]).summary())
+                reports_of_w[k] = _structure(batch, k, w, m["test_accuracy"])
+                m.update(reports_of_w[k].summary())
             state.epoch, state.seconds = done, time.perf_counter() - t0
             state.history.append({"epoch": done, **m})
             if reports[k]:
@@ -205,7 +210,9 @@ def run_trials(configs: list[TrialConfig], reports: list[Report | None] | None =
             if checkpoints[k] and (done % train.checkpoint_every == 0 or done == train.epochs):
                 state.arrays, state.adam_step = batch.arrays(k)
                 checkpoints[k](state)
-    return [_result(batch, k, state) for k, state in enumerate(states)]
+    # the last epoch is a snapshot: its report is the final W's (unless no epoch was left to train)
+    final = {k: r for k, r in reports_of_w.items() if states[k].epoch == train.epochs}
+    return [_result(batch, k, state, final.get(k)) for k, state in enumerate(states)]
 
 
 def _train_epoch(batch: _Batch, epoch: int, alive: list[bool]) -> torch.Tensor:
@@ -291,7 +298,7 @@ def _structure(batch: _Batch, k: int, w: np.ndarray, accuracy: float | None):
                             accuracy=accuracy, n_classes=batch.datasets[k].n_classes)
 
 
-def _result(batch: _Batch, k: int, state: TrialState) -> TrialResult:
+def _result(batch: _Batch, k: int, state: TrialState, report=None) -> TrialResult:
     config, data = batch.configs[k], batch.datasets[k]
     last = state.history[-1] if state.history else {}
     if state.diverged_at is not None:
@@ -300,7 +307,7 @@ def _result(batch: _Batch, k: int, state: TrialState) -> TrialResult:
         metrics = {"phase": "diverged", "diverged_at_epoch": state.diverged_at, "test_accuracy": float("nan")}
     else:
         w = _np(batch.model.W[k])
-        report = _structure(batch, k, w, last.get("test_accuracy"))
+        report = report or _structure(batch, k, w, last.get("test_accuracy"))
         structure = report.to_dict()
         metrics = {key: last[key] for key in ("test_accuracy", "train_accuracy", "task_loss", "loss") if key in last}
         metrics.update({key: structure[key] for key in ("phase", "depth", "effective_depth", "widths", "locality", "ipr",

@@ -163,6 +163,7 @@ def test_cache_follows_a_running_trial_to_its_end(store, tmp_path):
     result = planted_result("tiny-0002")
     run = tracking.TrialRecord.open(uri, experiment, parent, STUDY, "sweep-live", "tiny-0100", result.config)
     run.log_epoch(1, result.history[0])
+    run.flush()
     live = load_study_runs(STUDY, uri, cache_dir=cache).set_index("trial_id").loc["tiny-0100"]
     assert live["status"] == "RUNNING" and live["phase"] is None and live["test_accuracy"] == 0.9
     for row in result.history[1:]:
