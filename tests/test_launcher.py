@@ -200,10 +200,10 @@ def test_pack_reporter_reports_to_tune_at_checkpoints_only_while_they_come_often
     sent, clock = [], [0.0]
     monkeypatch.setattr(launcher.tune, "report", lambda metrics, checkpoint=None: sent.append(
         (metrics["epoch"], checkpoint is not None)))
-    monkeypatch.setattr(launcher.time, "monotonic", lambda: clock[0])
     logged = []
     record = SimpleNamespace(log_epoch=lambda e, m: logged.append(e))
-    reporter = launcher._PackReporter(["a"], [record], SimpleNamespace(checkpoint_every=5, epochs=12), "test_accuracy")
+    reporter = launcher._PackReporter(["a"], [record], SimpleNamespace(checkpoint_every=5, epochs=12), "test_accuracy",
+                                      clock=lambda: clock[0])
     report, checkpoint = reporter.reports()[0], reporter.checkpoints()[0]
     for epoch in range(1, 13):
         clock[0] = epoch * 2.0  # 2 s per epoch
@@ -214,7 +214,8 @@ def test_pack_reporter_reports_to_tune_at_checkpoints_only_while_they_come_often
     assert sent == [(5, True), (10, True), (12, False)]
     assert logged == list(range(1, 13))  # MLflow gets every epoch
     clock[0] = 0.0
-    reporter = launcher._PackReporter(["a"], [record], SimpleNamespace(checkpoint_every=50, epochs=50), "test_accuracy")
+    reporter = launcher._PackReporter(["a"], [record], SimpleNamespace(checkpoint_every=50, epochs=50), "test_accuracy",
+                                      clock=lambda: clock[0])
     sent.clear()
     for epoch in range(1, 13):
         clock[0] = epoch * 3.0

@@ -203,15 +203,15 @@ class _PackReporter:
     passed since the last report (progress for long gaps between checkpoints). Each epoch goes to the
     trial's MLflow run."""
 
-    def __init__(self, trial_ids: list[str], records: list, train, metric: str):
-        self.ids, self.records, self.train, self.metric = trial_ids, records, train, metric
+    def __init__(self, trial_ids: list[str], records: list, train, metric: str, clock=time.monotonic):
+        self.ids, self.records, self.train, self.metric, self.clock = trial_ids, records, train, metric, clock
         self.dead: set[int] = set()  # diverged in an earlier epoch: reports no more
         self.epoch_metrics: dict[int, dict] = {}
         self.latest: dict[int, float] = {}  # the metric carried between snapshot epochs
         self.saved = 0
         self.folder: str | None = None
         self.epoch = 0
-        self.sent_at = time.monotonic()
+        self.sent_at = self.clock()
 
     def reports(self) -> list:
         return [lambda epoch, m, i=i: self._report(i, epoch, m) for i in range(len(self.ids))]
@@ -232,7 +232,7 @@ class _PackReporter:
             self.latest[i] = float(metrics[self.metric])
         expected = set(range(len(self.ids))) - self.dead
         if set(self.epoch_metrics) >= expected and not self._checkpoint_epoch(epoch):
-            if epoch == self.train.epochs or time.monotonic() - self.sent_at >= REPORT_EVERY_S:
+            if epoch == self.train.epochs or self.clock() - self.sent_at >= REPORT_EVERY_S:
                 self._send(None)
             else:
                 self._next_epoch()
@@ -258,7 +258,7 @@ class _PackReporter:
         finally:
             if folder:
                 shutil.rmtree(folder, ignore_errors=True)  # report has copied it to storage
-        self.sent_at = time.monotonic()
+        self.sent_at = self.clock()
         self._next_epoch()
 
     def _next_epoch(self) -> None:

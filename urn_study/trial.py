@@ -307,7 +307,7 @@ def _result(batch: _Batch, k: int, state: TrialState, report=None) -> TrialResul
         metrics = {"phase": "diverged", "diverged_at_epoch": state.diverged_at, "test_accuracy": float("nan")}
     else:
         w = _np(batch.model.W[k])
-        report = report or _structure(batch, k, w, last.get("test_accuracy"))
+        report = report if report is not None else _structure(batch, k, w, last.get("test_accuracy"))
         structure = report.to_dict()
         metrics = {key: last[key] for key in ("test_accuracy", "train_accuracy", "task_loss", "loss") if key in last}
         metrics.update({key: structure[key] for key in ("phase", "depth", "effective_depth", "widths", "locality", "ipr",
