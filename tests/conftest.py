@@ -1,8 +1,6 @@
 """Shared fixtures: a results folder per test, a real MLflow server on loopback, a multi-node Ray cluster."""
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -11,6 +9,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from urn_study.tracking import stop_group
 
 ROOT = Path(__file__).resolve().parents[1]
 MLFLOW = Path(sys.executable).parent / "mlflow"
@@ -37,20 +37,6 @@ def wait_http(url: str, timeout: float = 90.0, process: subprocess.Popen | None 
             pass
         time.sleep(0.3)
     raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
-
-
-def stop_group(process: subprocess.Popen, timeout: float = 15.0) -> None:
-    """Stop a process started in its own session, and everything it started."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=timeout)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 class Net:

@@ -98,18 +98,25 @@ def check_trial_run(client, run, config, reports, result):
     assert snapshots == {"snapshots/epoch_0002.npy", "snapshots/epoch_0003.npy"}
 
 
-def test_trial_run_in_a_local_store(results, trial):
+def record_and_check_one_trial(uri, experiment, trial):
+    """A sweep run and one finished trial run in ``uri``, checked: (experiment id, parent run id, runs, client)."""
     config, reports, result = trial
-    uri = tracking.resolve_tracking_uri()
     tracking.check_tracking(uri)
-    experiment_id = tracking.ensure_experiment(uri, "tiny")
-    assert tracking.ensure_experiment(uri, "tiny") == experiment_id
+    experiment_id = tracking.ensure_experiment(uri, experiment)
+    assert tracking.ensure_experiment(uri, experiment) == experiment_id
     parent = tracking.open_sweep_run(uri, experiment_id, "tiny", "tiny-sweep", {"searcher": "grid"})
     record_trial(uri, experiment_id, parent, "tiny-0000", config, reports, result)
     client = tracking.client(uri)
     runs = tracking.trial_runs(uri, experiment_id, "tiny-sweep")
     assert len(runs) == 1
     check_trial_run(client, runs[0], config, reports, result)
+    return experiment_id, parent, runs, client
+
+
+def test_trial_run_in_a_local_store(results, trial):
+    config, _, result = trial
+    uri = tracking.resolve_tracking_uri()
+    experiment_id, parent, runs, client = record_and_check_one_trial(uri, "tiny", trial)
     assert runs[0].data.tags[tracking.PARENT_TAG] == parent
     w = np.load(client.download_artifacts(runs[0].info.run_id, "W.npy", str(results)), allow_pickle=False)
     np.testing.assert_array_equal(w, result.weights)
@@ -216,15 +223,7 @@ def test_closing_a_sweep_fails_its_orphaned_runs(results, trial):
 
 @pytest.mark.slow
 def test_trial_run_over_http(mlflow_server, results, trial):
-    config, reports, result = trial
-    tracking.check_tracking(mlflow_server)
-    experiment_id = tracking.ensure_experiment(mlflow_server, "tiny-http")
-    parent = tracking.open_sweep_run(mlflow_server, experiment_id, "tiny", "tiny-sweep", {"searcher": "grid"})
-    record_trial(mlflow_server, experiment_id, parent, "tiny-0000", config, reports, result)
-    client = tracking.client(mlflow_server)
-    runs = tracking.trial_runs(mlflow_server, experiment_id, "tiny-sweep")
-    assert len(runs) == 1
-    check_trial_run(client, runs[0], config, reports, result)
+    experiment_id, parent, runs, _ = record_and_check_one_trial(mlflow_server, "tiny-http", trial)
     assert runs[0].info.artifact_uri.startswith("mlflow-artifacts:")  # proxied by the server
     tracking.close_sweep_run(mlflow_server, experiment_id, "tiny-sweep", parent, "FINISHED")
 

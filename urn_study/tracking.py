@@ -73,7 +73,7 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
     if uri.startswith("sqlite:///"):
         path = uri[len("sqlite:///"):]
         return uri if path.startswith("/") else f"sqlite:///{Path(path).resolve()}"
-    if uri.startswith(("http://", "https://")) and "@" in uri.split("/")[2]:
+    if uri.startswith(("http://", "https://")) and _user_info(uri):
         # the URI is printed, stored in the sweep record and sent to every trial: no place for a secret
         raise TrackingError("--tracking-uri: credentials in the URI would be printed and stored; give them "
                             "as MLFLOW_TRACKING_TOKEN (or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD) "
@@ -502,13 +502,14 @@ def serve_ui(uri: str | None, port: int, out: Any = None) -> int:
     try:
         return process.wait()
     except KeyboardInterrupt:
-        _stop_group(process)
+        stop_group(process)
         return 0
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _stop_group(process, timeout: float = 15.0) -> None:
+def stop_group(process, timeout: float = 15.0) -> None:
+    """Stop a process started in its own session (``start_new_session``), and everything it started."""
     import signal
     import subprocess
 

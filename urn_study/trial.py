@@ -210,9 +210,8 @@ def run_trials(configs: list[TrialConfig], reports: list[Report | None] | None =
             if checkpoints[k] and (done % train.checkpoint_every == 0 or done == train.epochs):
                 state.arrays, state.adam_step = batch.arrays(k)
                 checkpoints[k](state)
-    # the last epoch is a snapshot: its report is the final W's (unless no epoch was left to train)
-    final = {k: r for k, r in reports_of_w.items() if states[k].epoch == train.epochs}
-    return [_result(batch, k, state, final.get(k)) for k, state in enumerate(states)]
+    # the last epoch is a snapshot: a trial's latest report is its final W's (a diverged trial's is not used)
+    return [_result(batch, k, state, reports_of_w.get(k)) for k, state in enumerate(states)]
 
 
 def _train_epoch(batch: _Batch, epoch: int, alive: list[bool]) -> torch.Tensor:
