@@ -206,7 +206,9 @@ def test_killed_worker_resumes_from_its_checkpoint_to_the_uninterrupted_result(r
 
 @pytest.mark.slow
 def test_killed_driver_resumes_without_rerunning_or_doubling_finished_trials(results, tmp_path):
-    path = write_study(tmp_path, "driver", checkpoint_every=4,
+    # 64 epochs: the second wave's trials stay mid-training (up to epoch 32, Tune's state showing a checkpoint)
+    # for about a second of polls; with 32 and "up to epoch 10", a run could pass the window between two polls
+    path = write_study(tmp_path, "driver", epochs=64, checkpoint_every=4,
                        extra="grid:\n  regulators.l1: [0, 1.0e-4, 1.0e-3, 1.0e-2]\nseeds: [0]\n")
     uri = tracking.resolve_tracking_uri()
     log = open(tmp_path / "driver.log", "wb")
@@ -223,8 +225,8 @@ def test_killed_driver_resumes_without_rerunning_or_doubling_finished_trials(res
         done = {t for t, r in runs.items() if r[0].info.status == "FINISHED"}
         # mid-training by its run (Tune's saved state may lag behind the trial by several epochs)
         midway = {t for t, r in runs.items() if r[0].info.status == "RUNNING"
-                  and max(logged_epochs(uri, r[0].info.run_id), default=99) <= 10}
-        return done and {t for t, epoch in tune_checkpoints(results, "driver").items() if epoch <= 8} & midway
+                  and max(logged_epochs(uri, r[0].info.run_id), default=99) <= 32}
+        return done and set(tune_checkpoints(results, "driver")) & midway
 
     try:
         deadline = time.monotonic() + 240
@@ -251,7 +253,7 @@ def test_killed_driver_resumes_without_rerunning_or_doubling_finished_trials(res
     assert checkpointed
 
     assert sweep(str(path), "--resume", "--num-cpus", "2") == 0
-    after = assert_each_trial_once(uri, path, epochs=32)
+    after = assert_each_trial_once(uri, path, epochs=64)
     for trial_id, run in finished.items():  # not trained, not reopened, not logged again
         again = after[trial_id]
         assert again.info.run_id == run.info.run_id and again.info.end_time == run.info.end_time

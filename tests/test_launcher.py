@@ -302,13 +302,13 @@ def test_packs_of_trials_share_a_tune_trial_but_keep_their_own_runs_and_checkpoi
 
 
 SLOW_STUDY = """\
-# Question: long enough to be interrupted.
+# Question: long enough to be interrupted (each trial is past epoch 10 for over a second of polls).
 # Run: urn-study sweep long.yaml
 name: long
 base:
   data.name: digits
-  train.epochs: 24
-  train.batch_size: 256
+  train.epochs: 40
+  train.batch_size: 32
   train.snapshot_every: 10
   train.checkpoint_every: 5
 grid:
@@ -379,7 +379,7 @@ def test_failed_trial_retried_and_interrupted_sweep_resumed_record_each_trial_on
     # 3. --resume finishes the sweep: every trial recorded once
     assert cli.main(["sweep", str(path), "--resume", "--num-cpus", "2"]) == 0
     study = load_study(path)
-    runs = assert_each_trial_once(uri, study, epochs=24)
+    runs = assert_each_trial_once(uri, study, epochs=40)
     assert int(runs[victim_id].data.tags[tracking.ATTEMPTS_TAG]) >= 2
     resumed = [r for r in runs.values() if "urn.resumed_from_epoch" in r.data.tags]
     assert resumed and all(int(r.data.tags["urn.resumed_from_epoch"]) >= 5 for r in resumed)
