@@ -12,19 +12,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure  # not pyplot: no global state, no GUI backend (Agg when saved)
 
-from analysis.structure import neuron_order
-
-
-def level_blocks(levels: Any) -> list[tuple[int, int, int]]:
-    """(level, start, stop) runs of the neuron order: the blocks the heatmap is divided into (-1 = inactive)."""
-    levels = np.asarray(levels, dtype=int)
-    ordered = levels[neuron_order(levels)]
-    blocks, start = [], 0
-    for i in range(1, len(ordered) + 1):
-        if i == len(ordered) or ordered[i] != ordered[start]:
-            blocks.append((int(ordered[start]), start, i))
-            start = i
-    return blocks
+from analysis.structure import level_blocks, neuron_order
 
 
 def draw_weight_heatmap(W: np.ndarray, levels: Any = None, layout: Any = None, title: str = "", signed: bool = False,

@@ -22,7 +22,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -330,6 +330,18 @@ def neuron_order(levels) -> np.ndarray:
     levels = np.asarray(levels)
     key = np.where(levels < 0, levels.max(initial=0) + 1, levels)
     return np.argsort(key, kind="stable")
+
+
+def level_blocks(levels: Any) -> list[tuple[int, int, int]]:
+    """(level, start, stop) runs of the neuron order: the blocks the heatmap is divided into (-1 = inactive)."""
+    levels = np.asarray(levels, dtype=int)
+    ordered = levels[neuron_order(levels)]
+    blocks, start = [], 0
+    for i in range(1, len(ordered) + 1):
+        if i == len(ordered) or ordered[i] != ordered[start]:
+            blocks.append((int(ordered[start]), start, i))
+            start = i
+    return blocks
 
 
 # --- receptive fields ----------------------------------------------------------------------

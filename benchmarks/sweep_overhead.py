@@ -135,7 +135,7 @@ def record_costs(config, uri: str) -> Counter:
     No Ray: Tune's own share (its reports, copying checkpoints to storage) is what this leaves out."""
     import torch
 
-    from analysis.plots import draw_weight_heatmap
+    from analysis.weight_image import weight_image
     from urn_study import tracking
     from urn_study.checkpoint import save_state
     from urn_study.trial import run_trial
@@ -161,10 +161,10 @@ def record_costs(config, uri: str) -> Counter:
                            lambda state: timed("save checkpoints (save_state)", save_state, state,
                                                Path(folder) / f"epoch_{state.epoch}"))
             timed("  of which: write the artifacts", tracking.write_artifacts, result, Path(folder) / "artifacts")
-        fig = timed("  of which: draw the W heatmap", lambda: draw_weight_heatmap(
+        image = timed("  of which: draw the W heatmap", lambda: weight_image(
             result.weights, result.structure.get("levels"), layout=result.layout, title=record.trial_id))
         with tempfile.TemporaryDirectory(prefix="urn-bench-") as folder:
-            timed("  of which: draw the W heatmap", lambda: fig.savefig(Path(folder) / "W.png", dpi=110))
+            timed("  of which: draw the W heatmap", lambda: image.save(Path(folder) / "W.png", compress_level=1))
         timed("finish (artifacts written and stored, tags, end)", record.finish, result)
         tracking.close_sweep_run(uri, experiment, "breakdown", parent, "FINISHED")
     finally:

@@ -232,8 +232,8 @@ def test_trial_run_over_http(mlflow_server, results, trial):
 
 
 def test_heatmap_orders_neurons_by_level(trial):
-    from analysis.plots import draw_weight_heatmap, level_blocks
-    from analysis.structure import neuron_order
+    from analysis.plots import draw_weight_heatmap
+    from analysis.structure import level_blocks, neuron_order
 
     _, _, result = trial
     levels = result.structure["levels"]
@@ -248,12 +248,63 @@ def test_heatmap_orders_neurons_by_level(trial):
 
 
 def test_heatmap_signed_and_without_levels():
-    from analysis.plots import draw_weight_heatmap, level_blocks
+    from analysis.plots import draw_weight_heatmap
+    from analysis.structure import level_blocks
 
     w = np.array([[0.0, -2.0], [1.0, 0.5]])
     fig = draw_weight_heatmap(w, None, signed=True)
     np.testing.assert_allclose(fig.axes[0].images[0].get_array(), w)
     assert level_blocks([2, -1, 0, 2]) == [(0, 0, 1), (2, 1, 3), (-1, 3, 4)]
+
+
+def _heatmap_pixels(image) -> np.ndarray:
+    from analysis import weight_image as wi
+
+    return np.asarray(image)[wi.MARGIN_TOP:, wi.MARGIN_LEFT:]
+
+
+def test_run_heatmap_orders_by_level_and_marks_level_boundaries():
+    from analysis.weight_image import LINE, magma, weight_image
+
+    # neurons 0 and 2 at level 0, 1 at level 1, 3 inactive: order 0, 2, 1, 3; W[1, 0] (0 -> 1) the largest
+    w = np.zeros((4, 4))
+    w[1, 0], w[2, 2] = -3.0, 1.5
+    image = weight_image(w, [0, 1, 0, -1], side=40)  # 10 pixels per weight
+    pixels = _heatmap_pixels(image)
+    row_of = {0: 0, 2: 1, 1: 2, 3: 3}  # neuron -> its place in the order
+    def colour(i, j):  # the middle of weight (i, j)'s 10 x 10 square
+        return tuple(pixels[row_of[i] * 10 + 5, row_of[j] * 10 + 5])
+    assert colour(1, 0) == tuple(magma(np.array(1.0)))  # |W| at the top of the scale, sign dropped
+    assert colour(2, 2) == tuple(magma(np.array(0.5)))
+    assert colour(0, 3) == tuple(magma(np.array(0.0)))
+    for boundary in (20, 30):  # level 0 | level 1 | inactive: lines across the whole heatmap
+        assert all(tuple(p) == LINE for p in pixels[boundary, :40])
+        assert all(tuple(p) == LINE for p in pixels[:40, boundary])
+    assert tuple(pixels[10, 5]) != LINE  # none inside a level
+
+
+def test_run_heatmap_colours_are_matplotlibs_magma():
+    import matplotlib
+
+    from analysis.weight_image import magma
+
+    values = np.linspace(0.0, 1.0, 256)
+    reference = np.rint(matplotlib.colormaps["magma"](values)[:, :3] * 255)
+    assert np.abs(magma(values).astype(float) - reference).max() <= 3
+    outside = magma(np.array([np.nan, -1.0, 2.0]))  # NaN as 0, the rest clipped to [0, 1]
+    np.testing.assert_array_equal(outside, magma(np.array([0.0, 0.0, 1.0])))
+
+
+def test_run_heatmap_keeps_a_single_strong_weight_of_a_large_matrix():
+    from analysis.weight_image import magma, weight_image
+
+    w = np.full((1000, 1000), 1e-3)
+    w[777, 333] = 2.0
+    pixels = _heatmap_pixels(weight_image(w, side=100))[:100, :100]  # 10 weights a pixel: block maxima
+    assert tuple(pixels[77, 33]) == tuple(magma(np.array(1.0)))
+    assert (pixels.reshape(-1, 3) == magma(np.array(1.0))).all(axis=1).sum() == 1
+    flat = weight_image(np.zeros((3, 3)), title="all zero", side=30)  # no division by a zero scale
+    assert tuple(_heatmap_pixels(flat)[0, 0]) == tuple(magma(np.array(0.0)))
 
 
 def test_written_artifacts(tmp_path, trial):
