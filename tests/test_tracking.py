@@ -272,6 +272,7 @@ def test_run_heatmap_orders_by_level_and_marks_level_boundaries():
     image = weight_image(w, [0, 1, 0, -1], side=40)  # 10 pixels per weight
     pixels = _heatmap_pixels(image)
     row_of = {0: 0, 2: 1, 1: 2, 3: 3}  # neuron -> its place in the order
+
     def colour(i, j):  # the middle of weight (i, j)'s 10 x 10 square
         return tuple(pixels[row_of[i] * 10 + 5, row_of[j] * 10 + 5])
     assert colour(1, 0) == tuple(magma(np.array(1.0)))  # |W| at the top of the scale, sign dropped
