@@ -299,6 +299,10 @@ def test_packs_of_trials_share_a_tune_trial_but_keep_their_own_runs_and_checkpoi
     checkpoints = sorted((results / "ray").glob("tiny-*/tiny-0000+3_*/checkpoint_*"))
     assert checkpoints
     assert sorted(p.name for p in checkpoints[-1].iterdir()) == sorted(packs["tiny-0000+3"])
+    # MLflow is the record: of Tune's per-report files only its JSON, no CSV or TensorBoard copies
+    trial_folder = checkpoints[-1].parent
+    files = {p.name for p in trial_folder.iterdir() if not p.name.startswith("checkpoint_")}
+    assert files == {"result.json", "params.json", "params.pkl"}, files
 
 
 SLOW_STUDY = """\
