@@ -45,7 +45,8 @@ def test_sweep_overhead_smoke_prints_ratio_and_where_time_goes(capsys):
     plain, _ = _numbers(out, "plain loop")
     ray_up, per_hour, ratio, _ = _numbers(out, "Ray + MLflow, Ray up")
     assert plain > 0 and ray_up > 0 and per_hour == pytest.approx(2 / ray_up * 3600, rel=0.01)
-    assert ratio == pytest.approx(ray_up / plain, rel=0.02)  # of the unrounded walls
+    # the ratio is of the unrounded walls; the walls are printed to 0.1 s (a smoke sweep's few seconds)
+    assert (ray_up - 0.05) / (plain + 0.05) - 0.0005 <= ratio <= (ray_up + 0.05) / (plain - 0.05) + 0.0005
     assert "target: Ray up within 5%" in out and "queue each epoch's metrics" in out
 
 
