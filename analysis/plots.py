@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure  # not pyplot: no global state, no GUI backend (Agg when saved)
 
-from analysis.structure import level_blocks, neuron_order
+from analysis.structure import level_blocks, ordered_by_level
 
 
 def draw_weight_heatmap(W: np.ndarray, levels: Any = None, layout: Any = None, title: str = "", signed: bool = False,
@@ -22,20 +22,12 @@ def draw_weight_heatmap(W: np.ndarray, levels: Any = None, layout: Any = None, t
     ``levels``: per neuron, -1 inactive (from the structure report); None keeps index order. ``layout``
     (a Layout) only adds the block sizes to the axis labels. Draws into ``ax`` if given (galleries).
     """
-    W = np.asarray(W, dtype=float)
-    size = W.shape[0]
-    if levels is None or len(levels) != size:
-        levels = np.zeros(size, dtype=int)
-    order = neuron_order(levels)
-    shown = W[np.ix_(order, order)]
+    shown, levels, scale = ordered_by_level(np.asarray(W, dtype=float), levels)
     if ax is None:
         fig = Figure(figsize=(5.2, 4.6))
         ax = fig.add_subplot()
     else:
         fig = ax.figure
-    finite = shown[np.isfinite(shown)]
-    scale = float(np.max(np.abs(finite))) if finite.size else 1.0
-    scale = scale if scale > 0 else 1.0
     if signed:
         image = ax.imshow(shown, cmap="RdBu_r", vmin=-scale, vmax=scale, interpolation="nearest")
     else:

@@ -344,6 +344,19 @@ def level_blocks(levels: Any) -> list[tuple[int, int, int]]:
     return blocks
 
 
+def ordered_by_level(W: np.ndarray, levels: Any) -> tuple[np.ndarray, np.ndarray, float]:
+    """What a heatmap of W shows: (W with rows and columns in ``neuron_order(levels)``, the levels used (all 0
+    when ``levels`` is None or does not fit W), the largest finite |W| to scale colours by (1 if none or 0))."""
+    size = W.shape[0]
+    if levels is None or len(levels) != size:
+        levels = np.zeros(size, dtype=int)
+    order = neuron_order(levels)
+    shown = W[np.ix_(order, order)]
+    finite = shown[np.isfinite(shown)]
+    scale = float(np.max(np.abs(finite))) if finite.size else 1.0
+    return shown, np.asarray(levels), scale if scale > 0 else 1.0
+
+
 # --- receptive fields ----------------------------------------------------------------------
 
 

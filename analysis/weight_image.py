@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from analysis.structure import level_blocks, neuron_order
+from analysis.structure import level_blocks, ordered_by_level
 
 # matplotlib's "magma" at 17 evenly spaced points (linear between them: within 2.3 / 255 of it)
 MAGMA = ("000004", "0a0822", "1d1147", "36106b", "51127c", "6a1c81", "832681", "9c2e7f", "b73779", "d0416f",
@@ -59,15 +59,7 @@ def weight_image(W: np.ndarray, levels: Any = None, layout: Any = None, title: s
     ``levels``: per neuron, -1 inactive (from the structure report); None keeps index order. ``layout`` (a
     Layout) adds the block sizes to the caption.
     """
-    W = np.abs(np.asarray(W, dtype=np.float32))
-    size = W.shape[0]
-    if levels is None or len(levels) != size:
-        levels = np.zeros(size, dtype=int)
-    order = neuron_order(levels)
-    shown = W[np.ix_(order, order)]
-    finite = shown[np.isfinite(shown)]
-    scale = float(finite.max()) if finite.size else 1.0
-    scale = scale if scale > 0 else 1.0
+    shown, levels, scale = ordered_by_level(np.abs(np.asarray(W, dtype=np.float32)), levels)
     pixels, per_entry = pooled(np.where(np.isfinite(shown), shown, np.float32(0.0)), side)
     n = pixels.shape[0]
 
