@@ -68,3 +68,13 @@ def test_mlflow_server_on_the_head_listens_on_loopback_with_sqlite(cluster):
     tunnel = " ".join(cluster["worker_start_ray_commands"])
     assert "-L 127.0.0.1:5000:127.0.0.1:5000" in tunnel and "$RAY_HEAD_IP" in tunnel
     assert "5000" in server
+
+
+def test_nothing_reports_usage_to_its_makers(cluster):
+    """Ray's usage statistics and MLflow's telemetry are off on every node (urn_study.tracking turns MLflow's
+    off in the trials' own processes)."""
+    starts = [c for key in ("head_start_ray_commands", "worker_start_ray_commands") for c in cluster[key]
+              if "ray start" in c]
+    assert len(starts) == 2 and all("--disable-usage-stats" in c for c in starts)
+    server = next(c for c in cluster["head_start_ray_commands"] if "mlflow server" in c)
+    assert "MLFLOW_DISABLE_TELEMETRY=true nohup" in server

@@ -6,6 +6,7 @@ environment, which no record, result or printed line holds: test_faults.py::test
 from __future__ import annotations
 
 import ast
+import os
 import pickle
 import subprocess
 import sys
@@ -104,6 +105,30 @@ def test_no_server_binds_beyond_loopback():
     assert not [str(p) for p, t in text.items() if "0.0.0.0" in t or "--host=::" in t]
     command = tracking.ui_command("sqlite:////tmp/x.db", 5123)
     assert command[command.index("--host") + 1] == "127.0.0.1"
+
+
+CI_MARKERS = ("PYTEST_CURRENT_TEST", "CI", "GITHUB_ACTIONS", "CIRCLECI", "GITLAB_CI", "JENKINS_URL", "TRAVIS",
+              "BUILDKITE", "TF_BUILD", "CODEBUILD_BUILD_ID", "BITBUCKET_BUILD_NUMBER", "TEAMCITY_VERSION")
+
+
+def python_without_ci_markers(code: str, **env: str) -> str:
+    """Run ``code`` in a fresh Python whose environment has none of the markers by which MLflow turns its
+    telemetry off for CI and tests, as on a researcher's machine."""
+    clean = {k: v for k, v in os.environ.items() if k not in CI_MARKERS and k != "MLFLOW_DISABLE_TELEMETRY"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                          env={**clean, **env})
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_mlflow_telemetry_is_off_unless_the_user_turns_it_on():
+    """MLflow 3 sends usage events over HTTPS from every process that imports it: nothing here does."""
+    code = ("import urn_study.tracking, mlflow\nfrom mlflow.telemetry import get_telemetry_client\n"
+            "print(get_telemetry_client())")
+    assert python_without_ci_markers(code) == "None"
+    # the user's own setting wins (not imported here: that would start the client and its HTTPS fetch)
+    code = "import os, urn_study.tracking\nprint(os.environ['MLFLOW_DISABLE_TELEMETRY'])"
+    assert python_without_ci_markers(code, MLFLOW_DISABLE_TELEMETRY="false") == "false"
 
 
 # --- the same, shown on hostile input -----------------------------------------------------------------
