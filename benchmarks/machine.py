@@ -29,6 +29,29 @@ def describe(device: torch.device) -> str:
             f"load average {os.getloadavg()[0]:.1f}")
 
 
+def kernel_counters() -> dict[str, float] | None:
+    """The whole machine's context switches and CPU ticks so far (Linux ``/proc/stat``; None elsewhere):
+    two readings give what happened between them, whoever did it (see ``between``)."""
+    try:
+        with open("/proc/stat") as f:
+            lines = {line.split()[0]: line.split()[1:] for line in f}
+    except OSError:
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(x) for x in lines["cpu"][:8])
+    return {"time": time.time(), "switches": int(lines["ctxt"][0]), "busy": user + nice + system + irq + softirq,
+            "kernel": system + irq + softirq, "total": user + nice + system + idle + iowait + irq + softirq + steal}
+
+
+def between(before: dict | None, after: dict | None) -> dict[str, float] | None:
+    """Context switches per second, and the kernel's and idle share of all CPU time, between two readings."""
+    if before is None or after is None:
+        return None
+    ticks = max(after["total"] - before["total"], 1)
+    return {"switches_per_s": (after["switches"] - before["switches"]) / max(after["time"] - before["time"], 1e-9),
+            "kernel": (after["kernel"] - before["kernel"]) / ticks,
+            "idle": 1 - (after["busy"] - before["busy"]) / ticks}
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

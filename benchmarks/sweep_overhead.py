@@ -22,8 +22,9 @@ The MLflow store is created (its schema migrated) once before the timings, as af
 imports of ray, mlflow and torch in this process are not timed. Plain and Ray take turns in each repeat
 (plain first in odd repeats, Ray first in even ones), so load from other users of a shared machine falls on
 both; medians are reported, and each repeat's own ratio. Then the Ray sweep's time is split using its
-MLflow runs (start and end of every trial's run), and one trial is recorded in-process step by step (no Ray)
-to cost each part of the record.
+MLflow runs (start and end of every trial's run), the whole machine's context switches per second and
+kernel share of CPU while each ran are given (Linux ``/proc/stat``), and one trial is recorded in-process
+step by step (no Ray) to cost each part of the record.
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe, timed_trial  # noqa: E402
+from machine import between, describe, kernel_counters, timed_trial  # noqa: E402
 
 from urn_study.model import pick_device  # noqa: E402
 from urn_study.study import load_study  # noqa: E402
@@ -79,17 +80,19 @@ def plain_loop(configs: list, cores: int) -> dict:
     previous = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = "1"  # read by the workers' torch at import, as in a 1-CPU Ray trial
     try:
+        counters = kernel_counters()
         start = time.time()
         with ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("spawn")) as pool:
             trials = list(pool.map(timed_trial, configs))
             end = time.time()
+            kernel = between(counters, kernel_counters())
         closed = time.time()
     finally:
         if previous is None:
             os.environ.pop("OMP_NUM_THREADS", None)
         else:
             os.environ["OMP_NUM_THREADS"] = previous
-    return {"wall": end - start, "closed": closed - start, "start": start, "end": end,
+    return {"wall": end - start, "closed": closed - start, "start": start, "end": end, "kernel": kernel,
             "spans": [(s, e) for s, e, _, _ in trials], "loops": [loop for _, _, _, loop in trials],
             "threads": sorted({t for _, _, t, _ in trials})}
 
@@ -103,10 +106,12 @@ def ray_sweep(study_path: Path, uri: str, cores: int) -> dict:
     t0 = time.time()
     launcher._start_ray(None, cores)  # the launcher's own start: run_sweep then finds Ray up and leaves it
     t1 = time.time()
+    counters = kernel_counters()
     log = io.StringIO()
     with contextlib.redirect_stdout(log):  # Tune's progress lines
         code = launcher.run_sweep(study_path, tracking_uri=uri, num_cpus=cores, out=log)
     t2 = time.time()
+    kernel = between(counters, kernel_counters())
     ray.shutdown()
     t3 = time.time()
     if code != 0:
@@ -115,6 +120,7 @@ def ray_sweep(study_path: Path, uri: str, cores: int) -> dict:
     experiment = tracking.client(uri).get_experiment_by_name(STUDY).experiment_id
     runs = tracking.trial_runs(uri, experiment, record.sweep_id)
     return {"wall": t3 - t0, "up": t2 - t1, "init": t1 - t0, "shutdown": t3 - t2, "start": t1, "end": t2,
+            "kernel": kernel,
             "spans": [(r.info.start_time / 1000, r.info.end_time / 1000) for r in runs],
             "loops": [r.data.metrics.get("seconds", float("nan")) for r in runs]}
 
@@ -272,6 +278,14 @@ def print_split(plains: list[dict], rays: list[dict], cores: int) -> None:
     for name, splits in parts.items():
         print(f"  {name:<8}" + " ".join(f"{statistics.median(s[k] for s in splits):>{len(title) + 1}.2f}"
                                         for k, title in columns))
+    kernels = {"plain": [p["kernel"] for p in plains], "Ray up": [r["kernel"] for r in rays]}
+    if all(k is not None for runs in kernels.values() for k in runs):
+        print("  the whole machine meanwhile (/proc/stat: every process, the benchmark's own and any other's): "
+              "a thread woken on a core the trials fill takes that core from a trial")
+        for name, runs in kernels.items():
+            print(f"  {name:<8} context switches/s {statistics.median(k['switches_per_s'] for k in runs):>6.0f}   "
+                  f"kernel CPU {statistics.median(k['kernel'] for k in runs):>5.1%}   "
+                  f"idle {statistics.median(k['idle'] for k in runs):>5.1%}")
 
 
 if __name__ == "__main__":

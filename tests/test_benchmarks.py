@@ -48,6 +48,9 @@ def test_sweep_overhead_smoke_prints_ratio_and_where_time_goes(capsys):
     # the ratio is of the unrounded walls; the walls are printed to 0.1 s (a smoke sweep's few seconds)
     assert (ray_up - 0.05) / (plain + 0.05) - 0.0005 <= ratio <= (ray_up + 0.05) / (plain - 0.05) + 0.0005
     assert "target: Ray up within 5%" in out and "queue each epoch's metrics" in out
+    if Path("/proc/stat").is_file():  # Linux: what the whole machine did meanwhile, for each way of running
+        assert _numbers(out, "  plain    context switches/s")[0] > 0
+        assert _numbers(out, "  Ray up   context switches/s")[0] > 0
 
 
 @pytest.mark.slow  # makes an MLflow store of 200 recorded runs, runs `urn-study phase` on it: ~30 s
