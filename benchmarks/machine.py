@@ -34,7 +34,7 @@ def kernel_counters() -> dict[str, float] | None:
     two readings give what happened between them, whoever did it (see ``between``)."""
     try:
         with open("/proc/stat") as f:
-            lines = {line.split()[0]: line.split()[1:] for line in f}
+            lines = {fields[0]: fields[1:] for fields in map(str.split, f) if fields}
     except OSError:
         return None
     user, nice, system, idle, iowait, irq, softirq, steal = (int(x) for x in lines["cpu"][:8])
