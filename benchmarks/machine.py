@@ -76,12 +76,42 @@ def median_seconds(run: Callable[[], None], device: torch.device, repeats: int, 
     return statistics.median(samples)
 
 
-def timed_trial(config) -> tuple[float, float, int, float]:
-    """One ``run_trial(config)`` in this process, its result dropped: its (start, end) wall-clock times
-    (``time.time``), torch's threads and the trial's own ``seconds`` (its training loop). The plain worker of
-    sweep_overhead.py, here so that a spawned pool worker can import it by name."""
+def thread_counters() -> dict[str, float] | None:
+    """The calling thread's time on a core, time waiting in the run queue for one, and how often it was taken
+    off its core against its will (Linux ``/proc/thread-self``; None elsewhere)."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            on_core, waiting, _ = (int(x) for x in f.read().split())
+        with open("/proc/thread-self/status") as f:
+            status = dict(line.split(":", 1) for line in f if ":" in line)
+    except OSError:
+        return None
+    return {"cpu": on_core / 1e9, "wait": waiting / 1e9, "preempted": int(status["nonvoluntary_ctxt_switches"])}
+
+
+def timed_trial(config) -> dict:
+    """One ``run_trial(config)`` in this thread, its result dropped: its start and end (``time.time``), torch's
+    threads, the trial's own ``seconds`` (its training loop) and what the thread did meanwhile
+    (``thread_counters``: seconds on a core, seconds waiting for one, times preempted; None off Linux). The
+    plain worker of sweep_overhead.py, here so that a spawned pool worker can import it by name."""
     from urn_study.trial import run_trial
 
+    before = thread_counters()
     start = time.time()
     result = run_trial(config)
-    return start, time.time(), torch.get_num_threads(), float(result.metrics["seconds"])
+    end = time.time()
+    after = thread_counters()
+    counts = {k: after[k] - before[k] for k in after} if before and after else None
+    return {"start": start, "end": end, "torch_threads": torch.get_num_threads(),
+            "loop": float(result.metrics["seconds"]), "thread": counts}
+
+
+def tune_trial(tune_config: dict, configs: list) -> None:
+    """A Ray Tune function trainable that records nothing: ``timed_trial`` of ``configs[index]`` on one torch
+    thread (as ``train_pack`` sets it), its timings as the one report. Ray's own share of sweep_overhead."""
+    from ray import tune
+
+    torch.set_num_threads(1)
+    timing = timed_trial(configs[tune_config["index"]])
+    thread = timing.pop("thread") or {}
+    tune.report({**timing, **thread})  # flat numbers: Tune keeps them in each trial's result

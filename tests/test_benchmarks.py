@@ -36,7 +36,12 @@ def _numbers(out: str, label: str) -> list[float]:
     return numbers
 
 
-@pytest.mark.slow  # starts Ray and a local MLflow store: ~20 s
+def _ratio_of_rounded(a: float, b: float, ratio: float) -> bool:
+    """Whether ``ratio`` (printed to 0.001) can be a / b of the unrounded walls that printed as a and b (to 0.1 s)."""
+    return (a - 0.05) / (b + 0.05) - 0.0005 <= ratio <= (a + 0.05) / (b - 0.05) + 0.0005
+
+
+@pytest.mark.slow  # starts Ray three times and a local MLflow store: ~30 s
 def test_sweep_overhead_smoke_prints_ratio_and_where_time_goes(capsys):
     _load("sweep_overhead").main(["--smoke"])
     out = capsys.readouterr().out
@@ -45,12 +50,19 @@ def test_sweep_overhead_smoke_prints_ratio_and_where_time_goes(capsys):
     plain, _ = _numbers(out, "plain loop")
     ray_up, per_hour, ratio, _ = _numbers(out, "Ray + MLflow, Ray up")
     assert plain > 0 and ray_up > 0 and per_hour == pytest.approx(2 / ray_up * 3600, rel=0.01)
-    # the ratio is of the unrounded walls; the walls are printed to 0.1 s (a smoke sweep's few seconds)
-    assert (ray_up - 0.05) / (plain + 0.05) - 0.0005 <= ratio <= (ray_up + 0.05) / (plain - 0.05) + 0.0005
+    assert _ratio_of_rounded(ray_up, plain, ratio)
+    tune_alone, _, tune_ratio, _ = _numbers(out, "Ray Tune alone, Ray up")  # the same trials, nothing recorded
+    assert tune_alone > 0 and _ratio_of_rounded(tune_alone, plain, tune_ratio)
+    assert _ratio_of_rounded(ray_up, tune_alone, _numbers(out, "the record's share")[0])
     assert "target: Ray up within 5%" in out and "queue each epoch's metrics" in out
+    for side in ("plain   ", "Tune    ", "Ray up  "):  # where the time goes, for each way of running
+        assert len(_numbers(out, f"  {side}")) == 6
     if Path("/proc/stat").is_file():  # Linux: what the whole machine did meanwhile, for each way of running
-        assert _numbers(out, "  plain    context switches/s")[0] > 0
-        assert _numbers(out, "  Ray up   context switches/s")[0] > 0
+        for side in ("plain   ", "Tune    ", "Ray up  "):
+            assert _numbers(out, f"  {side} context switches/s")[0] > 0
+        for side in ("plain   ", "Tune    "):  # and what each trial's thread did: it ran, so it was on a core
+            on_core, waiting, _ = _numbers(out, f"  {side} on a core")
+            assert on_core > 0 and waiting >= 0
 
 
 @pytest.mark.slow  # makes an MLflow store of 200 recorded runs, runs `urn-study phase` on it: ~30 s
