@@ -348,5 +348,6 @@ def print_split(plains: list[dict], tunes: list[dict], rays: list[dict], cores: 
                   f"waiting {statistics.median(t['wait'] for t in threads):>5.2f}   "
                   f"preempted/s {statistics.median(t['preempted'] for t in threads) / statistics.median(spans):>6.0f}")
 
+
 if __name__ == "__main__":
     main()
