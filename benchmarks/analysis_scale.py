@@ -1,7 +1,7 @@
 """Analysis scale: load, classify into cells and draw the phase diagram of 10,000 recorded trial runs.
 
     .venv/bin/python benchmarks/analysis_scale.py /tmp/urn-scale          # makes the store once (~15 min), then times
-    .venv/bin/python benchmarks/analysis_scale.py --smoke                  # 200 runs in a temporary folder: ~30 s
+    .venv/bin/python benchmarks/analysis_scale.py --smoke                  # 100 runs in a temporary folder: ~25 s
 
 The folder holds a study file (``scale.yaml``: locality 10 x l1 10 x steps 4 x 25 seeds = 10,000 trials, digits,
 30 epochs) and its MLflow SQLite store with every trial recorded in the project's layout, made on the first
@@ -243,10 +243,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("folder", nargs="?", help="where the store is made or found (default: a temporary folder)")
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--smoke", action="store_true", help="200 runs, once")
+    parser.add_argument("--smoke", action="store_true", help="100 runs (50 cells x 2 seeds), once")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.runs, args.repeats = 200, 1
+        args.runs, args.repeats = 100, 1
 
     print("analysis_scale |", describe(pick_device("auto")))
     with tempfile.TemporaryDirectory(prefix="urn-analysis-scale-") as scratch:

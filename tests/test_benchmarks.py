@@ -65,7 +65,7 @@ def test_sweep_overhead_smoke_prints_ratio_and_where_time_goes(capsys):
             assert on_core > 0 and waiting >= 0
 
 
-@pytest.mark.slow  # makes an MLflow store of 200 recorded runs, runs `urn-study phase` on it: ~30 s
+@pytest.mark.slow  # makes an MLflow store of 100 recorded runs, runs `urn-study phase` on it: ~25 s
 def test_analysis_scale_smoke_times_each_step_and_the_phase_command(capsys, tmp_path):
     module = _load("analysis_scale")
     module.main(["--smoke", str(tmp_path / "store")])
@@ -74,7 +74,7 @@ def test_analysis_scale_smoke_times_each_step_and_the_phase_command(capsys, tmp_
     steps = [_numbers(out, label)[0] for label in ("load_study_runs, warm", "latest_runs", "phase_grid",
                                                    "draw_phase_diagram + PNG")]
     assert _numbers(out, "total: warm load to PNG")[0] == pytest.approx(sum(steps), abs=0.02)
-    assert _numbers(out, "urn-study phase")[0] > 0 and "target: 200 runs" in out
+    assert _numbers(out, "urn-study phase")[0] > 0 and "target: 100 runs" in out
     figures = tmp_path / "store" / "figures" / "scale"
     assert (figures / "phase_diagram.png").is_file() and (figures / "gallery.png").is_file()
     module.main(["--smoke", str(tmp_path / "store")])  # a second call reuses the store
