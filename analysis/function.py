@@ -1,0 +1,628 @@
+"""What a trained URN computes, read by lesions on held-out samples: the phase comes from here.
+
+A URN unrolled over its T steps is a T-layer network whose layers share W. ``functional_report`` runs it
+with numpy on held-out samples (the *probe*) and removes parts of it to see what its outputs need.
+
+- **Lesions are mean ablations.** A removed unit's state is replaced by its mean over the probe at that
+  step (a removed edge passes its mean message), so a lesion takes away what the unit carries about the
+  sample, not a constant offset that a bias could take over.
+- **A lesion costs** the probe accuracy it loses, with the standard error of the paired per-sample
+  difference. It *changes the outputs* when the cost exceeds ``Thresholds.cost``; a cost within its band
+  of that tolerance leaves the decision *uncertain* (``Decision``).
+- **Units** are the input pixels (the data written at t = 0, or at every step in ``clamp`` mode), each
+  neuron between the steps (t = 1 .. T-1, removed at all of them at once) and each output read at T.
+- **Depth classes.** With every neuron's gate phi(a)/a held at its value in the intact run, the logits are
+  exactly a sum over walks from the data and the biases (``trace``). A walk's *depth* is 1 + the number of
+  its hops (steps between two different neurons) that land on a neuron applying phi (inputs and hidden):
+  waits on a self-connection and hops among the linear outputs add no layer. Removing the walks of one
+  depth costs; that depth *carries* the task when the cost exceeds the tolerance. **Depth** is the largest
+  carrying depth; **residual** means two depths carry it (a skip and a layered path). A pure delay (waits,
+  then the same hops) is one depth: not residual.
+- **Widths.** The units ordered by first-order importance (the logit variance their removal takes away,
+  frozen gates); the fewest that must stay so that removing all the others together costs nothing (a real
+  lesion, gates recomputed). A kept neuron sits at the level of its dominant depth class: pixels at 0, the
+  outputs at the depth. Widths per level and per block: an input neuron used between the steps is an
+  *input relay*, an output neuron used before the readout an *output relay*.
+- **Recurrence** is a signal that leaves a neuron after a step computed it (never the data) and comes back
+  to it through other neurons. On the graph of edges carrying the task at each step
+  (``Thresholds.edge_floor``), the edges that close such returns are removed together; recurrent when that
+  costs.
+- **Shallow**: the whole hidden block can be removed at no cost.
+- **Locality** of the receptive fields of the kept level-1 neurons, each pixel weighted by the functional
+  weight of its edge (sqrt of the logit variance it passes, frozen gates), with the shuffle baseline of
+  ``analysis.structure.receptive_field_locality``. Data with little variance at the border make even a
+  random network's fields look local, so **locally connected** needs the locality above its threshold
+  *and* above the untrained network's by a margin.
+
+The reference for "does the task": chance (the probe's most common class) and the untrained network of the
+trial (``null``); without one, the best of ``REFERENCES`` random untrained networks. ``classify`` decides the
+phase in the spec's order (dead, recurrent, shallow, residual, locally connected, fully connected) and keeps
+every decision it took with its margin; a label that any of them leaves within its band is ``uncertain``.
+Pure numpy on saved arrays.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from analysis.structure import receptive_field_extent, receptive_field_locality
+from urn_study.layout import Layout
+
+PHASES = ("dead", "recurrent", "shallow", "residual", "locally_connected", "fully_connected")
+BLOCKS = ("input", "hidden", "output")
+REFERENCES = 32  # random untrained networks whose best accuracy a network must beat, when no null is given
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    cost: float = 0.01  # a lesion changes the outputs when it costs more probe accuracy than this
+    cost_band: float = 0.005  # ... uncertain within max(this, 2 standard errors) of it
+    alive: float = 0.02  # doing the task: accuracy above chance and the untrained reference by more than this
+    locality: float = 0.5  # locally connected at or above this field locality ...
+    locality_over_null: float = 0.2  # ... and this much above the untrained network's
+    locality_band: float = 0.05  # locality within this of a threshold is uncertain
+    edge_floor: float = 0.1  # an edge carries at a step when its flow is this share of the strongest at its ends
+    keep: float = 0.01  # widths: the units whose removal together costs at most this can go
+    depth_share: float = 0.01  # a depth carries only walks holding this share of the logits' variance
+    level_share: float = 0.25  # a neuron's level: the deepest of its walks carrying this share of its importance
+
+
+@dataclass(frozen=True)
+class Network:
+    """A URN as plain arrays: everything needed to run it (W[i, j] is the edge j -> i)."""
+
+    W: np.ndarray
+    b: np.ndarray
+    layout: Layout
+    steps: int
+    input_mode: str = "once"
+    readout: str = "last"  # the prediction is read at step T either way (readout: all only trains earlier ones)
+    readout_from: int = 1
+    activation: str = "relu"
+
+    @classmethod
+    def of(cls, W: np.ndarray, b: np.ndarray | None, layout: Layout, model: Any) -> "Network":
+        """From a ``ModelConfig`` (or anything with its fields); b None: zero biases."""
+        bias = np.zeros(layout.size) if b is None else np.asarray(b, dtype=np.float64)
+        return cls(np.asarray(W, dtype=np.float64), bias, layout, int(model.steps), model.input_mode,
+                   model.readout, int(model.readout_from), model.activation)
+
+    @property
+    def clamp(self) -> bool:
+        return self.input_mode == "clamp"
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Held-out samples and their labels."""
+
+    x: np.ndarray  # (n, n_in)
+    y: np.ndarray  # (n,)
+
+    @classmethod
+    def self_labelled(cls, net: Network, x: np.ndarray) -> "Probe":
+        """The network's own predictions as labels: the task is what it computes (for planted networks).
+        Samples whose two top logits tie (a dead layer gives every class the same logit) are left out: no
+        label is defined there."""
+        x = np.asarray(x, dtype=np.float64)
+        logits = run(net, x)
+        top = np.sort(logits, axis=-1)
+        spread = np.sqrt(((logits - logits.mean(axis=-1, keepdims=True)) ** 2).mean())
+        decided = top[:, -1] - top[:, -2] > 1e-6 * spread
+        return cls(x[decided], logits[decided].argmax(axis=-1))
+
+
+# --- running the network -----------------------------------------------------------------------
+
+
+def _phi(a: np.ndarray, activation: str) -> np.ndarray:
+    if activation == "relu":
+        return np.maximum(a, 0.0)
+    if activation == "tanh":
+        return np.tanh(a)
+    if activation == "identity":
+        return a.copy()
+    raise ValueError(f"activation must be relu, tanh or identity, got {activation!r}")
+
+
+def _gate(a: np.ndarray, activation: str) -> np.ndarray:
+    """phi(a) / a (phi'(0) where a = 0), so that phi(a) = gate * a exactly."""
+    if activation == "relu":
+        return (a > 0.0).astype(a.dtype)
+    if activation == "tanh":
+        safe = np.where(a == 0.0, 1.0, a)
+        return np.where(a == 0.0, 1.0, np.tanh(safe) / safe)
+    if activation == "identity":
+        return np.ones_like(a)
+    raise ValueError(f"activation must be relu, tanh or identity, got {activation!r}")
+
+
+def _next_state(net: Network, a: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """phi on inputs and hidden, linear outputs, inputs reset to x in clamp mode."""
+    outputs = net.layout.outputs
+    h = _phi(a, net.activation)
+    h[..., outputs] = a[..., outputs]
+    if net.clamp:
+        h[..., net.layout.inputs] = x
+    return h
+
+
+def initial_state(net: Network, x: np.ndarray) -> np.ndarray:
+    h = np.zeros((len(x), net.layout.size))
+    h[:, net.layout.inputs] = x
+    return h
+
+
+def run(net: Network, x: np.ndarray, masks: np.ndarray | None = None, means: np.ndarray | None = None,
+        weights: list | None = None) -> np.ndarray:
+    """Logits read at step T: (n, C), or (L, n, C) for L lesions.
+
+    ``masks`` (L, T + 1, S) marks the states h_t (t < T; at T the output logits) replaced by ``means[t]``.
+    ``weights``: per step t = 1..T a pair (W_t, b_t) used instead of (W, b), for edge lesions.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    h = initial_state(net, x)
+    if masks is not None:
+        h = np.broadcast_to(h, (len(masks), *h.shape))
+    outputs = net.layout.outputs
+    for t in range(net.steps):
+        if masks is not None:
+            h = np.where(masks[:, t, None, :], means[t], h)
+        W, b = weights[t] if weights is not None else (net.W, net.b)
+        a = h @ W.T + b
+        if t + 1 < net.steps:
+            h = _next_state(net, a, x)
+    logits = a[..., outputs]
+    if masks is not None:
+        logits = np.where(masks[:, net.steps, None, outputs], means[net.steps][outputs], logits)
+    return logits
+
+
+class Trace(NamedTuple):
+    """The intact run on the probe, and what the lesion analysis needs from it."""
+
+    states: np.ndarray  # (T, n, S): h_0 .. h_{T-1}
+    logits: np.ndarray  # (n, C)
+    means: np.ndarray  # (T + 1, S): mean h_t over the probe; row T holds the mean logits at the outputs
+    depth_logits: np.ndarray  # (T + 1, n, C): [d] the logits' part carried by walks of depth d (frozen gates)
+    bias_logits: np.ndarray  # (n, C): the part the biases start
+    state_parts: np.ndarray  # (T, T + 1, n, S): [t, k] the part of h_t on walks with k hops onto phi neurons
+    sensitivity: np.ndarray  # (T, n, S): |d logits / d h_t|^2 summed over classes (frozen gates)
+    flows: np.ndarray  # (T + 1, S, S): [t, i, j] logit variance the edge j -> i passes at step t (t = 0 unused)
+
+
+def trace(net: Network, x: np.ndarray) -> Trace:
+    """Run the network once, splitting every state by the hops its walks made and measuring first-order
+    importances (the logit variance a mean ablation would take away, gates frozen)."""
+    x = np.asarray(x, dtype=np.float64)
+    T, lay = net.steps, net.layout
+    S, n = lay.size, len(x)
+    waits = np.diag(net.W).copy()
+    hops = net.W - np.diag(waits)
+    onto_phi, onto_outputs = hops.copy(), hops.copy()  # hops landing on inputs/hidden, and on outputs
+    onto_phi[lay.outputs] = 0.0
+    onto_outputs[: lay.n_in + lay.n_hidden] = 0.0
+    states = np.zeros((T, n, S))
+    gates = np.zeros((T, n, S))  # gates[t] of the state h_t (t = 1..T-1)
+    parts = np.zeros((T, T + 1, n, S))
+    states[0] = initial_state(net, x)
+    parts[0, 0] = states[0]
+    bias_part = np.zeros((n, S))
+    for t in range(1, T + 1):
+        prev = parts[t - 1]
+        a = states[t - 1] @ net.W.T + net.b
+        split = prev * waits + prev @ onto_outputs.T
+        split[1:] += prev[:-1] @ onto_phi.T
+        bias_a = bias_part @ net.W.T + net.b
+        if t == T:
+            break
+        g = _gate(a, net.activation)
+        g[:, lay.outputs] = 1.0
+        if net.clamp:
+            g[:, lay.inputs] = 0.0  # the data overwrite the inputs: nothing flows into them
+        gates[t] = g
+        states[t] = _next_state(net, a, x)
+        parts[t] = split * g
+        bias_part = bias_a * g
+        if net.clamp:
+            parts[t, 0, :, lay.inputs] = x
+    logits = a[:, lay.outputs]
+    depth_logits = np.zeros((T + 1, n, lay.n_out))
+    depth_logits[1:] = split[:T, :, lay.outputs]  # k hops onto phi neurons = depth k + 1
+    sensitivity, flows = _importances(net, states, gates)
+    means = np.zeros((T + 1, S))
+    means[:T] = states.mean(axis=1)
+    means[T, lay.outputs] = logits.mean(axis=0)
+    return Trace(states, logits, means, depth_logits, bias_a[:, lay.outputs], parts, sensitivity, flows)
+
+
+def _importances(net: Network, states: np.ndarray, gates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Backwards from the logits with frozen gates: |d logits / d h_t|^2 per state, and per edge and step the
+    logit variance its message carries, W_ij^2 E[|d logits / d a_t[i]|^2 (h_{t-1}[j] - mean)^2]."""
+    T, lay = net.steps, net.layout
+    n, S = states.shape[1], lay.size
+    grad_a = np.zeros((n, lay.n_out, S))  # d logits / d a_T: the outputs themselves
+    grad_a[:, np.arange(lay.n_out), lay.n_in + lay.n_hidden + np.arange(lay.n_out)] = 1.0
+    centred_sq = (states - states.mean(axis=1, keepdims=True)) ** 2
+    sensitivity, flows = np.zeros((T, n, S)), np.zeros((T + 1, S, S))
+    for t in range(T, 0, -1):
+        flows[t] = net.W**2 * ((grad_a**2).sum(axis=1).T @ centred_sq[t - 1]) / n
+        grad_h = grad_a @ net.W
+        sensitivity[t - 1] = (grad_h**2).sum(axis=1)
+        grad_a = grad_h * gates[t - 1][:, None, :]
+    return sensitivity, flows
+
+
+# --- costs and decisions ---------------------------------------------------------------------
+
+
+class Cost(NamedTuple):
+    value: float  # probe accuracy lost
+    se: float  # standard error of the paired per-sample difference
+
+
+def cost_of(intact: np.ndarray, lesioned: np.ndarray, y: np.ndarray) -> Cost:
+    """Accuracy lost from logits ``intact`` (n, C) to ``lesioned`` (n, C)."""
+    diff = (intact.argmax(-1) == y).astype(float) - (lesioned.argmax(-1) == y).astype(float)
+    se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+    return Cost(float(diff.mean()), se)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One step of the classification: a measured value against its threshold."""
+
+    name: str
+    value: float
+    threshold: float
+    band: float  # within this of the threshold the decision is uncertain
+
+    @property
+    def above(self) -> bool:
+        return self.value > self.threshold
+
+    @property
+    def margin(self) -> float:
+        """Distance to the threshold in bands (below 1: uncertain)."""
+        return abs(self.value - self.threshold) / self.band if self.band > 0 else float("inf")
+
+    @property
+    def uncertain(self) -> bool:
+        return self.margin < 1.0
+
+    def to_dict(self) -> dict:
+        return {"value": self.value, "threshold": self.threshold, "band": self.band, "margin": self.margin}
+
+
+def cost_decision(name: str, cost: Cost, thresholds: Thresholds) -> Decision:
+    return Decision(name, cost.value, thresholds.cost, max(thresholds.cost_band, 2.0 * cost.se))
+
+
+# --- the parts of the analysis ---------------------------------------------------------------
+
+
+def accuracy(logits: np.ndarray, y: np.ndarray) -> float:
+    return float((logits.argmax(-1) == y).mean())
+
+
+def reference_accuracy(net: Network, probe: Probe, count: int = REFERENCES) -> float:
+    """The best probe accuracy of ``count`` random untrained networks of this shape (i.i.d. normal W, zero
+    biases, fixed seeds): what chance alignment alone reaches. With zero biases a relu network's argmax
+    does not depend on the scale of W, so one scale serves every init."""
+    best = 0.0
+    for seed in range(count):
+        W = np.random.default_rng([20191126, seed]).normal(0.0, 1.0 / np.sqrt(net.layout.size), net.W.shape)
+        reference = Network(W, np.zeros(net.layout.size), net.layout, net.steps, net.input_mode, net.readout,
+                            net.readout_from, net.activation)
+        best = max(best, accuracy(run(reference, probe.x), probe.y))
+    return best
+
+
+def depth_costs(tr: Trace, y: np.ndarray) -> tuple[list[Cost], list[Cost]]:
+    """Per depth d = 0..T (0 unused): the cost of removing its walks, and of keeping them alone (frozen gates)."""
+    parts = tr.depth_logits - tr.depth_logits.mean(axis=1, keepdims=True)
+    removed = [cost_of(tr.logits, tr.logits - parts[d], y) for d in range(len(parts))]
+    alone = [cost_of(tr.logits, tr.logits - parts.sum(axis=0) + parts[d], y) for d in range(len(parts))]
+    return removed, alone
+
+
+def depth_shares(tr: Trace) -> np.ndarray:
+    """Share of the logits' variance over the probe carried by walks of each depth (label-free). The logits
+    are centred over the classes first: a shift of every class alike changes no decision."""
+    centred = tr.depth_logits - tr.depth_logits.mean(axis=-1, keepdims=True)
+    var = centred.var(axis=1).sum(axis=-1)
+    total = var.sum()
+    return var / total if total > 0 else np.zeros_like(var)
+
+
+class Units(NamedTuple):
+    masks: np.ndarray  # (U, T + 1, S) bool: the states each unit's removal replaces
+    kind: np.ndarray  # (U,) 0 pixel, 1 neuron between the steps, 2 output read at T
+    neuron: np.ndarray  # (U,) the neuron's index
+    importance: np.ndarray  # (U,) first-order logit variance its removal takes away
+
+
+PIXEL, BETWEEN, READOUT = 0, 1, 2
+
+
+def units(net: Network, tr: Trace) -> Units:
+    T, lay = net.steps, net.layout
+    centred_sq = (tr.states - tr.means[:T, None, :]) ** 2
+    per_step = (tr.sensitivity * centred_sq).mean(axis=1)  # (T, S)
+    pixel_steps = np.arange(T) if net.clamp else np.arange(1)
+    between = np.arange(lay.n_in if net.clamp else 0, lay.size) if T > 1 else np.arange(0)
+    outputs = np.arange(lay.n_in + lay.n_hidden, lay.size)
+    neuron = np.concatenate([np.arange(lay.n_in), between, outputs])
+    kind = np.repeat([PIXEL, BETWEEN, READOUT], [lay.n_in, len(between), len(outputs)])
+    masks = np.zeros((len(neuron), T + 1, lay.size), dtype=bool)
+    rows = np.arange(len(neuron))
+    for step in pixel_steps:
+        masks[rows[kind == PIXEL], step, neuron[kind == PIXEL]] = True
+    for step in range(1, T):
+        masks[rows[kind == BETWEEN], step, neuron[kind == BETWEEN]] = True
+    masks[rows[kind == READOUT], T, outputs] = True
+    importance = np.concatenate([per_step[pixel_steps][:, :lay.n_in].sum(axis=0),
+                                 per_step[1:T][:, between].sum(axis=0), tr.logits.var(axis=0)])
+    return Units(masks, kind, neuron, importance)
+
+
+def kept_units(net: Network, tr: Trace, probe: Probe, u: Units, thresholds: Thresholds,
+               batch: int = 12) -> tuple[np.ndarray, Cost]:
+    """Indices into ``u`` of the fewest units that must stay, and the cost of removing all the others.
+
+    Units go from the least important up; the largest number whose removal together still costs at most
+    the tolerance is found by a batched search (``batch`` real lesions a round).
+    """
+    order = np.argsort(u.importance, kind="stable")
+    removed = np.cumsum(u.masks[order], axis=0) > 0  # removed[m - 1]: the m least important units gone
+    lo, hi = 0, len(order) + 1  # removing lo units is known to cost at most the tolerance, hi more
+    best = Cost(0.0, 0.0)
+    while hi - lo > 1:
+        candidates = np.unique(np.linspace(lo + 1, hi - 1, num=min(batch, hi - lo - 1)).round().astype(int))
+        costs = [cost_of(tr.logits, lg, probe.y) for lg in run(net, probe.x, removed[candidates - 1], tr.means)]
+        ok = [c.value <= thresholds.keep for c in costs]
+        bad = ok.index(False) if False in ok else len(ok)
+        if bad > 0:
+            lo, best = int(candidates[bad - 1]), costs[bad - 1]
+        if bad == len(ok):
+            break
+        hi = int(candidates[bad])
+    return np.sort(order[lo:]), best
+
+
+def dominant_hops(tr: Trace, share: float) -> np.ndarray:
+    """(S,) per neuron, the largest number of hops onto phi neurons among the walks carrying at least
+    ``share`` of its first-order importance between the steps (the longest path that matters)."""
+    T = tr.states.shape[0]
+    if T < 2:
+        return np.zeros(tr.states.shape[2], dtype=int)
+    parts = tr.state_parts[1:] - tr.state_parts[1:].mean(axis=2, keepdims=True)  # (T - 1, K, n, S)
+    weight = (tr.sensitivity[1:, None] * parts**2).mean(axis=2).sum(axis=0)  # (K, S)
+    total = weight.sum(axis=0)
+    enough = weight >= share * np.where(total > 0, total, np.inf)
+    deepest = len(weight) - 1 - np.argmax(enough[::-1], axis=0)
+    return np.where(enough.any(axis=0), deepest, weight.argmax(axis=0))
+
+
+def neuron_roles(u: Units, kept: np.ndarray, hops: np.ndarray, block: np.ndarray,
+                 depth: int) -> tuple[dict[int, set[int]], int]:
+    """Per kept neuron, the levels of its roles; and how many kept units fit no level 0..depth.
+
+    A pixel sits at level 0, an output read at T at ``depth``. A neuron between the steps whose walks made k
+    hops onto phi neurons: an input or hidden neuron at level k (an input holding its own pixel: 0), an
+    output at k + 1 (it reads stage k linearly), at ``depth`` when that is the output computed early and held.
+    An input neuron can be a pixel at level 0 and a relay at level 1.
+    """
+    roles: dict[int, set[int]] = {}
+    unplaced = 0
+    for index in kept:
+        i, kind, k = int(u.neuron[index]), int(u.kind[index]), int(hops[u.neuron[index]])
+        if kind == PIXEL:
+            level = 0
+        elif kind == READOUT:
+            level = depth
+        elif block[i] == 2:
+            level = min(k + 1, depth)
+        elif k < depth and (k > 0 or block[i] == 0):
+            level = k
+        else:
+            unplaced += 1
+            continue
+        roles.setdefault(i, set()).add(level)
+    return roles, unplaced
+
+
+def carrying_edges(tr: Trace, floor: float) -> np.ndarray:
+    """(T + 1, S, S) bool: [t, i, j] when the edge j -> i carries at step t (its flow above zero and at least
+    ``floor`` of the strongest flow into i and of the strongest out of j at that step)."""
+    f = tr.flows
+    strongest = np.maximum(f.max(axis=2, keepdims=True), f.max(axis=1, keepdims=True))
+    return (f > 0.0) & (f >= floor * strongest)
+
+
+def returning_edges(net: Network, carrying: np.ndarray) -> np.ndarray:
+    """(T + 1, S, S) bool: the carrying edges j -> i at step t that bring back to i a signal which left it at a
+    step 1 <= s <= t - 2 (a state the network computed, not the data) and went through other neurons."""
+    T, S = net.steps, net.layout.size
+    back = np.zeros_like(carrying)
+    reach = np.zeros((S, S), dtype=bool)  # reach[j, i]: (i, s) for some 1 <= s <= t - 2 reaches (j, t - 1)
+    for t in range(2, T + 1):
+        back[t] = carrying[t] & reach.T
+        np.fill_diagonal(back[t], False)
+        # signals leaving at s = t - 1 join those already on their way; all move one step on
+        reach = (carrying[t].astype(np.float32) @ (reach | np.eye(S, dtype=bool)).astype(np.float32)) > 0
+        if net.clamp:
+            reach[:, net.layout.inputs] = False  # the inputs hold the data at every step
+    return back
+
+
+def edge_lesion_weights(net: Network, tr: Trace, drop: np.ndarray) -> list:
+    """Per step (W_t, b_t) with the dropped edges passing their mean message instead."""
+    steps = []
+    for t in range(1, net.steps + 1):
+        removed = np.where(drop[t], net.W, 0.0)
+        steps.append((net.W - removed, net.b + removed @ tr.means[t - 1]))
+    return steps
+
+
+def field_weights(net: Network, tr: Trace) -> np.ndarray:
+    """(S, S) the functional weight of every edge from a pixel: sqrt of the logit variance it passes from the
+    data (at step 1, or at every step in clamp mode); zero elsewhere."""
+    lay = net.layout
+    pixel_steps = range(1, net.steps + 1) if net.clamp else range(1, 2)
+    w = np.zeros((lay.size, lay.size))
+    w[:, lay.inputs] = np.sqrt(sum(tr.flows[t][:, lay.inputs] for t in pixel_steps))
+    return w
+
+
+# --- the report ----------------------------------------------------------------------------
+
+
+@dataclass
+class FunctionReport:
+    phase: str
+    uncertain: bool  # a decision behind the phase lies within its band
+    margin: float  # the smallest margin, in bands, among the decisions behind the phase
+    decisions: dict  # name -> {value, threshold, band, margin}, in the order taken
+    accuracy: float
+    chance: float  # accuracy of always answering the probe's most common class
+    reference_accuracy: float  # what the untrained reference reaches (null, or the best random network)
+    depth: int  # largest carrying depth (0 when dead)
+    carrying_depths: list[int]
+    widths: list[int]  # kept neurons per level 0..depth (pixels at 0, outputs at depth)
+    block_widths: dict  # block -> kept neurons per level
+    hidden_width: int  # kept neurons of the hidden block
+    relays: dict  # input and output neurons kept between the steps, below the outputs' level
+    unplaced: int  # kept neurons whose dominant depth lies outside 0..depth
+    depth_shares: list[float]  # share of the logits' variance per depth 0..T (label-free)
+    depth_removal_cost: list[float]
+    depth_alone_cost: list[float]
+    hidden_cost: float
+    recurrence_cost: float
+    returning_edges: int
+    keep_cost: float  # cost of removing every unit not kept
+    kept_units: int
+    locality: float  # of the kept level-1 neurons' fields
+    locality_all: float  # of every neuron's field, weighted by the flow it draws from the pixels (label-free)
+    ipr: float
+    receptive_field: float  # mean extent per lattice axis of the kept level-1 neurons' fields
+    levels: list[int] = field(default_factory=list)  # per neuron, its highest level; -1 not kept
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def functional_report(net: Network, probe: Probe, null: "FunctionReport | None" = None,
+                      thresholds: Thresholds = Thresholds()) -> FunctionReport:
+    """Lesion the network on the probe and decide its phase (see the module docstring).
+
+    ``null``: the report of this trial's untrained network (W0) on the same probe. Its accuracy is the bar
+    ``dead`` measures against (without it, ``reference_accuracy``), its field locality the bar of
+    ``locally_connected``.
+    """
+    lay, T = net.layout, net.steps
+    tr = trace(net, probe.x)
+    y = probe.y
+    acc = accuracy(tr.logits, y)
+    chance = float(np.bincount(y).max() / len(y))
+    reference = null.accuracy if null is not None else reference_accuracy(net, probe)
+    se_acc = float(np.sqrt(max(acc * (1.0 - acc), 1.0 / len(y)) / len(y)))
+    alive = Decision("alive", acc - max(chance, reference), thresholds.alive,
+                     max(0.5 * thresholds.alive, 2.0 * se_acc))
+
+    removed, alone = depth_costs(tr, y)
+    shares = depth_shares(tr)
+    substantial = [d for d in range(len(shares)) if shares[d] >= thresholds.depth_share]
+    carrying = [d for d in substantial if removed[d].value > thresholds.cost]
+    redundant = not carrying
+    if redundant:  # no depth is needed alone: those that do the task alone carry it
+        carrying = [d for d in substantial if alone[d].value <= thresholds.cost]
+    depth = max(carrying) if carrying else int(np.argmax(shares))
+
+    hidden_mask = np.zeros((1, T + 1, lay.size), dtype=bool)
+    hidden_mask[0, 1:T, lay.hidden] = True
+    hidden = cost_of(tr.logits, run(net, probe.x, hidden_mask, tr.means)[0], y)
+    back = returning_edges(net, carrying_edges(tr, thresholds.edge_floor))
+    recurrence = (cost_of(tr.logits, run(net, probe.x, weights=edge_lesion_weights(net, tr, back)), y)
+                  if back.any() else Cost(0.0, 0.0))
+
+    u = units(net, tr)
+    kept, keep_cost = kept_units(net, tr, probe, u, thresholds)
+    block = lay.block_of()
+    roles, unplaced = neuron_roles(u, kept, dominant_hops(tr, thresholds.level_share), block, depth)
+    levels = np.full(lay.size, -1)
+    for i, r in roles.items():
+        levels[i] = max(r)
+
+    fields = field_weights(net, tr)
+    receivers = np.array([1 in roles.get(i, ()) for i in range(lay.size)])
+    locality, ipr = receptive_field_locality(fields, lay, receivers)
+    locality_all, _ = receptive_field_locality(fields, lay, fields.sum(axis=1) > 0)
+    strongest = fields.max(axis=1, keepdims=True)
+    in_edges = (fields > 0) & (fields >= thresholds.edge_floor * strongest)
+    receptive_field = receptive_field_extent(in_edges[receivers][:, lay.inputs], lay)
+
+    locality_decisions = [Decision("locality", locality, thresholds.locality, thresholds.locality_band)]
+    if null is not None:
+        locality_decisions.append(Decision("locality over null", locality - null.locality_all,
+                                           thresholds.locality_over_null, thresholds.locality_band))
+    path = classify(alive, cost_decision("recurrence", recurrence, thresholds),
+                    cost_decision("hidden block", hidden, thresholds),
+                    _residual_decision([removed[d] for d in substantial], [alone[d] for d in substantial],
+                                       redundant, thresholds), locality_decisions)
+    phase, taken = path[-1][0], [d for _, d in path if d is not None]
+    dead = phase == "dead"
+    return FunctionReport(
+        phase=phase, uncertain=any(d.uncertain for d in taken),
+        margin=float(min((d.margin for d in taken), default=float("inf"))),
+        decisions={d.name: d.to_dict() for d in taken}, accuracy=acc, chance=chance,
+        reference_accuracy=float(reference), depth=0 if dead else int(depth),
+        carrying_depths=[] if dead else [int(d) for d in carrying],
+        widths=[] if dead else [sum(1 for r in roles.values() if lv in r) for lv in range(depth + 1)],
+        block_widths={name: [] if dead else [sum(1 for i, r in roles.items() if lv in r and block[i] == b)
+                                             for lv in range(depth + 1)] for b, name in enumerate(BLOCKS)},
+        hidden_width=sum(1 for i in roles if block[i] == 1),
+        relays={name: sum(1 for i, r in roles.items() if block[i] == b and any(0 < lv < depth for lv in r))
+                for b, name in ((0, "input"), (2, "output"))},
+        unplaced=unplaced, depth_shares=[float(s) for s in shares],
+        depth_removal_cost=[c.value for c in removed], depth_alone_cost=[c.value for c in alone],
+        hidden_cost=hidden.value, recurrence_cost=recurrence.value, returning_edges=int(back.sum()),
+        keep_cost=keep_cost.value, kept_units=len(kept), locality=float(locality), locality_all=float(locality_all),
+        ipr=float(ipr), receptive_field=float(receptive_field), levels=[int(v) for v in levels])
+
+
+def _residual_decision(removed: list[Cost], alone: list[Cost], redundant: bool, thresholds: Thresholds) -> Decision:
+    """Residual when a second depth is needed too: its removal cost against the tolerance. When no depth is
+    needed alone (each could stand in for another): when a second depth also does the task alone."""
+    if len(removed) < 2:
+        return Decision("second depth", 0.0, thresholds.cost, thresholds.cost_band)
+    if redundant:
+        second = sorted(alone, key=lambda c: c.value)[1]
+        return Decision("second depth alone", -second.value, -thresholds.cost,
+                        max(thresholds.cost_band, 2.0 * second.se))
+    second = sorted(removed, key=lambda c: c.value, reverse=True)[1]
+    return cost_decision("second depth", second, thresholds)
+
+
+def classify(alive: Decision, recurrence: Decision, hidden: Decision, residual: Decision,
+             locality: list[Decision]) -> list[tuple[str, Decision | None]]:
+    """The decisions taken, in the spec's order, each under the name of what it checks; the last entry
+    names the phase."""
+    path: list[tuple[str, Decision | None]] = [("does the task", alive)]
+    if not alive.above:
+        return [*path, ("dead", None)]
+    path.append(("signal comes back", recurrence))
+    if recurrence.above:
+        return [*path, ("recurrent", None)]
+    path.append(("hidden block needed", hidden))
+    if not hidden.above:
+        return [*path, ("shallow", None)]
+    path.append(("two depths needed", residual))
+    if residual.above:
+        return [*path, ("residual", None)]
+    path.extend(("local", d) for d in locality)
+    if all(d.value >= d.threshold for d in locality):
+        return [*path, ("locally_connected", None)]
+    return [*path, ("fully_connected", None)]
