@@ -278,10 +278,11 @@ class Decision:
     value: float
     threshold: float
     band: float  # within this of the threshold the decision is uncertain
+    inclusive: bool = False  # the threshold itself counts as above
 
     @property
     def above(self) -> bool:
-        return self.value > self.threshold
+        return self.value >= self.threshold if self.inclusive else self.value > self.threshold
 
     @property
     def margin(self) -> float:
@@ -483,9 +484,9 @@ def field_weights(net: Network, tr: Trace) -> np.ndarray:
 @dataclass
 class FunctionReport:
     phase: str
-    uncertain: bool  # a decision behind the phase lies within its band
-    margin: float  # the smallest margin, in bands, among the decisions behind the phase
-    decisions: dict  # name -> {value, threshold, band, margin}, in the order taken
+    uncertain: bool  # the answer to a question behind the phase lies within its band (margin below 1)
+    margin: float  # how clearly the least clear answer behind the phase stands, in bands
+    decisions: dict  # name -> {value, threshold, band, margin, question}, in the order asked
     accuracy: float
     chance: float  # accuracy of always answering the probe's most common class
     reference_accuracy: float  # what the untrained reference reaches (null, or the best random network)
@@ -564,20 +565,20 @@ def functional_report(net: Network, probe: Probe, null: "FunctionReport | None" 
     in_edges = (fields > 0) & (fields >= thresholds.edge_floor * strongest)
     receptive_field = receptive_field_extent(in_edges[receivers][:, lay.inputs], lay)
 
-    locality_decisions = [Decision("locality", locality, thresholds.locality, thresholds.locality_band)]
+    locality_decisions = [Decision("locality", locality, thresholds.locality, thresholds.locality_band, True)]
     if null is not None:
         locality_decisions.append(Decision("locality over null", locality - null.locality_all,
-                                           thresholds.locality_over_null, thresholds.locality_band))
-    path = classify(alive, cost_decision("recurrence", recurrence, thresholds),
-                    cost_decision("hidden block", hidden, thresholds),
-                    _residual_decision([removed[d] for d in substantial], [alone[d] for d in substantial],
-                                       redundant, thresholds), locality_decisions)
-    phase, taken = path[-1][0], [d for _, d in path if d is not None]
+                                           thresholds.locality_over_null, thresholds.locality_band, True))
+    phase, steps = classify(alive, cost_decision("recurrence", recurrence, thresholds),
+                            cost_decision("hidden block", hidden, thresholds),
+                            _residual_decision([removed[d] for d in substantial], [alone[d] for d in substantial],
+                                               redundant, thresholds), locality_decisions)
+    margin = min(step.margin for step in steps)
     dead = phase == "dead"
     return FunctionReport(
-        phase=phase, uncertain=any(d.uncertain for d in taken),
-        margin=float(min((d.margin for d in taken), default=float("inf"))),
-        decisions={d.name: d.to_dict() for d in taken}, accuracy=acc, chance=chance,
+        phase=phase, uncertain=margin < 1.0, margin=float(margin),
+        decisions={d.name: {**d.to_dict(), "question": step.question} for step in steps for d in step.decisions},
+        accuracy=acc, chance=chance,
         reference_accuracy=float(reference), depth=0 if dead else int(depth),
         carrying_depths=[] if dead else [int(d) for d in carrying],
         widths=[] if dead else [sum(1 for r in roles.values() if lv in r) for lv in range(depth + 1)],
@@ -606,23 +607,38 @@ def _residual_decision(removed: list[Cost], alone: list[Cost], redundant: bool, 
     return cost_decision("second depth", second, thresholds)
 
 
+class Step(NamedTuple):
+    """One question of the classification, answered by one or more decisions that must all be above."""
+
+    question: str
+    decisions: list[Decision]
+
+    @property
+    def yes(self) -> bool:
+        return all(d.above for d in self.decisions)
+
+    @property
+    def margin(self) -> float:
+        """How clearly the answer stands: a yes by its weakest decision, a no by its clearest failing one."""
+        if self.yes:
+            return min(d.margin for d in self.decisions)
+        return max(d.margin for d in self.decisions if not d.above)
+
+
 def classify(alive: Decision, recurrence: Decision, hidden: Decision, residual: Decision,
-             locality: list[Decision]) -> list[tuple[str, Decision | None]]:
-    """The decisions taken, in the spec's order, each under the name of what it checks; the last entry
-    names the phase."""
-    path: list[tuple[str, Decision | None]] = [("does the task", alive)]
-    if not alive.above:
-        return [*path, ("dead", None)]
-    path.append(("signal comes back", recurrence))
-    if recurrence.above:
-        return [*path, ("recurrent", None)]
-    path.append(("hidden block needed", hidden))
-    if not hidden.above:
-        return [*path, ("shallow", None)]
-    path.append(("two depths needed", residual))
-    if residual.above:
-        return [*path, ("residual", None)]
-    path.extend(("local", d) for d in locality)
-    if all(d.value >= d.threshold for d in locality):
-        return [*path, ("locally_connected", None)]
-    return [*path, ("fully_connected", None)]
+             locality: list[Decision]) -> tuple[str, list[Step]]:
+    """The phase, and the questions asked on the way to it in the spec's order (each with its answer)."""
+    steps = [Step("does the task", [alive])]
+    if not steps[-1].yes:
+        return "dead", steps
+    steps.append(Step("signal comes back", [recurrence]))
+    if steps[-1].yes:
+        return "recurrent", steps
+    steps.append(Step("hidden block needed", [hidden]))
+    if not steps[-1].yes:
+        return "shallow", steps
+    steps.append(Step("two depths needed", [residual]))
+    if steps[-1].yes:
+        return "residual", steps
+    steps.append(Step("local fields", locality))
+    return ("locally_connected" if steps[-1].yes else "fully_connected"), steps

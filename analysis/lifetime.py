@@ -19,8 +19,8 @@ from analysis.phase import PHASE_COLOURS, PHASE_ORDER, UNKNOWN_COLOUR, phase_lab
 from analysis.runs import trial_config
 from urn_study.config import REGULATORS, Schedule, TrialConfig
 
-SHARES = ("locality", "skip_share", "density", "recurrence_share")  # structure metrics in [0, 1]
-DEPTHS = ("depth", "effective_depth")
+SHARES = ("locality", "w_density", "w_skip_share", "w_recurrence_share")  # structure metrics in [0, 1]
+DEPTHS = ("depth", "w_depth")  # what carries the task (lesions), and the longest path of the |W| pattern
 ACCURACIES = ("train_accuracy", "test_accuracy")
 
 

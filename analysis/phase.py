@@ -37,6 +37,8 @@ PHASE_COLOURS = {
 }
 UNKNOWN_COLOUR = "#ffffff"
 ZERO_LABEL = "0"
+SUMMARIES = ("locality", "hidden_width", "w_skip_share")  # per-cell means beside the phase
+UNCERTAIN_HATCH = "////"  # a cell whose majority label is mostly within its band
 
 
 def phase_label(phase: str) -> str:
@@ -58,7 +60,10 @@ def majority_phase(phases: Iterable[str]) -> tuple[str, int]:
 def _numeric(rows: pd.DataFrame, column: str) -> pd.Series:
     if column not in rows.columns:
         return pd.Series(np.nan, index=rows.index)
-    return pd.to_numeric(rows[column], errors="coerce")
+    values = rows[column]
+    if values.dtype == bool or str(values.dtype) == "boolean":
+        values = values.astype(float)
+    return pd.to_numeric(values, errors="coerce")
 
 
 def _phase_counts(phases: pd.Series, cell: pd.Series) -> pd.DataFrame:
@@ -81,18 +86,19 @@ def phase_grid(df: pd.DataFrame, x: str, y: str | None, facet: str | None = None
 
     Columns: the axis keys, ``phase`` (majority over the cell's trials, ties to the earlier phase in
     ``PHASE_ORDER``), ``agreement`` (share of the cell's trials in that phase), ``n``, ``depth`` (mean over
-    the majority's trials), ``majority_depth`` (their most common depth, -1 if unknown), ``test_accuracy``
-    (mean, and ``_std`` over trials), ``locality`` and ``skip_share`` (means over all the cell's trials),
-    then ``n_<phase>`` counts for every phase of ``PHASE_ORDER``. Trials differing in keys other than the
-    axes (seeds, and the keys ``pooled_keys`` lists) share a cell.
+    the majority's trials), ``majority_depth`` (their most common depth, -1 if unknown), ``uncertain`` (share
+    of the majority's trials whose label lies within its band), ``margin`` (their median margin, in bands),
+    ``test_accuracy`` (mean, and ``_std`` over trials), ``locality``, ``hidden_width`` and ``w_skip_share``
+    (means over all the cell's trials), then ``n_<phase>`` counts for every phase of ``PHASE_ORDER``. Trials
+    differing in keys other than the axes (seeds, and the keys ``pooled_keys`` lists) share a cell.
     """
     keys = [k for k in (facet, x, y) if k is not None]
     missing = [k for k in [*keys, "phase"] if k not in df.columns]
     if missing:
         raise KeyError(f"no column {missing[0]!r} in the study table")
     rows = df[df["phase"].notna()]
-    columns = [*keys, "phase", "agreement", "n", "depth", "majority_depth", "test_accuracy", "test_accuracy_std",
-               "locality", "skip_share", *(f"n_{p}" for p in PHASE_ORDER)]
+    columns = [*keys, "phase", "agreement", "n", "depth", "majority_depth", "uncertain", "margin", "test_accuracy",
+               "test_accuracy_std", *SUMMARIES, *(f"n_{p}" for p in PHASE_ORDER)]
     if rows.empty:
         return pd.DataFrame(columns=columns)
     cell = rows.groupby(keys, dropna=False, sort=True).ngroup().rename("cell")
@@ -107,9 +113,12 @@ def phase_grid(df: pd.DataFrame, x: str, y: str | None, facet: str | None = None
     depth = _numeric(rows, "depth")[agreeing]
     grid["depth"] = depth.groupby(cell[agreeing]).mean()
     grid["majority_depth"] = _majority_depth(depth, cell[agreeing]).reindex(grid.index, fill_value=-1)
+    uncertain = _numeric(rows, "uncertain").astype(float)[agreeing]
+    grid["uncertain"] = uncertain.groupby(cell[agreeing]).mean()
+    grid["margin"] = _numeric(rows, "margin")[agreeing].groupby(cell[agreeing]).median()
     accuracy = _numeric(rows, "test_accuracy").groupby(cell)
     grid["test_accuracy"], grid["test_accuracy_std"] = accuracy.mean(), accuracy.std(ddof=0)
-    for metric in ("locality", "skip_share"):
+    for metric in SUMMARIES:
         grid[metric] = _numeric(rows, metric).groupby(cell).mean()
     for p in PHASE_ORDER:
         grid[f"n_{p}"] = counts[p] if p in counts.columns else 0
@@ -229,7 +238,8 @@ def cell_edges(scale: AxisScale) -> dict:
 
 
 def _draw_cells(ax, part: pd.DataFrame, x: str, y: str | None, xs: AxisScale, ys: AxisScale) -> None:
-    """One rectangle per cell: colour = majority phase, solidity = how many seeds agree, text = depth."""
+    """One rectangle per cell: colour = majority phase, solidity = how many seeds agree, hatched when most of
+    the majority's labels lie within their band (uncertain), text = depth."""
     x_edges, y_edges = cell_edges(xs), cell_edges(ys)
     gap = 0.06  # share of a cell left blank on each side, so neighbouring cells stay distinct
     for _, cell in part.iterrows():
@@ -243,10 +253,20 @@ def _draw_cells(ax, part: pd.DataFrame, x: str, y: str | None, xs: AxisScale, ys
                                alpha=0.25 + 0.75 * agreement, edgecolor="none", zorder=2))
         ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="#333333", zorder=3,
                                linewidth=1.4 if unanimous else 0.6, linestyle="-" if unanimous else "--"))
+        if is_uncertain(cell):
+            ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, hatch=UNCERTAIN_HATCH, edgecolor="#555555",
+                                   linewidth=0.0, zorder=3))
         if len(part) <= 400 and cell["majority_depth"] >= 0 and cell["phase"] not in ("dead", "diverged"):
             ink = "white" if cell["phase"] == "fully_connected" and agreement > 0.5 else "black"
             ax.annotate(str(int(cell["majority_depth"])), (_middle(x0, x1, xs.kind), _middle(y0, y1, ys.kind)),
                         ha="center", va="center", fontsize=9, fontweight="bold", color=ink, zorder=4)
+
+
+def is_uncertain(cell: pd.Series) -> bool:
+    """A cell drawn as uncertain: at least half of the trials of its majority phase are labelled within the
+    band of some threshold (see analysis.function)."""
+    share = cell.get("uncertain")
+    return share is not None and not pd.isna(share) and float(share) >= 0.5
 
 
 def _shrink(edges: tuple[float, float], gap: float, kind: str) -> tuple[float, float]:
@@ -271,6 +291,7 @@ def _legend_handles(phases: Iterable[str]) -> list:
                markeredgecolor="#333333", label="all seeds agree"),
         Line2D([], [], marker="s", linestyle="none", markersize=10, markerfacecolor="#777777", alpha=0.6,
                markeredgecolor="#333333", label="seeds disagree (paler = less)"),
+        Patch(facecolor="white", edgecolor="#555555", hatch=UNCERTAIN_HATCH, label="label near a threshold"),
         Line2D([], [], linestyle="none", marker="$2$", markersize=8, color="black", label="number = depth"),
     ]
     return handles
@@ -279,7 +300,7 @@ def _legend_handles(phases: Iterable[str]) -> list:
 def draw_phase_diagram(grid: pd.DataFrame, x: str, y: str | None, facet: str | None = None,
                        title: str = "") -> Figure:
     """Draw a ``phase_grid``: one panel per facet value, a square per cell coloured by its majority phase,
-    paler and dashed where the seeds disagree, the depth written inside."""
+    paler and dashed where the seeds disagree, hatched where the label is uncertain, the depth inside."""
     facets = _facets(grid, facet)
     ncols = min(len(facets), 3)
     nrows = math.ceil(len(facets) / ncols)

@@ -2,14 +2,26 @@
 
 The teacher (``urn_study.data``) has ``depth`` weight layers: depth - 1 locally connected levels on the
 input lattice, each neuron seeing ``receptive_field`` sites per lattice axis, then a dense readout. Its
-``widths`` count the neurons per level with the inputs first and the outputs last, as the report's do.
+``widths`` count the neurons per level with the inputs first and the outputs last, as the reports' do.
+
+What the score compares, and why: the functional depth (``analysis.function``) and the field of the
+neurons that carry the task at level 1, against the teacher's. The widths are reported but left out of the
+score: the teacher's levels are as wide as the lattice, which any layered network on the lattice matches
+(a dense MLP scored 1 on them), so they tell nothing about recovery. The field is scored between the
+teacher's (1) and the whole lattice's (0), the field of a dense network. A network that does not do the
+task (``dead``) recovers nothing.
+
+The nulls beside each score: the trial's untrained W0, read the same way, and a dense MLP of the same size
+(depth 2, every field the whole lattice). A setting *recovers the teacher* when its score beats both.
 """
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
 from analysis.planted import neighbourhoods
-from analysis.structure import StructureReport, Thresholds, prune, receptive_field_extent
+from analysis.structure import receptive_field_extent
 from urn_study.layout import Layout
 
 
@@ -25,18 +37,9 @@ def widths_score(emerged: list[int], teacher: list[int]) -> float:
     return float(np.clip(1.0 - np.mean(errors), 0.0, 1.0))
 
 
-def emerged_receptive_field(W: np.ndarray, layout: Layout, levels: list[int],
-                            thresholds: Thresholds = Thresholds()) -> float:
-    """Mean per-axis extent of the input edges of the level-1 neurons, from W alone.
-
-    A fallback for reports without ``receptive_field``: inputs count when their pruned |W| is at least
-    ``flow_floor`` of the neuron's strongest input weight (for a level-1 neuron that is the structural
-    test on its input side, since every input starts the same walk weight).
-    """
-    first = np.asarray(levels) == 1
-    weights = np.abs(prune(W, thresholds.keep_share)[first][:, layout.inputs])
-    strongest = weights.max(axis=1, keepdims=True) if len(weights) else weights
-    return receptive_field_extent((weights > 0) & (weights >= thresholds.flow_floor * strongest), layout)
+def whole_lattice_field(layout: Layout) -> float:
+    """The field extent of a neuron that sees every site: a dense network's."""
+    return receptive_field_extent(np.ones((1, layout.n_in), dtype=bool), layout)
 
 
 def teacher_receptive_field(layout: Layout, receptive_field: int, depth: int) -> float:
@@ -46,7 +49,7 @@ def teacher_receptive_field(layout: Layout, receptive_field: int, depth: int) ->
     an 8x8 grid measures 2.75, not 3. A depth-1 teacher's level 1 is the dense readout: the whole lattice.
     """
     if depth <= 1:
-        return receptive_field_extent(np.ones((1, layout.n_in), dtype=bool), layout)
+        return whole_lattice_field(layout)
     fields = neighbourhoods(layout.lattice_shape, receptive_field, layout.periodic)
     mask = np.zeros((len(fields), layout.n_in), dtype=bool)
     for row, field in zip(mask, fields):
@@ -54,30 +57,45 @@ def teacher_receptive_field(layout: Layout, receptive_field: int, depth: int) ->
     return receptive_field_extent(mask, layout)
 
 
-def recovery_score(report: StructureReport | dict, W: np.ndarray, layout: Layout, teacher: dict) -> dict:
-    """Depth, widths and receptive field of the emerged structure against the teacher's; recovery in [0, 1].
-
-    ``teacher`` holds at least ``depth``, ``receptive_field`` and ``widths`` (other keys are ignored).
-    The emerged field is the report's ``receptive_field``, compared with ``teacher_receptive_field``.
-    ``recovery`` is the mean of depth_match, widths_score and 1 - relative receptive-field error (clipped).
-    """
-    rep = report if isinstance(report, dict) else report.to_dict()
-    depth, teacher_depth = int(rep["depth"]), int(teacher["depth"])
-    field = rep.get("receptive_field")
-    if field is None:
-        field = emerged_receptive_field(W, layout, rep["levels"])
+def recovery_score(record: dict, layout: Layout, teacher: dict) -> dict:
+    """Depth and level-1 field of a record (``phase``, ``depth``, ``widths``, ``receptive_field``) against the
+    teacher's (``depth``, ``receptive_field``, ``widths``); ``recovery`` = mean of depth_match and field_score."""
+    teacher_depth = int(teacher["depth"])
     teacher_field = teacher_receptive_field(layout, int(teacher["receptive_field"]), teacher_depth)
-    field_error = abs(float(field) - teacher_field)
-    parts = {
-        "depth_match": int(depth == teacher_depth),
-        "widths_score": widths_score(list(rep["widths"]), list(teacher["widths"])),
-        "field_score": max(0.0, 1.0 - field_error / teacher_field),
-    }
+    dense_field = whole_lattice_field(layout)
+    alive = record.get("phase") not in ("dead", "diverged")
+    depth = int(record["depth"]) if alive else 0
+    field = float(record.get("receptive_field") or 0.0) if alive else 0.0
+    field_error = abs(field - teacher_field)
+    spread = abs(dense_field - teacher_field)
+    field_score = float(np.clip(1.0 - field_error / spread, 0.0, 1.0)) if spread > 0 else float(field_error == 0)
+    depth_match = int(alive and depth == teacher_depth)
     return {
-        "depth_match": parts["depth_match"],
+        "depth_match": depth_match,
         "depth_error": abs(depth - teacher_depth),
-        "widths_score": parts["widths_score"],
-        "receptive_field": float(field),
+        "widths_score": widths_score(list(record["widths"]), list(teacher["widths"])) if alive else 0.0,
+        "receptive_field": field,
         "receptive_field_error": field_error,
-        "recovery": float(np.mean(list(parts.values()))),
+        "field_score": field_score if alive else 0.0,
+        "recovery": float(np.mean([depth_match, field_score])) if alive else 0.0,
     }
+
+
+def dense_mlp_record(layout: Layout) -> dict:
+    """What a dense two-layer MLP of this layout's size reads as: depth 2, every field the whole lattice."""
+    return {"phase": "fully_connected", "depth": 2, "widths": [layout.n_in, layout.n_hidden, layout.n_out],
+            "receptive_field": whole_lattice_field(layout)}
+
+
+def recovery_with_nulls(record: dict, layout: Layout, teacher: dict) -> dict[str, Any]:
+    """The trial's recovery figures, the same for its untrained W0 (``record["null"]``, read functionally)
+    and for a dense MLP of the same size, and ``recovery_margin`` = recovery - the better null."""
+    out = recovery_score(record, layout, teacher)
+    untrained = recovery_score(record.get("null") or {"phase": "dead", "depth": 0, "widths": []}, layout, teacher)
+    mlp = recovery_score(dense_mlp_record(layout), layout, teacher)
+    out["recovery_null_untrained"] = untrained["recovery"]
+    out["recovery_null_mlp"] = mlp["recovery"]
+    out["recovery_margin"] = out["recovery"] - max(untrained["recovery"], mlp["recovery"])
+    out["teacher_depth"] = int(teacher["depth"])
+    out["teacher_receptive_field"] = int(teacher["receptive_field"])
+    return out

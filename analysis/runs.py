@@ -2,8 +2,8 @@
 
 ``load_study_runs`` reads the trial runs of a study's MLflow experiment (local store or server) into a
 DataFrame, one row per trial: the config keys typed back from MLflow's strings, the final metrics, the
-phase, depth, widths and locality, the run's status. ``reclassify`` re-runs ``structure_report`` on each
-trial's saved W with other thresholds, without retraining.
+phase, depth, widths and locality, the run's status. ``reclassify`` re-runs the functional reading
+(``analysis.measure``) on each trial's saved W, b and W0 with other thresholds, without retraining.
 
 Scale: MLflow's search reads every param, tag and metric of every run (2 to 4 s per 1,000 runs from a
 local SQLite store on 2 cores), so the raw records are cached in a parquet file, one per (store,
@@ -29,7 +29,8 @@ import pandas as pd
 
 # The record layout is urn_study.tracking's: the trial tag, the final tags and the artifact names.
 from urn_study.study import results_dir
-from urn_study.tracking import FINAL_TAGS, HISTORY, LAYOUT, STRUCTURE, TRIAL_TAG, WEIGHTS, resolve_tracking_uri
+from urn_study.tracking import (BIAS, FINAL_TAGS, HISTORY, INITIAL, LAYOUT, STRUCTURE, TRIAL_TAG, WEIGHTS,
+                                resolve_tracking_uri)
 
 CACHE_VERSION = 2
 WATERMARK_MARGIN_MS = 10_000  # re-read runs that ended up to 10 s before the latest the cache holds (clock skew)
@@ -76,7 +77,7 @@ def type_column(text: pd.Series, kind: Any = None) -> pd.Series:
 
 
 def _json_list(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith("["):
+    if isinstance(value, str) and value.startswith(("[", "{")):
         try:
             return json.loads(value)
         except json.JSONDecodeError:
@@ -87,10 +88,10 @@ def _json_list(value: Any) -> Any:
 
 
 def _tag_column(text: pd.Series) -> pd.Series:
-    """Tag strings -> lists where they hold JSON lists, else typed like params; "" (unset) -> missing."""
+    """Tag strings -> lists (or mappings) where they hold JSON, else typed like params; "" (unset) -> missing."""
     text = text.where(text.astype(object) != "", None)
     lists = text.map(_json_list)
-    return lists if lists.map(lambda v: isinstance(v, list)).any() else type_column(text)
+    return lists if lists.map(lambda v: isinstance(v, (list, dict))).any() else type_column(text)
 
 
 def _tag_name(tag: str) -> str:
@@ -376,34 +377,52 @@ def load_trial_artifacts(run: Any, tracking_uri: str | None = None,
     return out
 
 
-REPORT_COLUMNS = ("phase", "depth", "effective_depth", "widths", "skip_share", "recurrence_share", "locality",
-                  "ipr", "density", "receptive_field", "active_neurons")
+REPORT_COLUMNS = ("phase", "uncertain", "margin", "depth", "widths", "block_widths", "carrying_depths", "depth_shares",
+                  "hidden_width", "hidden_cost", "recurrence_cost", "locality", "receptive_field", "kept_units")
+LIST_COLUMNS = ("widths", "block_widths", "carrying_depths", "depth_shares")
 
 
-def reread_structure(row: Any, thresholds, tracking_uri: str | None = None):
-    """The StructureReport of one trial's saved W, read with ``thresholds``."""
-    from analysis.structure import structure_report
+def trial_probe(config):
+    """The held-out samples a trial was measured on, generated again from its config (data are seeded); after a
+    mid-training switch of data, the data it ended on."""
+    from analysis.measure import probe_of
+    from urn_study.data import load_dataset
+
+    data = config.data
+    if data.switch_to and data.switch_epoch < config.train.epochs:
+        data = data.switched()
+    dataset = load_dataset(data, config.seed)
+    return probe_of(dataset.x_test, dataset.y_test, config.seed)
+
+
+def reread_structure(row: Any, thresholds=None, tracking_uri: str | None = None, probe=None):
+    """The Measurement (analysis.measure) of one trial's saved W and b, read with ``thresholds`` (an
+    ``analysis.function.Thresholds``) against its saved W0, on its held-out samples generated again
+    (``trial_probe``) or on ``probe(config, artifacts)`` when given (other samples, planted networks)."""
+    from analysis.function import Thresholds
+    from analysis.measure import measure, measure_null
 
     config = trial_config(row)
-    artifacts = load_trial_artifacts(row, tracking_uri)
-    layout, m = artifacts[LAYOUT], config.model
-    accuracy = row.get("test_accuracy")
-    return structure_report(artifacts[WEIGHTS], layout, m.steps, m.input_mode, m.readout, m.readout_from,
-                            accuracy=None if _missing(accuracy) else float(accuracy), n_classes=layout.n_out,
-                            thresholds=thresholds)
+    artifacts = load_trial_artifacts(row, tracking_uri, (WEIGHTS, BIAS, INITIAL, LAYOUT))
+    layout = artifacts[LAYOUT]
+    probe = probe(config, artifacts) if probe is not None else trial_probe(config)
+    thresholds = thresholds or Thresholds()
+    null = measure_null(artifacts[INITIAL], layout, config.model, probe, thresholds)
+    return measure(artifacts[WEIGHTS], artifacts[BIAS], layout, config.model, probe, null, thresholds)
 
 
-def reclassify(df: pd.DataFrame, thresholds, tracking_uri: str | None = None) -> pd.DataFrame:
-    """A copy of the study table with phase, depth, widths and the structure metrics re-read from each
-    trial's saved W and layout with other ``thresholds`` (no retraining). The recorded phase is kept in
-    ``recorded_phase``; diverged trials and trials with no saved W keep their values (``reclassified``
-    says which rows were re-read)."""
+def reclassify(df: pd.DataFrame, thresholds=None, tracking_uri: str | None = None, probe=None) -> pd.DataFrame:
+    """A copy of the study table with the phase and the functional figures (``REPORT_COLUMNS``) re-read from
+    each trial's saved W, b and W0 with other ``thresholds`` (``analysis.function.Thresholds``), no
+    retraining; ``probe`` as in ``reread_structure``. The recorded phase is kept in ``recorded_phase``;
+    diverged trials and trials without saved arrays keep their values (``reclassified`` says which rows were
+    re-read)."""
     reports: dict[Any, dict] = {}
     for index, row in df.iterrows():
         if row.get("phase") == "diverged":
             continue
         try:
-            reports[index] = reread_structure(row, thresholds, tracking_uri).to_dict()
+            reports[index] = reread_structure(row, thresholds, tracking_uri, probe).to_dict()
         except FileNotFoundError:
             continue
     out = df.copy()
@@ -413,6 +432,6 @@ def reclassify(df: pd.DataFrame, thresholds, tracking_uri: str | None = None) ->
         old = out[column] if column in out.columns else pd.Series(None, index=out.index, dtype=object)
         out[column] = [reports[i][column] if i in reports else old[i] for i in out.index]
     out["depth"] = pd.to_numeric(out["depth"], errors="coerce").astype("Int64")
-    for column in set(REPORT_COLUMNS) - {"phase", "depth", "widths"}:
+    for column in set(REPORT_COLUMNS) - {"phase", "depth", *LIST_COLUMNS}:
         out[column] = pd.to_numeric(out[column], errors="coerce")
     return out

@@ -94,6 +94,18 @@ def prune(W: np.ndarray, keep_share: float = 0.99) -> np.ndarray:
     return W
 
 
+def degree_preserving_shuffle(W: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A random rewiring of W's nonzero edges that keeps every neuron's in- and out-degree: the edges' targets
+    stay, their sources are dealt out again at random (a configuration-model shuffle; an edge drawn twice
+    adds up). Each neuron keeps its incoming weights; what is lost is which neuron sends them."""
+    W = np.asarray(W, dtype=np.float64)
+    rows, cols = np.nonzero(W)
+    shuffled = np.zeros_like(W)
+    sources = cols[np.random.default_rng(seed).permutation(len(cols))]
+    np.add.at(shuffled, (rows, sources), W[rows, cols])
+    return shuffled
+
+
 def walk_lengths(steps: int, input_mode: str = "once", readout: str = "last", readout_from: int = 1) -> np.ndarray:
     """Mask over lengths 0..steps of the I->O walks that reach a read-out.
 

@@ -8,7 +8,7 @@ The folder holds a study file (``scale.yaml``: locality 10 x l1 10 x steps 4 x 2
 call and reused by later calls with the same folder and size. Trial 0 is trained and recorded for real,
 through ``tracking.TrialRecord`` as a sweep's trial records itself (Ray's placement tags with this machine's
 values). The others copy its record with their own values: their params are ``to_flat`` of their own config,
-their tags the same keys (own trial id; phase, depth, widths and hop spectrum from a made-up phase map over
+their tags the same keys (own trial id; phase, depth, widths and |W| hop spectrum from a made-up phase map over
 locality and l1 with seed noise), their metrics the same keys at the same steps (its per-epoch history;
 final accuracy, depth, locality, skip share and phase index set to match the phase), one ``log_batch`` per
 run. Start and end times are spaced as in a sweep of two 10 s trials at a time (one ends every 5 s), so the
@@ -95,11 +95,11 @@ def made_up_phase(point: dict, grid: dict, rng: np.random.Generator) -> str:
 def final_values(phase: str, steps: int, rng: np.random.Generator) -> dict:
     depth = {"dead": 0, "shallow": 1, "residual": max(1, steps - 1)}.get(phase, steps)
     accuracy = {"dead": 0.1, "shallow": 0.8, "residual": 0.88, "locally_connected": 0.93}.get(phase, 0.95)
-    return {"depth": depth, "effective_depth": max(0.0, depth - rng.random()),
+    return {"depth": depth, "w_effective_depth": max(0.0, depth - rng.random()),
             "test_accuracy": float(np.clip(accuracy + rng.normal(0, 0.02), 0, 1)),
-            "locality": float(rng.uniform(0.1, 0.9)), "skip_share": 0.6 if phase == "residual" else 0.05,
+            "locality": float(rng.uniform(0.1, 0.9)), "w_skip_share": 0.6 if phase == "residual" else 0.05,
             "widths": [64] + [int(rng.integers(10, 64)) for _ in range(max(0, depth - 1))] + ([10] if depth else []),
-            "hop_spectrum": [round(float(v), 4) for v in rng.dirichlet(np.ones(steps))]}
+            "w_hop_spectrum": [round(float(v), 4) for v in rng.dirichlet(np.ones(steps))]}
 
 
 def record_template(study, uri: str) -> tuple[str, str, str]:
@@ -161,7 +161,7 @@ def copy_record(study, uri: str, experiment: str, template_id: str, out=sys.stdo
         run = client.create_run(experiment, start_time=start, run_name=trial.trial_id, tags={
             **tags, tracking.TRIAL_TAG: trial.trial_id, "urn.tune_trial": trial.trial_id, "phase": phase,
             "depth": str(final["depth"]), "widths": json.dumps(final["widths"]),
-            "hop_spectrum": json.dumps(final["hop_spectrum"])})
+            "w_hop_spectrum": json.dumps(final["w_hop_spectrum"])})
         final_metrics = {**{k: float(v) for k, v in final.items() if not isinstance(v, list)},
                          "phase_index": float(tracking.PHASE_CODES[phase])}
         metrics = [Metric(key, final_metrics[key] if step == final_step and key in final_metrics else value,

@@ -92,10 +92,12 @@ def check_trial_run(client, run, config, reports, result):
     assert "phase_index" in run.data.metrics and "seconds" in run.data.metrics
     assert run.data.metrics["test_accuracy"] == pytest.approx(result.metrics["test_accuracy"])
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"W.npy", "layout.json", "structure.json", "history.json", "config.json", "W_heatmap.png",
-            "snapshots"} <= names
+    assert {"W.npy", "b.npy", "W0.npy", "layout.json", "structure.json", "history.json", "config.json",
+            "W_heatmap.png", "snapshots"} <= names
     snapshots = {a.path for a in client.list_artifacts(run.info.run_id, "snapshots")}
-    assert snapshots == {"snapshots/epoch_0002.npy", "snapshots/epoch_0003.npy"}
+    assert snapshots == {"snapshots/epoch_0002.npy", "snapshots/epoch_0003.npy", "snapshots/epoch_0002_b.npy",
+                         "snapshots/epoch_0003_b.npy"}
+    assert json.loads(tags["block_widths"]) == result.metrics["block_widths"] and tags["null_phase"] == "dead"
 
 
 def record_and_check_one_trial(uri, experiment, trial):
@@ -314,9 +316,12 @@ def test_written_artifacts(tmp_path, trial):
     config, _, result = trial
     files = tracking.write_artifacts(result, tmp_path, title="x")
     assert {p.relative_to(tmp_path).as_posix() for p in files} == {
-        "W.npy", "layout.json", "structure.json", "history.json", "config.json", "W_heatmap.png",
-        "snapshots/epoch_0002.npy", "snapshots/epoch_0003.npy"}
+        "W.npy", "b.npy", "W0.npy", "layout.json", "structure.json", "history.json", "config.json", "W_heatmap.png",
+        "snapshots/epoch_0002.npy", "snapshots/epoch_0003.npy", "snapshots/epoch_0002_b.npy",
+        "snapshots/epoch_0003_b.npy"}
     np.testing.assert_array_equal(np.load(tmp_path / "snapshots" / "epoch_0002.npy"), result.snapshots[2])
+    np.testing.assert_array_equal(np.load(tmp_path / "snapshots" / "epoch_0002_b.npy"), result.bias_snapshots[2])
+    np.testing.assert_array_equal(np.load(tmp_path / "b.npy"), result.bias)
     assert Layout.load(tmp_path / "layout.json").size == result.layout.size
     assert json.loads((tmp_path / "structure.json").read_text())["phase"] == result.metrics["phase"]
     assert parse_config(json.loads((tmp_path / "config.json").read_text())) == config

@@ -17,6 +17,7 @@ def save_state(state: TrialState, folder: str | Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     arrays = dict(state.arrays)
     arrays.update({f"snapshot_{epoch}": w for epoch, w in state.snapshots.items()})
+    arrays.update({f"bias_{epoch}": b for epoch, b in state.bias_snapshots.items()})
     # Write then rename, so a kill mid-write never leaves a half checkpoint behind.
     with open(folder / (ARRAYS + ".tmp"), "wb") as f:
         np.savez(f, **arrays)
@@ -34,5 +35,7 @@ def load_state(folder: str | Path) -> TrialState:
     with np.load(folder / ARRAYS, allow_pickle=False) as npz:
         arrays = {name: npz[name] for name in npz.files}
     snapshots = {int(name.split("_", 1)[1]): arrays.pop(name) for name in list(arrays) if name.startswith("snapshot_")}
+    biases = {int(name.split("_", 1)[1]): arrays.pop(name) for name in list(arrays) if name.startswith("bias_")}
     return TrialState(epoch=meta["epoch"], arrays=arrays, adam_step=meta["adam_step"], history=meta["history"],
-                      snapshots=snapshots, diverged_at=meta["diverged_at"], seconds=meta["seconds"])
+                      snapshots=snapshots, diverged_at=meta["diverged_at"], seconds=meta["seconds"],
+                      bias_snapshots=biases)

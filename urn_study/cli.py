@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -17,8 +18,10 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("config", nargs="?", help="YAML config with dotted or nested keys")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override one key, e.g. --set regulators.locality=0.01 (repeatable)")
-    train.add_argument("--json", action="store_true", help="print, last, one JSON object with the results")
-    train.add_argument("--out", help="folder to save W, the snapshots, the layout and the structure report")
+    train.add_argument("--json", action="store_true",
+                       help="print, last, one JSON object with the results (the null's figures as null_*)")
+    train.add_argument("--out", help="folder to save what a sweep's run stores: W, b, W0, snapshots, layout, config, "
+                                     "history, the structure record and the heatmap")
     train.set_defaults(handler=_train)
 
     for register in _extra_commands():
@@ -59,40 +62,54 @@ def _train(args: argparse.Namespace) -> int:
         if "diverged" in m:
             line += "  DIVERGED"
         elif "depth" in m:
-            line += f"  | {m['phase']} depth {m['depth']} locality {m['locality']:.2f} skip {m['skip_share']:.2f}"
+            line += (f"  | {m['phase']}{' (uncertain)' if m['uncertain'] else ''} depth {m['depth']:.0f} "
+                     f"hidden {m['hidden_width']:.0f} locality {m['locality']:.2f}")
         print(line, file=out, flush=True)
 
     result = run_trial(config, report=progress)
     summary = {k: result.metrics[k] for k in result.metrics}
     if args.out:
-        _save(result, Path(args.out))
+        from urn_study.artifacts import write_artifacts
+
+        write_artifacts(result, Path(args.out), title="train")
         summary["out"] = str(Path(args.out).resolve())
     print(_readable(summary), file=out, flush=True)
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(_strict({**summary, "null": result.structure.get("null")})))
     return 0
 
 
-def _save(result, folder: Path) -> None:
-    import numpy as np
+def _strict(value):
+    """NaN and infinities as null: strict JSON (a diverged trial's accuracy is NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
 
-    folder.mkdir(parents=True, exist_ok=True)
-    np.save(folder / "W.npy", result.weights)
-    np.savez(folder / "snapshots.npz", **{f"epoch_{e}": w for e, w in result.snapshots.items()})
-    result.layout.save(folder / "layout.json")
-    (folder / "structure.json").write_text(json.dumps(result.structure, indent=1))
+
+READABLE = ("test_accuracy", "phase", "uncertain", "margin", "depth", "widths", "block_widths", "carrying_depths",
+            "depth_shares", "hidden_cost", "recurrence_cost", "locality", "receptive_field", "w_phase", "w_widths",
+            "null_phase", "null_accuracy", "recovery", "recovery_margin", "epochs", "seconds", "out")
 
 
 def _readable(summary: dict) -> str:
+    """The figures a reader looks at first (every one is in --json and the --out folder)."""
     lines = ["result:"]
-    for key, value in summary.items():
-        if isinstance(value, float):
+    for key in READABLE:
+        if key not in summary:
+            continue
+        value = summary[key]
+        if key == "uncertain":
+            value = "yes" if value else "no"
+        elif isinstance(value, float):
             value = f"{value:.4g}"
         elif isinstance(value, list) and value and isinstance(value[0], float):
             value = "[" + ", ".join(f"{v:.3f}" for v in value) + "]"
         lines.append(f"  {key:<18} {value}")
     return "\n".join(lines)
-
 
 if __name__ == "__main__":
     sys.exit(main())

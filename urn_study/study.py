@@ -51,8 +51,9 @@ RESOURCE_KEYS = ("cpu", "gpu")
 SAMPLE_KINDS = {"uniform": 2, "loguniform": 2, "randint": 2, "choice": None}
 MODES = ("min", "max")
 # What a trial reports (urn_study.trial): per epoch, and at snapshot epochs the structure scalars.
-METRICS = ("test_accuracy", "train_accuracy", "task_loss", "loss", "depth", "effective_depth", "skip_share",
-           "recurrence_share", "locality", "ipr", "receptive_field", "density", "active_neurons", "total_weight")
+METRICS = ("test_accuracy", "train_accuracy", "task_loss", "loss", "depth", "margin", "hidden_width", "hidden_cost",
+           "locality", "ipr", "receptive_field", "kept_units", "w_skip_share", "w_recurrence_share", "w_density",
+           "w_locality")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 

@@ -7,14 +7,14 @@ The record of a study (experiment = the study's name; ``<name>-smoke`` for smoke
 - child run, one per trial: run name = trial id, tags ``mlflow.parentRunId``, ``urn.role=trial``,
   ``urn.trial_id``, ``urn.study``, ``urn.sweep``, ``urn.attempts``, where it ran (``urn.node_ip``,
   ``urn.node_id``, ``urn.gpu_ids``, ``urn.device``, ``urn.resources``, ``urn.tune_trial``, ``urn.pid``),
-  ``urn.resumed_from_epoch`` when an attempt started from a checkpoint; when it ends ``phase``,
-  ``depth``, ``widths`` and ``hop_spectrum`` (JSON lists). Params: every config key (``to_flat``).
+  ``urn.resumed_from_epoch`` when an attempt started from a checkpoint; when it ends the ``FINAL_TAGS``
+  (phase, depth, widths per level and per block... lists as JSON). Params: every config key (``to_flat``).
   Metrics, step = epoch: everything the trial reports per epoch, ``phase_index`` (see ``PHASE_CODES``)
   at snapshot epochs, and at the last epoch the final figures not reported per epoch (``seconds``...).
   Per-epoch metrics leave in batches from a background thread (``MetricSender``), about
   ``FLUSH_EVERY_S`` (5 s; ``$URN_METRICS_EVERY_S``) after the epoch at most, all of them before the run ends.
-  Artifacts: ``W.npy``, ``snapshots/epoch_XXXX.npy``, ``layout.json``, ``structure.json``,
-  ``history.json``, ``config.json``, ``W_heatmap.png``.
+  Artifacts: the files of ``urn_study.artifacts`` (W, b, W0, snapshots, layout, config, the structure record,
+  history, heatmap).
 
 Nothing else in the project imports mlflow for writing; runs always end FINISHED or FAILED.
 """
@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from urn_study.artifacts import (  # noqa: F401 - the record's files, named for its readers
+    BIAS, CONFIG, HEATMAP, HISTORY, INITIAL, LAYOUT, SNAPSHOTS, STRUCTURE, WEIGHTS, json_default, write_artifacts)
 from urn_study.config import ConfigError, TrialConfig, to_flat
 from urn_study.study import results_dir
 
@@ -44,12 +46,11 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 ROLE_TAG, STUDY_TAG, SWEEP_TAG, TRIAL_TAG = "urn.role", "urn.study", "urn.sweep", "urn.trial_id"
 ATTEMPTS_TAG = "urn.attempts"
 PARENT_TAG = "mlflow.parentRunId"
-WEIGHTS, LAYOUT, STRUCTURE, HISTORY, CONFIG, HEATMAP = ("W.npy", "layout.json", "structure.json", "history.json",
-                                                        "config.json", "W_heatmap.png")
-SNAPSHOTS = "snapshots"  # snapshots/epoch_0005.npy
 PHASE_CODES = {"dead": 0, "recurrent": 1, "shallow": 2, "residual": 3, "locally_connected": 4,
                "fully_connected": 5, "diverged": 6}
-FINAL_TAGS = ("phase", "depth", "widths", "hop_spectrum")
+# the final figures that are words or lists: tags (phase and depth as the functional reading; w_: the |W| pattern)
+FINAL_TAGS = ("phase", "depth", "widths", "block_widths", "carrying_depths", "depth_shares", "w_phase", "w_widths",
+              "w_hop_spectrum", "null_phase")
 BATCH = 100  # MLflow takes at most 100 params / tags per batch (and 1000 metrics)
 METRIC_BATCH = 1000
 FLUSH_EVERY_S = 5.0  # per-epoch metrics reach the store about this long after their epoch at most
@@ -436,38 +437,8 @@ def _is_number(value: Any) -> bool:
 def _tag_text(value: Any) -> str:
     if value is None:
         return ""
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return json.dumps([v.item() if hasattr(v, "item") else v for v in value])
-    return str(value)
-
-
-def write_artifacts(result, folder: Path, title: str = "") -> list[Path]:
-    """A TrialResult's arrays, layout, reports and heatmap as files under ``folder`` (what a run stores)."""
-    from analysis.weight_image import weight_image
-
-    folder.mkdir(parents=True, exist_ok=True)
-    np.save(folder / WEIGHTS, np.asarray(result.weights))
-    (folder / SNAPSHOTS).mkdir(exist_ok=True)
-    for epoch, w in sorted(result.snapshots.items()):
-        np.save(folder / SNAPSHOTS / f"epoch_{int(epoch):04d}.npy", np.asarray(w))
-    result.layout.save(folder / LAYOUT)
-    (folder / STRUCTURE).write_text(json.dumps(result.structure, indent=1, default=_json_default))
-    (folder / HISTORY).write_text(json.dumps(result.history, default=_json_default))
-    (folder / CONFIG).write_text(json.dumps(to_flat(result.config), indent=1))
-    levels = result.structure.get("levels")
-    phase = result.metrics.get("phase", "")
-    image = weight_image(result.weights, levels, layout=result.layout, title=f"{title}  {phase}".strip())
-    image.save(folder / HEATMAP, compress_level=1)  # fastest zlib level: 0.03 s, not 0.04, at S ~ 1000
-    return sorted(p for p in folder.rglob("*") if p.is_file())
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
+    if isinstance(value, (list, tuple, np.ndarray, dict)):
+        return json.dumps(value, default=json_default)
     return str(value)
 
 

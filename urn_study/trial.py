@@ -15,8 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from analysis.recovery import recovery_score
-from analysis.structure import structure_report
+from analysis.measure import Measurement, Null, measure, measure_null, probe_of
+from analysis.recovery import recovery_with_nulls
 from urn_study.config import REGULATORS, TrialConfig
 from urn_study.data import Dataset, load_dataset
 from urn_study.layout import Layout, make_layout
@@ -39,19 +39,22 @@ class TrialState:
     snapshots: dict[int, np.ndarray] = field(default_factory=dict)
     diverged_at: int | None = None
     seconds: float = 0.0
+    bias_snapshots: dict[int, np.ndarray] = field(default_factory=dict)  # epoch -> b, beside each W snapshot
 
 
 @dataclass
 class TrialResult:
     config: TrialConfig
     metrics: dict  # final figures: test_accuracy, phase, depth, widths, locality, ... seconds
-    structure: dict  # the full structure report of the final W
+    structure: dict  # the whole record of the final W (analysis.measure): function, w_ descriptors, null
     weights: np.ndarray  # final W (S, S)
     bias: np.ndarray
     layout: Layout
     snapshots: dict[int, np.ndarray]  # epoch -> W along training
     history: list[dict]  # per-epoch metrics, as reported
     data_info: dict
+    initial_weights: np.ndarray | None = None  # W0, the untrained network the measures are held to
+    bias_snapshots: dict[int, np.ndarray] = field(default_factory=dict)  # epoch -> b along training
 
 
 def run_trial(config: TrialConfig, report: Report | None = None, checkpoint: Checkpoint | None = None,
@@ -93,6 +96,8 @@ class _Batch:
         size = self.layouts[0].size
         w0 = initial_weights([c.seed for c in configs], size, 1.0)
         w0 = w0 * torch.tensor([c.model.init_scale for c in configs]).view(-1, 1, 1)
+        self.initial = w0.numpy().copy()
+        self.nulls: dict[tuple[int, str], Null] = {}  # (trial, dataset) -> its untrained network, measured once
         self.model = URN(w0, self.datasets[0].n_in, self.datasets[0].n_classes, m.steps, m.input_mode,
                          m.readout, m.readout_from, m.activation).to(self.device)
         # fused: one pass over W per step instead of about eight (same update, float rounding aside)
@@ -180,7 +185,7 @@ def run_trials(configs: list[TrialConfig], reports: list[Report | None] | None =
         batch.load(states)
     train = configs[0].train
     t0 = time.perf_counter() - max(s.seconds for s in states)
-    reports_of_w: dict[int, object] = {}  # trial -> structure report of its latest snapshot
+    reports_of_w: dict[int, Measurement] = {}  # trial -> the measurement of its latest snapshot
     for epoch in range(start, train.epochs):
         alive = [s.diverged_at is None for s in states]
         if not any(alive):
@@ -198,9 +203,9 @@ def run_trials(configs: list[TrialConfig], reports: list[Report | None] | None =
                 _silence(batch, k)
                 m = {"task_loss": m["task_loss"], "diverged": 1.0}
             elif snapshot:
-                w = _np(batch.model.W[k])
-                state.snapshots[done] = w
-                reports_of_w[k] = _structure(batch, k, w, m["test_accuracy"])
+                w, b = _np(batch.model.W[k]), _np(batch.model.b[k])
+                state.snapshots[done], state.bias_snapshots[done] = w, b
+                reports_of_w[k] = _measure(batch, k, w, b)
                 m.update(reports_of_w[k].summary())
             state.epoch, state.seconds = done, time.perf_counter() - t0
             state.history.append({"epoch": done, **m})
@@ -291,13 +296,28 @@ def _silence(batch: _Batch, k: int) -> None:
             state["exp_avg_sq"][k].zero_()
 
 
-def _structure(batch: _Batch, k: int, w: np.ndarray, accuracy: float | None):
-    m = batch.configs[k].model
-    return structure_report(w, batch.layouts[k], m.steps, m.input_mode, m.readout, m.readout_from,
-                            accuracy=accuracy, n_classes=batch.datasets[k].n_classes)
+def _null(batch: _Batch, k: int) -> Null:
+    """Trial k's untrained W0 measured on its current data (once per dataset: a switch brings a new probe)."""
+    data = batch.current_data[k] or batch.datasets[k]
+    key = (k, data.name)
+    if key not in batch.nulls:
+        config = batch.configs[k]
+        batch.nulls[key] = measure_null(batch.initial[k], batch.layouts[k], config.model,
+                                        probe_of(data.x_test, data.y_test, config.seed))
+    return batch.nulls[key]
 
 
-def _result(batch: _Batch, k: int, state: TrialState, report=None) -> TrialResult:
+def _measure(batch: _Batch, k: int, w: np.ndarray, b: np.ndarray) -> Measurement:
+    config = batch.configs[k]
+    data = batch.current_data[k] or batch.datasets[k]
+    return measure(w, b, batch.layouts[k], config.model, probe_of(data.x_test, data.y_test, config.seed),
+                   _null(batch, k))
+
+
+FINAL_LISTS = ("widths", "block_widths", "carrying_depths", "depth_shares", "w_widths", "w_hop_spectrum")
+
+
+def _result(batch: _Batch, k: int, state: TrialState, report: Measurement | None = None) -> TrialResult:
     config, data = batch.configs[k], batch.datasets[k]
     last = state.history[-1] if state.history else {}
     if state.diverged_at is not None:
@@ -305,15 +325,18 @@ def _result(batch: _Batch, k: int, state: TrialState, report=None) -> TrialResul
         structure = {"phase": "diverged"}
         metrics = {"phase": "diverged", "diverged_at_epoch": state.diverged_at, "test_accuracy": float("nan")}
     else:
-        w = _np(batch.model.W[k])
-        report = report if report is not None else _structure(batch, k, w, last.get("test_accuracy"))
+        w, b = _np(batch.model.W[k]), _np(batch.model.b[k])
+        report = report if report is not None else _measure(batch, k, w, b)
         structure = report.to_dict()
         metrics = {key: last[key] for key in ("test_accuracy", "train_accuracy", "task_loss", "loss") if key in last}
-        metrics.update({key: structure[key] for key in ("phase", "depth", "effective_depth", "widths", "locality", "ipr",
-                                                        "skip_share", "recurrence_share", "hop_spectrum", "density")})
+        metrics.update(report.summary())
+        metrics["depth"] = int(structure["depth"])
+        metrics.update({key: structure[key] for key in FINAL_LISTS})
+        metrics["w_phase"] = structure["w_phase"]
+        metrics["null_phase"] = structure["null"]["phase"]
         if data.name == "teacher":
-            metrics.update(recovery_score(report, w, batch.layouts[k], data.info))
+            metrics.update(recovery_with_nulls(structure, batch.layouts[k], data.info))
     metrics["epochs"] = state.epoch
     metrics["seconds"] = state.seconds
     return TrialResult(config, metrics, structure, w, _np(batch.model.b[k]), batch.layouts[k], state.snapshots,
-                       state.history, data.info)
+                       state.history, data.info, batch.initial[k], state.bias_snapshots)

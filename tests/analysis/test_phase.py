@@ -135,8 +135,8 @@ def history() -> list[dict]:
     for epoch in range(1, 11):
         row = {"epoch": epoch, "task_loss": 1.0 / epoch, "train_accuracy": 0.1 * epoch, "test_accuracy": 0.09 * epoch}
         if epoch % 5 == 0:
-            row.update(phase="fully_connected" if epoch == 5 else "residual", depth=2, effective_depth=2,
-                       locality=0.3, skip_share=0.1 * epoch, density=0.05, recurrence_share=0.0)
+            row.update(phase="fully_connected" if epoch == 5 else "residual", depth=2, w_depth=2,
+                       locality=0.3, w_skip_share=0.1 * epoch, w_density=0.05, w_recurrence_share=0.0)
         rows.append(row)
     return rows[::-1]  # out of order on purpose
 

@@ -10,6 +10,8 @@ Noise (``add_noise``, std = scale * mean |nonzero W|), measured over seeds 0..3 
   grow with the layer gain, and such an edge starts to count as structure, adding a level.
 The tests below use 1e-3 and 1e-2; ``test_heavy_noise_breaks_the_classification`` pins the breaking side.
 """
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -17,7 +19,8 @@ from analysis.planted import (
     add_noise, plant_dead, plant_fully_connected, plant_locally_connected, plant_recurrent, plant_residual,
     plant_shallow, recurrent_steps,
 )
-from analysis.recovery import recovery_score
+from analysis.function import Network, Probe, functional_report
+from analysis.recovery import recovery_score, recovery_with_nulls
 from analysis.structure import structure_report
 from urn_study.layout import make_layout
 
@@ -128,26 +131,33 @@ def _teacher(layout, depth: int, r: int) -> dict:
     return {"depth": depth, "receptive_field": r, "widths": [layout.n_in] * depth + [layout.n_out], "dims": 1}
 
 
+def _functional(W, layout, steps: int) -> dict:
+    """The functional record of a planted W (zero biases), on Gaussian samples labelled by its own outputs."""
+    model = SimpleNamespace(steps=steps, input_mode="once", readout="last", readout_from=1, activation="relu")
+    net = Network.of(W, None, layout, model)
+    x = np.random.default_rng(0).normal(size=(2000, layout.n_in))
+    return functional_report(net, Probe.self_labelled(net, x)).to_dict()
+
+
 def test_recovery_of_a_planted_teacher():
     layout = make_layout((16,), n_out=2, hidden_channels=2)
     teacher = _teacher(layout, 3, 3)
-    W = plant_locally_connected(layout, 3, 3)
-    report = structure_report(W, layout, 3)
-    score = recovery_score(report, W, layout, teacher)
-    assert score == {"depth_match": 1, "depth_error": 0, "widths_score": 1.0,
-                     "receptive_field": pytest.approx(2.875), "receptive_field_error": pytest.approx(0.0),
-                     "recovery": pytest.approx(1.0)}
-    assert recovery_score(report.to_dict(), W, layout, teacher) == score
+    record = _functional(plant_locally_connected(layout, 3, 3), layout, 3)
+    score = recovery_with_nulls(record, layout, teacher)
+    assert record["phase"] == "locally_connected" and record["depth"] == 3
+    assert score["depth_match"] == 1 and score["receptive_field"] == pytest.approx(2.875, abs=0.2)
+    assert score["recovery"] > 0.95
+    assert score["recovery_null_mlp"] == 0.0 and score["recovery_null_untrained"] == 0.0  # depth 2, dense; dead
+    assert score["recovery_margin"] == pytest.approx(score["recovery"])
 
 
 def test_recovery_of_a_wrong_structure():
     layout = make_layout((16,), n_out=2, hidden_channels=2)
-    teacher = _teacher(layout, 3, 3)
+    teacher = _teacher(layout, 2, 3)
     W = plant_fully_connected(layout, [8])
-    score = recovery_score(structure_report(W, layout, 2), W, layout, teacher)
-    assert score["depth_match"] == 0 and score["depth_error"] == 1
-    assert score["receptive_field"] > 15 and score["receptive_field_error"] > 10  # dense: the whole chain
-    assert 0.0 <= score["widths_score"] < 0.5 and score["recovery"] < 0.3
-    wider = plant_locally_connected(layout, 3, 5)
-    partial = recovery_score(structure_report(wider, layout, 3), wider, layout, teacher)
-    assert partial["depth_match"] == 1 and 0.0 < partial["recovery"] < 1.0
+    score = recovery_with_nulls(_functional(W, layout, 2), layout, teacher)
+    assert score["depth_match"] == 1 and score["receptive_field"] > 12  # the right depth, dense fields
+    assert score["field_score"] < 0.2 and score["recovery"] < 0.6
+    assert score["recovery_null_mlp"] == 0.5 and score["recovery_margin"] < 0.1  # no better than a dense MLP
+    dead = recovery_score({"phase": "dead", "depth": 0, "widths": []}, layout, teacher)
+    assert dead["recovery"] == 0.0

@@ -1,8 +1,9 @@
 """A tiny study recorded with urn_study.tracking's own functions, loaded back as a table, re-read with other
 thresholds, cached, and drawn by ``urn-study phase``.
 
-The trials are planted networks (analysis.planted) of known phase recorded as a sweep records them, so the
-table's values are known exactly; one real trial (``run_trial``) checks the path from training.
+The trials are planted networks (analysis.planted) of known phase, measured on Gaussian samples labelled by
+their own outputs (the task is what they compute) and recorded as a sweep records them, so the table's
+values are known exactly; one real trial (``run_trial``) checks the path from training.
 """
 from __future__ import annotations
 
@@ -14,13 +15,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analysis.function import Network, Probe, Thresholds, run
+from analysis.measure import measure, measure_null
 from analysis.planted import plant_fully_connected, plant_locally_connected, plant_residual
 from analysis.runs import latest_runs, load_study_runs, load_trial_artifacts, reclassify
-from analysis.structure import Thresholds, structure_report
 from urn_study import tracking
 from urn_study.config import parse_config, to_flat
 from urn_study.layout import make_layout
-from urn_study.trial import TrialResult
+from urn_study.model import initial_weights
+from urn_study.trial import FINAL_LISTS, TrialResult
 
 STUDY = "tiny"
 CHAIN = make_layout((16,), n_out=2, hidden_channels=3)
@@ -47,6 +50,12 @@ seeds: [0, 1]
 """
 
 
+def planted_probe(config, artifacts: dict) -> Probe:
+    """Gaussian samples (seeded by the trial's seed) labelled by the planted network's own outputs."""
+    net = Network.of(artifacts["W.npy"], artifacts["b.npy"], artifacts["layout.json"], config.model)
+    return Probe.self_labelled(net, np.random.default_rng(config.seed).normal(size=(1500, CHAIN.n_in)))
+
+
 def planted_result(trial_id: str) -> TrialResult:
     """A TrialResult as run_trial would return it, for a planted W (a sweep records it the same way)."""
     l1, locality, seed, phase = TRIALS[trial_id]
@@ -54,14 +63,21 @@ def planted_result(trial_id: str) -> TrialResult:
     config = parse_config({"data.name": "teacher", "data.side": 16, "model.hidden_channels": 3, "model.steps": steps,
                            "regulators.l1": l1, "regulators.locality": locality, "seed": seed, "train.epochs": 4,
                            "train.snapshot_every": 2, **({"regulators.self": STEP} if l1 else {})})
-    W = build(seed)
-    report = structure_report(W, CHAIN, steps, accuracy=0.9, n_classes=2)
+    W, b, W0 = build(seed), np.zeros(CHAIN.size), initial_weights([seed], CHAIN.size, 0.05)[0].numpy()
+    x = np.random.default_rng(config.seed).normal(size=(1500, CHAIN.n_in))
+    b[CHAIN.outputs] = -run(Network.of(W, b, CHAIN, config.model), x).mean(axis=0)  # both classes answered
+    probe = planted_probe(config, {"W.npy": W, "b.npy": b, "layout.json": CHAIN})
+    report = measure(W, b, CHAIN, config.model, probe, measure_null(W0, CHAIN, config.model, probe))
     history = [{"epoch": e, "task_loss": 1.0 / e, "train_accuracy": 0.95, "test_accuracy": 0.9,
-                **(report.summary() | {"phase": report.phase} if e % 2 == 0 else {})} for e in range(1, 5)]
-    metrics = {"test_accuracy": 0.9, "train_accuracy": 0.95, "task_loss": 0.25,
-               **{k: report.to_dict()[k] for k in ("phase", "depth", "widths", "locality", "skip_share")},
-               "epochs": 4, "seconds": 0.5}
-    return TrialResult(config, metrics, report.to_dict(), W, np.zeros(CHAIN.size), CHAIN, {2: W, 4: W}, history, {})
+                **(report.summary() if e % 2 == 0 else {})} for e in range(1, 5)]
+    structure = report.to_dict()
+    metrics = {"test_accuracy": 0.9, "train_accuracy": 0.95, "task_loss": 0.25, **report.summary(),
+               **{k: structure[k] for k in FINAL_LISTS}, "depth": structure["depth"], "w_phase": structure["w_phase"],
+               "null_phase": structure["null"]["phase"], "epochs": 4, "seconds": 0.5}
+    return TrialResult(config, metrics, structure, W, b, CHAIN, {2: W, 4: W}, history, {}, W0, {2: b, 4: b})
+
+
+RECORDED = {trial_id: planted_result(trial_id) for trial_id in TRIALS}
 
 
 def record(uri: str, study: str, results: dict[str, TrialResult], sweep: str = "sweep-1") -> None:
@@ -79,7 +95,7 @@ def record(uri: str, study: str, results: dict[str, TrialResult], sweep: str = "
 def record_tiny_study(folder: Path) -> tuple[str, Path]:
     """The planted study recorded in ``folder/mlflow.db``; returns (tracking URI, study file)."""
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    record(uri, STUDY, {trial_id: planted_result(trial_id) for trial_id in TRIALS})
+    record(uri, STUDY, RECORDED)
     study_file = folder / "tiny.yaml"
     study_file.write_text(STUDY_YAML)
     return uri, study_file
@@ -106,24 +122,26 @@ def test_table_types_and_values(store):
     assert df["data.path"].eq("").all()  # an empty string stays a string
     # a column holding a schedule stays text for every row (readable back as YAML / JSON)
     assert df["regulators.self"].tolist()[:4] == ["0.0"] * 4 and json.loads(df["regulators.self"][4]) == STEP
-    assert df["phase"].tolist() == [t[3] for t in TRIALS.values()]
+    assert df["phase"].tolist() == [t[3] for t in TRIALS.values()]  # the planted phases come back
     assert str(df["depth"].dtype) == "Int64" and df["depth"].tolist() == [4, 4, 3, 3, 3, 3]
-    assert df["widths"].tolist()[:3] == [[16, 8, 6, 5, 2], [16, 8, 6, 5, 2], [16, 16, 16, 2]]
+    assert df["widths"].tolist() == [r.metrics["widths"] for r in RECORDED.values()]
+    assert df["widths"].tolist()[2][:2] == [16, 16] and df["widths"].tolist()[3][:2] == [16, 10]
+    assert df["block_widths"].tolist() == [r.metrics["block_widths"] for r in RECORDED.values()]
     assert df["test_accuracy"].tolist() == [0.9] * 6 and df["seconds"].eq(0.5).all()
-    assert df["locality"][2] > 0.9 and df["sweep"].eq("sweep-1").all() and df["role"].eq("trial").all()
-    assert isinstance(df["hop_spectrum"][0], list) and df["attempts"].eq(1).all()
+    assert df["locality"][2] > 0.7 and df["sweep"].eq("sweep-1").all() and df["role"].eq("trial").all()
+    assert isinstance(df["w_hop_spectrum"][0], list) and df["attempts"].eq(1).all()
+    assert df["null_phase"].eq("dead").all() and df["w_phase"].notna().all()
 
 
 def test_reclassify_with_other_thresholds(store):
     uri, _, folder = store
     df = load_study_runs(STUDY, uri, cache_dir=folder / "cache")
-    same = reclassify(df, Thresholds(), uri)
+    same = reclassify(df, Thresholds(), uri, probe=planted_probe)
     assert same["phase"].tolist() == df["phase"].tolist() and same["reclassified"].all()
     assert same["widths"].tolist() == df["widths"].tolist() and same["depth"].tolist() == df["depth"].tolist()
-    no_skips = reclassify(df, Thresholds(skip_threshold=1.0), uri)  # nothing counts as residual any more
-    assert no_skips["phase"].tolist()[:2] == ["fully_connected"] * 2 and no_skips["phase"].tolist()[2:] == df["phase"].tolist()[2:]
-    assert no_skips["recorded_phase"].tolist() == df["phase"].tolist()
-    strict = reclassify(df, Thresholds(locality_threshold=1.01), uri)  # nothing local enough
+    lax = reclassify(df, Thresholds(cost=0.99), uri, probe=planted_probe)  # no lesion costs enough any more
+    assert lax["phase"].tolist()[:2] == ["shallow"] * 2 and lax["recorded_phase"].tolist() == df["phase"].tolist()
+    strict = reclassify(df, Thresholds(locality=1.01), uri, probe=planted_probe)  # nothing local enough
     assert strict["phase"][2] == "fully_connected" and strict["depth"][2] == 3
 
 
@@ -202,8 +220,9 @@ def test_a_real_trial_loads_back(tmp_path, monkeypatch):
     assert row["phase"] == result.metrics["phase"] and row["widths"] == result.metrics["widths"]
     assert row["depth"] == result.metrics["depth"] and row["test_accuracy"] == pytest.approx(result.metrics["test_accuracy"])
     assert all(row[k] == v for k, v in to_flat(config).items() if not isinstance(v, dict))
-    again = reclassify(df, Thresholds(), uri)
+    again = reclassify(df, Thresholds(), uri)  # on the trial's own held-out samples, generated again
     assert again["phase"][0] == row["phase"] and again["reclassified"][0]
+    assert again["widths"][0] == row["widths"] and again["margin"][0] == pytest.approx(row["margin"])
 
 
 # --- urn-study phase ---------------------------------------------------------------------------------
@@ -245,11 +264,11 @@ def test_phase_command_errors_are_one_line(store, tmp_path, capsys):
 @pytest.mark.slow
 def test_a_study_on_an_mlflow_server(mlflow_server, results):
     """Through a real server: artifacts are downloaded (proxied), the cache sits under urn_results."""
-    record(mlflow_server, "served", {t: planted_result(t) for t in ("tiny-0000", "tiny-0002")})
+    record(mlflow_server, "served", {t: RECORDED[t] for t in ("tiny-0000", "tiny-0002")})
     df = load_study_runs("served", mlflow_server)
     assert df["phase"].tolist() == ["residual", "locally_connected"] and df["depth"].tolist() == [4, 3]
     assert not df["artifact_uri"].str.startswith("file:").any()
     assert list((results / "study_cache").glob("served-*.parquet"))
     pd.testing.assert_frame_equal(load_study_runs("served", mlflow_server), df)
-    again = reclassify(df, Thresholds(skip_threshold=1.0), mlflow_server)
-    assert again["phase"].tolist() == ["fully_connected", "locally_connected"] and again["reclassified"].all()
+    again = reclassify(df, Thresholds(locality=1.01), mlflow_server, probe=planted_probe)
+    assert again["phase"].tolist() == ["residual", "fully_connected"] and again["reclassified"].all()

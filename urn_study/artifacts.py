@@ -1,0 +1,85 @@
+"""The files a trial leaves: one layout on disk, written by a sweep's MLflow record and by ``urn-study train --out``.
+
+- ``W.npy``, ``b.npy``: the trained network; ``W0.npy``: its untrained W (b0 = 0), the null of every measure;
+- ``snapshots/epoch_0005.npy`` and ``snapshots/epoch_0005_b.npy``: W and b along training;
+- ``layout.json`` (neuron positions and blocks), ``config.json`` (every config key, dotted);
+- ``structure.json``: the record of the final W (``analysis.measure``: what it computes, its |W|
+  descriptors, the null); ``history.json``: the per-epoch metrics; ``W_heatmap.png``: |W| ordered by level.
+
+``W``, ``b``, ``layout.json`` and ``config.json`` are enough to run the network again with numpy alone
+(``forward``, or the ten lines it holds).
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from urn_study.config import to_flat
+
+WEIGHTS, BIAS, INITIAL = "W.npy", "b.npy", "W0.npy"
+LAYOUT, STRUCTURE, HISTORY, CONFIG, HEATMAP = "layout.json", "structure.json", "history.json", "config.json", \
+    "W_heatmap.png"
+SNAPSHOTS = "snapshots"  # snapshots/epoch_0005.npy (W) and snapshots/epoch_0005_b.npy (b)
+
+
+def snapshot_names(epoch: int) -> tuple[str, str]:
+    """The W and b files of the snapshot at ``epoch``, under ``SNAPSHOTS``."""
+    return f"epoch_{int(epoch):04d}.npy", f"epoch_{int(epoch):04d}_b.npy"
+
+
+def write_artifacts(result, folder: Path, title: str = "") -> list[Path]:
+    """A TrialResult's arrays, layout, reports and heatmap as files under ``folder``; returns them."""
+    from analysis.weight_image import weight_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / WEIGHTS, np.asarray(result.weights))
+    np.save(folder / BIAS, np.asarray(result.bias))
+    if result.initial_weights is not None:
+        np.save(folder / INITIAL, np.asarray(result.initial_weights))
+    (folder / SNAPSHOTS).mkdir(exist_ok=True)
+    for epoch, w in sorted(result.snapshots.items()):
+        w_name, b_name = snapshot_names(epoch)
+        np.save(folder / SNAPSHOTS / w_name, np.asarray(w))
+        if epoch in result.bias_snapshots:
+            np.save(folder / SNAPSHOTS / b_name, np.asarray(result.bias_snapshots[epoch]))
+    result.layout.save(folder / LAYOUT)
+    (folder / STRUCTURE).write_text(json.dumps(result.structure, indent=1, default=json_default))
+    (folder / HISTORY).write_text(json.dumps(result.history, default=json_default))
+    (folder / CONFIG).write_text(json.dumps(to_flat(result.config), indent=1))
+    levels = result.structure.get("levels")
+    phase = result.metrics.get("phase", "")
+    image = weight_image(result.weights, levels, layout=result.layout, title=f"{title}  {phase}".strip())
+    image.save(folder / HEATMAP, compress_level=1)  # fastest zlib level: 0.03 s, not 0.04, at S ~ 1000
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def json_default(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return str(value)
+
+
+def forward(folder: str | Path, x: np.ndarray) -> np.ndarray:
+    """Logits read at step T of the network saved in ``folder``, with numpy alone (relu, tanh or identity)."""
+    folder = Path(folder)
+    W, b = np.load(folder / WEIGHTS, allow_pickle=False), np.load(folder / BIAS, allow_pickle=False)
+    layout, config = json.loads((folder / LAYOUT).read_text()), json.loads((folder / CONFIG).read_text())
+    n_in, n_out = layout["n_in"], layout["n_out"]
+    phi = {"relu": lambda a: np.maximum(a, 0.0), "tanh": np.tanh, "identity": lambda a: a.copy()}[config["model.activation"]]
+    h = np.zeros((len(x), len(W)))
+    h[:, :n_in] = x
+    for _ in range(config["model.steps"]):
+        a = h @ W.T + b
+        h = phi(a)
+        h[:, -n_out:] = a[:, -n_out:]  # outputs stay linear
+        if config["model.input_mode"] == "clamp":
+            h[:, :n_in] = x
+    return a[:, -n_out:]
