@@ -125,7 +125,8 @@ def _write_gallery(runs: pd.DataFrame, out: Path, tracking_uri: str | None, titl
 def _gallery_item(row: pd.Series, tracking_uri: str | None) -> Any:
     from analysis.lifetime import GalleryItem
     from analysis.phase import phase_label
-    from analysis.runs import LAYOUT, STRUCTURE, WEIGHTS, load_trial_artifacts
+    from analysis.runs import load_trial_artifacts
+    from urn_study.artifacts import LAYOUT, STRUCTURE, WEIGHTS
 
     try:
         artifacts = load_trial_artifacts(row, tracking_uri, names=(WEIGHTS, LAYOUT, STRUCTURE))
@@ -141,7 +142,8 @@ def _write_lifetimes(runs: pd.DataFrame, out: Path, tracking_uri: str | None) ->
 
     from analysis.lifetime import changing_rows, draw_lifetime, pick_representatives, schedule_changes
     from analysis.phase import save_figure
-    from analysis.runs import HISTORY, load_trial_artifacts
+    from analysis.runs import load_trial_artifacts
+    from urn_study.artifacts import HISTORY
 
     candidates = runs[changing_rows(runs)]
     changes = {row["run_id"]: schedule_changes(row.to_dict()) for _, row in candidates.iterrows()}

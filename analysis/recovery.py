@@ -31,8 +31,8 @@ def widths_score(emerged: list[int], teacher: list[int]) -> float:
     if n == 0:
         return 1.0
     errors = [
-        min(1.0, abs(emerged[l] - teacher[l]) / max(teacher[l], 1)) if l < len(emerged) and l < len(teacher) else 1.0
-        for l in range(n)
+        min(1.0, abs(emerged[i] - teacher[i]) / max(teacher[i], 1)) if i < len(emerged) and i < len(teacher) else 1.0
+        for i in range(n)
     ]
     return float(np.clip(1.0 - np.mean(errors), 0.0, 1.0))
 

@@ -27,10 +27,10 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-# The record layout is urn_study.tracking's: the trial tag, the final tags and the artifact names.
+# The record layout: the artifacts' names (urn_study.artifacts), the trial tag and final tags (urn_study.tracking).
+from urn_study.artifacts import BIAS, INITIAL, LAYOUT, WEIGHTS
 from urn_study.study import results_dir
-from urn_study.tracking import (BIAS, FINAL_TAGS, HISTORY, INITIAL, LAYOUT, STRUCTURE, TRIAL_TAG, WEIGHTS,
-                                resolve_tracking_uri)
+from urn_study.tracking import FINAL_TAGS, TRIAL_TAG, resolve_tracking_uri
 
 CACHE_VERSION = 2
 WATERMARK_MARGIN_MS = 10_000  # re-read runs that ended up to 10 s before the latest the cache holds (clock skew)

@@ -454,8 +454,8 @@ def recurrence_share(A: np.ndarray, feedback: np.ndarray, layout: Layout, length
 
 def _level_density(structural: np.ndarray, levels: np.ndarray, depth: int) -> list[float]:
     shares = []
-    for l in range(depth):
-        src, dst = levels == l, levels == l + 1
+    for level in range(depth):
+        src, dst = levels == level, levels == level + 1
         possible = src.sum() * dst.sum()
         shares.append(float(structural[np.ix_(dst, src)].sum() / possible) if possible else 0.0)
     return shares
@@ -489,7 +489,7 @@ def structure_report(W: np.ndarray, layout: Layout, steps: int, input_mode: str 
     phase = classify(spectrum.total_weight, recurrence, effective_depth, skip_share, locality,
                      accuracy, n_classes, thresholds)
     depth = int(out_levels.max()) if phase != "dead" and (out_levels >= 0).any() else 0
-    widths = [int((levels == l).sum()) for l in range(depth + 1)] if depth > 0 else []
+    widths = [int((levels == level).sum()) for level in range(depth + 1)] if depth > 0 else []
     return StructureReport(
         phase=phase, depth=depth, effective_depth=effective_depth, widths=widths,
         hop_spectrum=[float(x) for x in spectrum.p], skip_share=skip_share, recurrence_share=recurrence,

@@ -135,9 +135,10 @@ def record_template(study, uri: str) -> tuple[str, str, str]:
 
 def copy_record(study, uri: str, experiment: str, template_id: str, out=sys.stdout) -> None:
     """Every trial but the first recorded like the template run, with its own config and made-up results."""
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric, Param
 
     from urn_study import tracking
+    from urn_study.artifacts import CONFIG
     from urn_study.config import to_flat
 
     client = tracking.client(uri)
@@ -147,7 +148,7 @@ def copy_record(study, uri: str, experiment: str, template_id: str, out=sys.stdo
     final_step = max(step for points in history.values() for step, _ in points)
     tags = {k: v for k, v in template.data.tags.items() if k != "mlflow.runName"}
     artifacts = _local_folder(template.info.artifact_uri)
-    files = [p for p in artifacts.rglob("*") if p.is_file() and p.name != tracking.CONFIG]
+    files = [p for p in artifacts.rglob("*") if p.is_file() and p.name != CONFIG]
     grid = study.grid
     trials = study.trials()[1:]
     first_start = template.info.start_time - int(1000 * (TRIAL_EVERY * len(trials) + TRIAL_SECONDS))
@@ -180,7 +181,7 @@ def copy_record(study, uri: str, experiment: str, template_id: str, out=sys.stdo
             target = folder / path.relative_to(artifacts)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.link(path, target)
-        (folder / tracking.CONFIG).write_text(json.dumps(to_flat(trial.config), indent=1))
+        (folder / CONFIG).write_text(json.dumps(to_flat(trial.config), indent=1))
         if (n + 1) % 1000 == 0:
             rate = (n + 1) / (time.perf_counter() - start_clock)
             print(f"  {n + 1} / {len(trials)} runs recorded ({rate:.0f} per second)", file=out, flush=True)
@@ -264,8 +265,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def measure(study_path: Path, uri: str, folder: Path, n_runs: int, repeats: int) -> None:
-    from analysis.phase import choose_axes, draw_phase_diagram, phase_grid, save_figure
     from analysis.cli_phase import write_phase_report
+    from analysis.phase import choose_axes, draw_phase_diagram, phase_grid, save_figure
     from analysis.runs import latest_runs, load_study_runs
     from urn_study.study import load_study
 

@@ -14,7 +14,8 @@ def _load(name: str):
     return module
 
 
-@pytest.mark.parametrize("name,header", [("train_efficiency", "ratio"), ("trials_per_worker", "trials/hour")])
+@pytest.mark.parametrize("name,header", [("train_efficiency", "ratio"), ("trials_per_worker", "trials/hour"),
+                                         ("lesion_cost", "S")])
 def test_smoke_run_prints_machine_and_figures(name, header, capsys):
     _load(name).main(["--smoke"])
     out = capsys.readouterr().out

@@ -14,11 +14,11 @@ def _mlp_in_urn(widths: list[int], seed: int = 0):
     size = offsets[-1]
     W, b = np.zeros((size, size)), np.zeros(size)
     layers = []
-    for l in range(len(widths) - 1):
-        w = rng.normal(size=(widths[l + 1], widths[l]))
-        bias = rng.normal(size=widths[l + 1])
-        W[offsets[l + 1]:offsets[l + 2], offsets[l]:offsets[l + 1]] = w
-        b[offsets[l + 1]:offsets[l + 2]] = bias
+    for i in range(len(widths) - 1):
+        w = rng.normal(size=(widths[i + 1], widths[i]))
+        bias = rng.normal(size=widths[i + 1])
+        W[offsets[i + 1]:offsets[i + 2], offsets[i]:offsets[i + 1]] = w
+        b[offsets[i + 1]:offsets[i + 2]] = bias
         layers.append((w, bias))
     return W, b, layers
 

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from urn_study import cli
-from urn_study.config import SECTIONS, CHOICES, ConfigError, Strength, _attr, all_keys
+from urn_study.config import CHOICES, SECTIONS, ConfigError, Strength, _attr, all_keys
 from urn_study.data import DATASETS
 from urn_study.study import STUDY_KEYS, load_study
 

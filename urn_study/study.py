@@ -41,8 +41,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from urn_study.config import (SECTIONS, ConfigError, Strength, TrialConfig, _attr, all_keys, flatten, load_yaml,
-                              parse_config, to_flat)
+from urn_study.config import (
+    SECTIONS,
+    ConfigError,
+    Strength,
+    TrialConfig,
+    _attr,
+    all_keys,
+    flatten,
+    load_yaml,
+    parse_config,
+    to_flat,
+)
 
 STUDY_KEYS = ("name", "base", "grid", "sample", "samples", "sample_seed", "seeds", "metric", "mode", "resources",
               "trials_per_worker", "max_failures", "smoke")

@@ -33,8 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from urn_study.artifacts import (  # noqa: F401 - the record's files, named for its readers
-    BIAS, CONFIG, HEATMAP, HISTORY, INITIAL, LAYOUT, SNAPSHOTS, STRUCTURE, WEIGHTS, json_default, write_artifacts)
+from urn_study.artifacts import json_default, write_artifacts
 from urn_study.config import ConfigError, TrialConfig, to_flat
 from urn_study.study import results_dir
 

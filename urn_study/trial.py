@@ -21,8 +21,7 @@ from urn_study.config import REGULATORS, TrialConfig
 from urn_study.data import Dataset, load_dataset
 from urn_study.layout import Layout, make_layout
 from urn_study.model import URN, initial_weights, pick_device
-from urn_study.regulators import (add_regulator_gradient, linear_cost, regulator_values, strengths_at,
-                                   wiring_costs)
+from urn_study.regulators import add_regulator_gradient, linear_cost, regulator_values, strengths_at, wiring_costs
 
 Report = Callable[[int, dict], None]
 Checkpoint = Callable[["TrialState"], None]
@@ -103,7 +102,7 @@ class _Batch:
         # fused: one pass over W per step instead of about eight (same update, float rounding aside)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=first.train.lr,
                                           fused=self.device.type in ("cpu", "cuda"))
-        distances = torch.tensor(np.stack([l.distances for l in self.layouts]), dtype=torch.float32)
+        distances = torch.tensor(np.stack([lay.distances for lay in self.layouts]), dtype=torch.float32)
         alphas = torch.tensor([c.regulators.locality_alpha for c in configs], dtype=torch.float32)
         self.costs = wiring_costs(distances, alphas).to(self.device)
         self.active = {name for name in REGULATORS for c in configs if any(c.regulators.schedule(name).values())}

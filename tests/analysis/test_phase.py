@@ -8,8 +8,18 @@ import pandas as pd
 import pytest
 
 from analysis.lifetime import draw_lifetime, lifetime_table, pick_representatives, schedule_changes
-from analysis.phase import (PHASE_ORDER, ZERO_LABEL, axis_scale, choose_axes, draw_phase_diagram, majority_phase,
-                            phase_grid, phase_label, pooled_keys, save_figure)
+from analysis.phase import (
+    PHASE_ORDER,
+    ZERO_LABEL,
+    axis_scale,
+    choose_axes,
+    draw_phase_diagram,
+    majority_phase,
+    phase_grid,
+    phase_label,
+    pooled_keys,
+    save_figure,
+)
 
 X, Y, F = "regulators.l1", "regulators.locality", "data.name"
 

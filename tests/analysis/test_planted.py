@@ -15,11 +15,17 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from analysis.planted import (
-    add_noise, plant_dead, plant_fully_connected, plant_locally_connected, plant_recurrent, plant_residual,
-    plant_shallow, recurrent_steps,
-)
 from analysis.function import Network, Probe, functional_report
+from analysis.planted import (
+    add_noise,
+    plant_dead,
+    plant_fully_connected,
+    plant_locally_connected,
+    plant_recurrent,
+    plant_residual,
+    plant_shallow,
+    recurrent_steps,
+)
 from analysis.recovery import recovery_score, recovery_with_nulls
 from analysis.structure import structure_report
 from urn_study.layout import make_layout

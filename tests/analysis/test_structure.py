@@ -5,8 +5,14 @@ import numpy as np
 import pytest
 
 from analysis.structure import (
-    feedback_edges, hop_spectrum, neuron_levels, neuron_order, prune, receptive_field_extent,
-    receptive_field_locality, structure_report,
+    feedback_edges,
+    hop_spectrum,
+    neuron_levels,
+    neuron_order,
+    prune,
+    receptive_field_extent,
+    receptive_field_locality,
+    structure_report,
 )
 from urn_study.layout import make_layout
 
