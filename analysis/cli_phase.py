@@ -3,8 +3,9 @@
     urn-study phase search_spaces/quickstart.yaml --out urn_results/figures/quickstart
 
 Files written to the output folder: ``phase_diagram.png``/``.svg``, ``phase_grid.csv`` (one row per cell),
-``runs.csv`` (one row per trial), ``gallery.png`` (one W per phase) and, for a study whose trials change a
-regulator schedule or switch data, ``lifetime_<trial_id>.png``/``.svg`` (one per kind of change and phase).
+``runs.csv`` (one row per trial), ``label_changes.csv`` (trials per |W|-pattern label and functional phase),
+``gallery.png`` (one W per phase) and, for a study whose trials change a regulator schedule or switch data,
+``lifetime_<trial_id>.png``/``.svg`` (one per kind of change and phase).
 """
 from __future__ import annotations
 
@@ -98,13 +99,14 @@ def check_axis(flag: str, key: str | None, runs: pd.DataFrame) -> None:
 def write_phase_report(runs: pd.DataFrame, x: str, y: str | None, facet: str | None, out: Path,
                        tracking_uri: str | None = None, title: str = "") -> list[Path]:
     """Write the study table, the phase grid and diagram, the gallery and the lifetime plots into ``out``."""
-    from analysis.phase import draw_phase_diagram, phase_grid, save_figure
+    from analysis.phase import draw_phase_diagram, label_changes, phase_grid, save_figure
 
     out.mkdir(parents=True, exist_ok=True)
-    written = [out / "runs.csv", out / "phase_grid.csv"]
+    written = [out / "runs.csv", out / "phase_grid.csv", out / "label_changes.csv"]
     runs.to_csv(written[0], index=False)
     grid = phase_grid(runs, x, y, facet)
     grid.to_csv(written[1], index=False)
+    label_changes(runs).to_csv(written[2], index=False)
     written += save_figure(draw_phase_diagram(grid, x, y, facet, title=title), out / "phase_diagram")
     written += _write_gallery(runs, out, tracking_uri, title)
     written += _write_lifetimes(runs, out, tracking_uri)

@@ -39,6 +39,7 @@ UNKNOWN_COLOUR = "#ffffff"
 ZERO_LABEL = "0"
 SUMMARIES = ("locality", "hidden_width", "w_skip_share")  # per-cell means beside the phase
 UNCERTAIN_HATCH = "////"  # a cell whose majority label is mostly within its band
+WHY = ("hidden_cost", "recurrence_cost", "depth", "w_depth", "locality", "w_locality")  # beside each label change
 
 
 def phase_label(phase: str) -> str:
@@ -123,6 +124,24 @@ def phase_grid(df: pd.DataFrame, x: str, y: str | None, facet: str | None = None
     for p in PHASE_ORDER:
         grid[f"n_{p}"] = counts[p] if p in counts.columns else 0
     return grid[columns].reset_index(drop=True)
+
+
+def label_changes(df: pd.DataFrame) -> pd.DataFrame:
+    """Trials per (label of the |W| pattern, functional phase), with the functional figures that tell why:
+    columns ``w_phase``, ``phase``, ``trials``, ``uncertain`` (how many of them lie within a band), and the
+    means of ``hidden_cost``, ``recurrence_cost``, ``depth``, ``w_depth``, ``locality`` and ``w_locality``."""
+    columns = ["w_phase", "phase", "trials", "uncertain", *WHY]
+    if df.empty or "w_phase" not in df.columns or "phase" not in df.columns:
+        return pd.DataFrame(columns=columns)
+    rows = df[df["phase"].notna() & df["w_phase"].notna()]
+    table = rows.assign(_uncertain=_numeric(rows, "uncertain").fillna(0.0),
+                        **{column: _numeric(rows, column) for column in WHY})
+    grouped = table.groupby(["w_phase", "phase"], sort=True)
+    out = grouped.size().rename("trials").to_frame()
+    out["uncertain"] = grouped["_uncertain"].sum().astype(int)
+    for column in WHY:
+        out[column] = grouped[column].mean()
+    return out.reset_index()[columns]
 
 
 def pooled_keys(df: pd.DataFrame, axes: Iterable[str | None], config_keys: Iterable[str]) -> list[str]:

@@ -73,8 +73,11 @@ REGULATORS = ("l1", "l2", "locality", "width", "self")
 @dataclass
 class ModelConfig:
     steps: int = 3  # T: bounds the depth that can emerge
-    input_mode: str = "once"  # once | clamp
-    readout: str = "last"  # last | all
+    # clamp + all: the input is there at every step and every step's readout is trained, so walks of every
+    # length 1..T reach the loss and the regulators decide which depth carries the task (docs/results.md,
+    # depth). With once + last every walk has T steps: depth = T by construction.
+    input_mode: str = "clamp"  # clamp | once
+    readout: str = "all"  # all | last
     readout_from: int = 1  # readout all: loss averaged over steps readout_from..T
     activation: str = "relu"  # relu | tanh | identity
     hidden_channels: int = 1  # hidden neurons = channels copies of the input lattice

@@ -8,7 +8,8 @@ The record of a study (experiment = the study's name; ``<name>-smoke`` for smoke
   ``urn.trial_id``, ``urn.study``, ``urn.sweep``, ``urn.attempts``, where it ran (``urn.node_ip``,
   ``urn.node_id``, ``urn.gpu_ids``, ``urn.device``, ``urn.resources``, ``urn.tune_trial``, ``urn.pid``),
   ``urn.resumed_from_epoch`` when an attempt started from a checkpoint; when it ends the ``FINAL_TAGS``
-  (phase, depth, widths per level and per block... lists as JSON). Params: every config key (``to_flat``).
+  (phase, depth, widths per level and per block... lists as JSON), and on teacher data the teacher's
+  ``teacher_depth``, ``teacher_widths``, ``teacher_receptive_field``. Params: every config key (``to_flat``).
   Metrics, step = epoch: everything the trial reports per epoch, ``phase_index`` (see ``PHASE_CODES``)
   at snapshot epochs, and at the last epoch the final figures not reported per epoch (``seconds``...).
   Per-epoch metrics leave in batches from a background thread (``MetricSender``), about
@@ -328,6 +329,7 @@ class TrialRecord:
             self._sender.add(_metric_items(final_step, extra))
         self._sender.close()  # everything queued is in the store, or TrackingError
         tags = {k: _tag_text(result.metrics.get(k, result.structure.get(k))) for k in FINAL_TAGS}
+        tags.update(ground_truth_tags(result.data_info))
         _set_tags(self._client, self.run_id, tags)
         with tempfile.TemporaryDirectory(prefix="urn-artifacts-") as folder:
             write_artifacts(result, Path(folder), title=self.trial_id)
@@ -342,6 +344,13 @@ class TrialRecord:
             self._sender.close()  # keep what the trial reported before it failed
         finally:
             self._client.set_terminated(self.run_id, "FAILED")
+
+
+def ground_truth_tags(data_info: dict) -> dict[str, str]:
+    """The planted teacher's depth, widths and receptive field (``teacher_*``), for runs on teacher data."""
+    if not {"depth", "widths", "receptive_field"} <= set(data_info or {}):
+        return {}
+    return {f"teacher_{k}": _tag_text(data_info[k]) for k in ("depth", "widths", "receptive_field")}
 
 
 def _metric_items(step: int, metrics: dict[str, Any]) -> list:

@@ -158,7 +158,7 @@ def test_symmetric_lateral_edges_that_carry_nothing_do_not_make_it_recurrent(see
         build.W[i, j] = build.W[j, i] = 1.5
     build.centre(3)
     build.b[INPUTS] = -100.0  # ... onto inputs that never fire after the data left them: nothing passes
-    report = build.report(3)
+    report = build.balance(3).report(3)
     assert report.phase == "fully_connected" and report.depth == 2
     assert report.recurrence_cost == 0.0 and report.returning_edges == 0
 
@@ -215,7 +215,7 @@ def test_small_noise_keeps_the_reading(noise):
 @pytest.mark.parametrize("data", ["digits", "nlgp", "teacher"])
 def test_untrained_networks_get_no_architecture_label(scale, mode, data):
     cfg = DataConfig(name=data, dims=2 if data == "nlgp" else 1, side=8 if data == "nlgp" else 16)
-    for seed in range(2):
+    for seed in range(3):
         dataset = load_dataset(cfg, seed)
         layout = make_layout(dataset.lattice_shape, dataset.n_classes, periodic=dataset.periodic)
         probe = Probe(dataset.x_test, dataset.y_test)
@@ -274,3 +274,55 @@ def test_depth_split_adds_up_to_the_logits():
         tr = trace(net, build.x[:200])
         assert np.allclose(tr.depth_logits.sum(axis=0) + tr.bias_logits, tr.logits)
         assert np.allclose(tr.logits, run(net, build.x[:200]))
+
+
+def _walk_sum_returning(net: Network, x: np.ndarray, origin: int) -> np.ndarray:
+    """The logits' part on walks that come back to ``origin``, by enumerating every walk (tiny networks only).
+
+    A walk starts from the data (at t = 0 on an input; at every step before T in clamp mode) or from a bias
+    (entering neuron k at step t), then takes one edge a step, each weight times the gate of the neuron it
+    lands on (intact run; none at the readout). It comes back when it reaches ``origin`` (a bias entering it
+    counts; the data written on an input do not), moves on to other neurons, and reaches ``origin`` again."""
+    from itertools import product
+
+    tr = trace(net, x)
+    T, S, lay = net.steps, net.layout.size, net.layout
+    first_output = lay.n_in + lay.n_hidden
+    sources = [(0, j, x[:, j], False) for j in range(lay.n_in)]
+    if net.clamp:
+        sources += [(t, j, x[:, j], False) for t in range(1, T) for j in range(lay.n_in)]
+    for t in range(1, T + 1):
+        gate = tr.gates[t] if t < T else np.ones_like(tr.gates[0])
+        sources += [(t, k, net.b[k] * gate[:, k], True) for k in range(S)]
+    total = np.zeros((len(x), lay.n_out))
+    for start, first, value0, is_bias in sources:
+        for rest in product(range(S), repeat=T - start):
+            path = (first, *rest)
+            if path[-1] < first_output:
+                continue
+            visits = [k for k, p in enumerate(path) if p == origin and (k > 0 or is_bias)]
+            if not any(any(p != origin for p in path[a + 1:b]) for a, b in zip(visits, visits[1:])):
+                continue
+            value = value0.copy()
+            for k in range(1, len(path)):
+                t = start + k
+                value = value * net.W[path[k], path[k - 1]] * (tr.gates[t][:, path[k]] if t < T else 1.0)
+            total[:, path[-1] - first_output] += value
+    return total
+
+
+@pytest.mark.parametrize("mode", ["once", "clamp"])
+def test_returned_signals_match_an_enumeration_of_walks(mode):
+    from analysis.function import returned_logits
+
+    layout = make_layout((2,), n_out=1, hidden_channels=1)  # 2 inputs, 2 hidden, 1 output: S = 5
+    rng = np.random.default_rng(3)
+    model = SimpleNamespace(steps=4, input_mode=mode, readout="last", readout_from=1, activation="relu")
+    net = Network.of(rng.normal(size=(5, 5)), rng.normal(size=5) * 0.3, layout, model)
+    x = rng.normal(size=(40, 2))
+    tr = trace(net, x)
+    origins = np.arange(2, 5) if mode == "clamp" else np.arange(5)  # clamped inputs hold the data
+    returned = returned_logits(net, tr, origins)
+    assert np.abs(returned).max() > 1e-3  # there is something to find
+    for k, origin in enumerate(origins):
+        assert np.allclose(returned[k], _walk_sum_returning(net, x, origin)), origin

@@ -220,6 +220,9 @@ def test_a_real_trial_loads_back(tmp_path, monkeypatch):
     assert row["phase"] == result.metrics["phase"] and row["widths"] == result.metrics["widths"]
     assert row["depth"] == result.metrics["depth"] and row["test_accuracy"] == pytest.approx(result.metrics["test_accuracy"])
     assert all(row[k] == v for k, v in to_flat(config).items() if not isinstance(v, dict))
+    # teacher data: the planted teacher's ground truth is in the record, and the recovery beside its nulls
+    assert row["teacher_depth"] == 2 and row["teacher_widths"] == result.data_info["widths"] == [8, 8, 2]
+    assert row["recovery_null_mlp"] == 0.5 and row["recovery_margin"] == pytest.approx(result.metrics["recovery_margin"])
     again = reclassify(df, Thresholds(), uri)  # on the trial's own held-out samples, generated again
     assert again["phase"][0] == row["phase"] and again["reclassified"][0]
     assert again["widths"][0] == row["widths"] and again["margin"][0] == pytest.approx(row["margin"])
@@ -236,7 +239,12 @@ def test_phase_command_writes_figures_and_tables(store, tmp_path, capsys):
     assert main(["phase", str(study_file), "--tracking-uri", uri, "--out", str(tmp_path / "fig")]) == 0
     printed = capsys.readouterr().out
     names = {p.name for p in (tmp_path / "fig").iterdir()}
-    assert {"phase_diagram.png", "phase_diagram.svg", "phase_grid.csv", "runs.csv", "gallery.png"} <= names
+    assert {"phase_diagram.png", "phase_diagram.svg", "phase_grid.csv", "runs.csv", "label_changes.csv",
+            "gallery.png"} <= names
+    changes = pd.read_csv(tmp_path / "fig" / "label_changes.csv")
+    assert changes["trials"].sum() == 6 and set(changes["phase"]) == {"residual", "locally_connected", "fully_connected"}
+    recorded = pd.Series([r.structure["w_phase"] for r in RECORDED.values()]).value_counts()
+    assert changes.groupby("w_phase")["trials"].sum().to_dict() == recorded.to_dict()
     lifetimes = sorted(n for n in names if n.startswith("lifetime_"))
     assert lifetimes == ["lifetime_tiny-0004.png", "lifetime_tiny-0004.svg"]  # the trials with a schedule
     assert "x=regulators.l1, y=regulators.locality" in printed and str(tmp_path / "fig") in printed
