@@ -24,8 +24,8 @@ from urn_study.layout import Layout
 PROBE_SIZE = 1000  # held-out samples a lesion pass reads at most (a fixed, seeded subset beyond that)
 # the |W| descriptors worth a null; the others (levels, widths) describe the pattern only
 NULL_DESCRIPTORS = ("skip_share", "recurrence_share", "locality", "ipr", "density", "effective_depth")
-FUNCTION_SCALARS = ("uncertain", "margin", "depth", "hidden_width", "hidden_cost", "recurrence_cost", "keep_cost",
-                    "kept_units", "locality", "locality_all", "ipr", "receptive_field", "unplaced")
+FUNCTION_SCALARS = ("uncertain", "margin", "depth", "hidden_width", "hidden_cost", "recurrence_cost", "shortcut_cost",
+                    "keep_cost", "kept_units", "locality", "locality_all", "ipr", "receptive_field", "unplaced")
 
 
 def probe_of(x: np.ndarray, y: np.ndarray, seed: int = 0, size: int = PROBE_SIZE) -> Probe:
@@ -70,11 +70,12 @@ class Measurement:
     shuffle: StructureReport | None
 
     def summary(self) -> dict:
-        """Scalars for the per-snapshot metrics: the phase, the functional figures, ``w_`` descriptors and,
-        where there is a null, ``null_`` and ``shuffle_`` values."""
+        """Scalars for the per-snapshot metrics: the phase, the functional figures (those that apply: no
+        ``shortcut_cost`` in clamp mode), ``w_`` descriptors and, where there is a null, ``null_`` and
+        ``shuffle_`` values."""
         f = self.function
         out: dict[str, Any] = {"phase": f.phase, "probe_accuracy": f.accuracy,
-                               **{k: float(getattr(f, k)) for k in FUNCTION_SCALARS}}
+                               **{k: float(getattr(f, k)) for k in FUNCTION_SCALARS if not np.isnan(getattr(f, k))}}
         out["uncertain"] = float(f.uncertain)
         out["input_relays"], out["output_relays"] = float(f.relays["input"]), float(f.relays["output"])
         out.update({f"w_{k}": float(v) for k, v in self.weights.summary().items() if k != "phase"})

@@ -115,6 +115,7 @@ def test_a_three_level_mlp_reads_depth_three(seed):
     report = build.centre(3).report(3)
     assert (report.phase, report.depth, report.widths) == ("fully_connected", 3, [12, 10, 6, 3])
     assert report.relays == {"input": 0, "output": 0} and report.hidden_width == 16
+    assert report.shortcut_cost == 0.0  # no walk shorter than T to cut
     longer = mlp(seed, [10, 6])[0].wait(OUTPUTS).centre(5).report(5)  # two steps more, held on the outputs
     assert (longer.phase, longer.depth, longer.widths) == ("fully_connected", 3, [12, 10, 6, 3])
 
@@ -126,6 +127,7 @@ def test_an_mlp_plus_a_skip_that_carries_part_of_the_task_reads_residual(seed):
     report = build.centre(2).report(2)
     assert report.phase == "residual" and report.carrying_depths == [1, 2] and report.depth == 2
     assert min(report.depth_removal_cost[1], report.depth_removal_cost[2]) > 0.05  # each path is needed
+    assert report.shortcut_cost > 0.05  # cutting the skip for real (gates recomputed) costs too
     assert not report.uncertain
 
 
