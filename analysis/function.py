@@ -159,27 +159,32 @@ def initial_state(net: Network, x: np.ndarray) -> np.ndarray:
 
 def run(net: Network, x: np.ndarray, masks: np.ndarray | None = None, means: np.ndarray | None = None,
         weights: list | None = None) -> np.ndarray:
-    """Logits read at step T: (n, C), or (L, n, C) for L lesions.
+    """Logits read at step T: (n, C), or (L, n, C) for L lesions, computed in float32 (half the time of
+    float64; a lesion's cost compares two such runs, so their rounding is alike).
 
     ``masks`` (L, T + 1, S) marks the states h_t (t < T; at T the output logits) replaced by ``means[t]``.
     ``weights``: per step t = 1..T a pair (W_t, b_t) used instead of (W, b), for edge lesions.
     """
-    x = np.asarray(x, dtype=np.float64)
-    h = initial_state(net, x)
+    x = np.asarray(x, dtype=np.float32)
+    h = x  # h_0 is zero outside the inputs (a mean at t = 0 is zero there too): step 1 needs W's input columns
     if masks is not None:
-        h = np.broadcast_to(h, (len(masks), *h.shape))
+        means = np.asarray(means, dtype=np.float32)
+        h = np.where(masks[:, 0, None, net.layout.inputs], means[0][net.layout.inputs], x)
     outputs = net.layout.outputs
     for t in range(net.steps):
-        if masks is not None:
-            h = np.where(masks[:, t, None, :], means[t], h)
-        W, b = weights[t] if weights is not None else (net.W, net.b)
-        a = h @ W.T + b
+        W_t, b_t = weights[t] if weights is not None else (net.W, net.b)
+        if t == 0:
+            W_t = W_t[:, net.layout.inputs]
+        if t + 1 == net.steps:  # only the outputs are read at step T: W's output rows
+            W_t, b_t = W_t[outputs], b_t[outputs]
+        a = h @ np.asarray(W_t, dtype=np.float32).T + np.asarray(b_t, dtype=np.float32)
         if t + 1 < net.steps:
             h = _next_state(net, a, x)
-    logits = a[..., outputs]
+            if masks is not None:
+                h = np.where(masks[:, t + 1, None, :], means[t + 1], h)
     if masks is not None:
-        logits = np.where(masks[:, net.steps, None, outputs], means[net.steps][outputs], logits)
-    return logits
+        a = np.where(masks[:, net.steps, None, outputs], means[net.steps][outputs], a)
+    return a
 
 
 class Trace(NamedTuple):
@@ -214,10 +219,11 @@ def trace(net: Network, x: np.ndarray) -> Trace:
     parts[0, 0] = states[0]
     bias_part = np.zeros((n, S))
     for t in range(1, T + 1):
-        prev = parts[t - 1]
+        prev = parts[t - 1, :t]  # after t - 1 steps a walk has made at most t - 1 hops
         a = states[t - 1] @ net.W.T + net.b
-        split = prev * waits + prev @ onto_outputs.T
-        split[1:] += prev[:-1] @ onto_phi.T
+        split = np.zeros((T + 1, n, S))
+        split[:t] = prev * waits + prev @ onto_outputs.T
+        split[1:t + 1] += prev @ onto_phi.T
         bias_a = bias_part @ net.W.T + net.b
         if t == T:
             break
@@ -246,15 +252,16 @@ def _importances(net: Network, states: np.ndarray, gates: np.ndarray) -> tuple[n
     logit variance its message carries, W_ij^2 E[|d logits / d a_t[i]|^2 (h_{t-1}[j] - mean)^2]."""
     T, lay = net.steps, net.layout
     n, S = states.shape[1], lay.size
-    grad_a = np.zeros((n, lay.n_out, S))  # d logits / d a_T: the outputs themselves
+    W = net.W.astype(np.float32)  # first-order importances only rank and weigh: float32 is enough
+    grad_a = np.zeros((n, lay.n_out, S), dtype=np.float32)  # d logits / d a_T: the outputs themselves
     grad_a[:, np.arange(lay.n_out), lay.n_in + lay.n_hidden + np.arange(lay.n_out)] = 1.0
-    centred_sq = (states - states.mean(axis=1, keepdims=True)) ** 2
+    centred_sq = ((states - states.mean(axis=1, keepdims=True)) ** 2).astype(np.float32)
     sensitivity, flows = np.zeros((T, n, S)), np.zeros((T + 1, S, S))
     for t in range(T, 0, -1):
         flows[t] = net.W**2 * ((grad_a**2).sum(axis=1).T @ centred_sq[t - 1]) / n
-        grad_h = grad_a @ net.W
+        grad_h = grad_a @ W
         sensitivity[t - 1] = (grad_h**2).sum(axis=1)
-        grad_a = grad_h * gates[t - 1][:, None, :]
+        grad_a = grad_h * gates[t - 1][:, None, :].astype(np.float32)
     return sensitivity, flows
 
 
@@ -381,13 +388,14 @@ def kept_units(net: Network, tr: Trace, probe: Probe, u: Units, thresholds: Thre
     Units go from the least important up; the largest number whose removal together still costs at most
     the tolerance is found by a batched search (``batch`` real lesions a round).
     """
+    intact = run(net, probe.x)
     order = np.argsort(u.importance, kind="stable")
     removed = np.cumsum(u.masks[order], axis=0) > 0  # removed[m - 1]: the m least important units gone
     lo, hi = 0, len(order) + 1  # removing lo units is known to cost at most the tolerance, hi more
     best = Cost(0.0, 0.0)
     while hi - lo > 1:
         candidates = np.unique(np.linspace(lo + 1, hi - 1, num=min(batch, hi - lo - 1)).round().astype(int))
-        costs = [cost_of(tr.logits, lg, probe.y) for lg in run(net, probe.x, removed[candidates - 1], tr.means)]
+        costs = [cost_of(intact, lg, probe.y) for lg in run(net, probe.x, removed[candidates - 1], tr.means)]
         ok = [c.value <= thresholds.keep for c in costs]
         bad = ok.index(False) if False in ok else len(ok)
         if bad > 0:
@@ -570,6 +578,7 @@ class FunctionReport:
     hidden_cost: float
     recurrence_cost: float
     shortcut_cost: float  # once mode: a real lesion of every walk shorter than T (``shortcut_cut``); else NaN
+    shorter_cost: float  # the same walks removed with the gates frozen (depths below T together)
     returning_edges: int
     keep_cost: float  # cost of removing every unit not kept
     kept_units: int
@@ -604,6 +613,8 @@ def functional_report(net: Network, probe: Probe, null: "FunctionReport | None" 
 
     removed, alone = depth_costs(tr, y)
     shares = depth_shares(tr)
+    below_T = (tr.depth_logits[:T] - tr.depth_logits[:T].mean(axis=1, keepdims=True)).sum(axis=0)
+    shorter = cost_of(tr.logits, tr.logits - below_T, y)
     substantial = [d for d in range(len(shares)) if shares[d] >= thresholds.depth_share]
     carrying = [d for d in substantial if removed[d].value > thresholds.cost]
     redundant = not carrying
@@ -613,10 +624,11 @@ def functional_report(net: Network, probe: Probe, null: "FunctionReport | None" 
 
     hidden_mask = np.zeros((1, T + 1, lay.size), dtype=bool)
     hidden_mask[0, 1:T, lay.hidden] = True
-    hidden = cost_of(tr.logits, run(net, probe.x, hidden_mask, tr.means)[0], y)
+    intact = run(net, probe.x)  # lesion runs are compared with the intact network run the same way
+    hidden = cost_of(intact, run(net, probe.x, hidden_mask, tr.means)[0], y)
     back = returning_edges(net, carrying_edges(tr, thresholds.edge_floor))
     recurrence, _ = recurrence_cost(net, tr, y, back)
-    shortcut = float("nan") if net.clamp else cost_of(tr.logits, run(net, probe.x, weights=shortcut_cut(net)), y).value
+    shortcut = float("nan") if net.clamp else cost_of(intact, run(net, probe.x, weights=shortcut_cut(net)), y).value
 
     u = units(net, tr)
     kept, keep_cost = kept_units(net, tr, probe, u, thresholds)
@@ -658,7 +670,7 @@ def functional_report(net: Network, probe: Probe, null: "FunctionReport | None" 
                 for b, name in ((0, "input"), (2, "output"))},
         unplaced=unplaced, depth_shares=[float(s) for s in shares],
         depth_removal_cost=[c.value for c in removed], depth_alone_cost=[c.value for c in alone],
-        hidden_cost=hidden.value, recurrence_cost=recurrence.value, shortcut_cost=shortcut,
+        hidden_cost=hidden.value, recurrence_cost=recurrence.value, shortcut_cost=shortcut, shorter_cost=shorter.value,
         returning_edges=int(back.sum()),
         keep_cost=keep_cost.value, kept_units=len(kept), locality=float(locality), locality_all=float(locality_all),
         ipr=float(ipr), receptive_field=float(receptive_field), levels=[int(v) for v in levels])

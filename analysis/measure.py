@@ -25,7 +25,8 @@ PROBE_SIZE = 1000  # held-out samples a lesion pass reads at most (a fixed, seed
 # the |W| descriptors worth a null; the others (levels, widths) describe the pattern only
 NULL_DESCRIPTORS = ("skip_share", "recurrence_share", "locality", "ipr", "density", "effective_depth")
 FUNCTION_SCALARS = ("uncertain", "margin", "depth", "hidden_width", "hidden_cost", "recurrence_cost", "shortcut_cost",
-                    "keep_cost", "kept_units", "locality", "locality_all", "ipr", "receptive_field", "unplaced")
+                    "shorter_cost", "keep_cost", "kept_units", "locality", "locality_all", "ipr", "receptive_field",
+                    "unplaced")
 
 
 def probe_of(x: np.ndarray, y: np.ndarray, seed: int = 0, size: int = PROBE_SIZE) -> Probe:

@@ -127,7 +127,7 @@ def test_an_mlp_plus_a_skip_that_carries_part_of_the_task_reads_residual(seed):
     report = build.centre(2).report(2)
     assert report.phase == "residual" and report.carrying_depths == [1, 2] and report.depth == 2
     assert min(report.depth_removal_cost[1], report.depth_removal_cost[2]) > 0.05  # each path is needed
-    assert report.shortcut_cost > 0.05  # cutting the skip for real (gates recomputed) costs too
+    assert report.shortcut_cost > 0.05 and report.shorter_cost > 0.05  # cut for real (gates recomputed) and frozen
     assert not report.uncertain
 
 
@@ -275,7 +275,7 @@ def test_depth_split_adds_up_to_the_logits():
         net = build.centre(4, mode).network(4, mode)
         tr = trace(net, build.x[:200])
         assert np.allclose(tr.depth_logits.sum(axis=0) + tr.bias_logits, tr.logits)
-        assert np.allclose(tr.logits, run(net, build.x[:200]))
+        assert np.allclose(tr.logits, run(net, build.x[:200]), rtol=1e-4, atol=1e-5)  # run() is float32
 
 
 def _walk_sum_returning(net: Network, x: np.ndarray, origin: int) -> np.ndarray:
