@@ -96,7 +96,6 @@ class _Batch:
         w0 = initial_weights([c.seed for c in configs], size, 1.0)
         w0 = w0 * torch.tensor([c.model.init_scale for c in configs]).view(-1, 1, 1)
         self.initial = w0.numpy().copy()
-        self.nulls: dict[tuple[int, str], Null] = {}  # (trial, dataset) -> its untrained network, measured once
         self.model = URN(w0, self.datasets[0].n_in, self.datasets[0].n_classes, m.steps, m.input_mode,
                          m.readout, m.readout_from, m.activation).to(self.device)
         # fused: one pass over W per step instead of about eight (same update, float rounding aside)
@@ -204,7 +203,7 @@ def run_trials(configs: list[TrialConfig], reports: list[Report | None] | None =
             elif snapshot:
                 w, b = _np(batch.model.W[k]), _np(batch.model.b[k])
                 state.snapshots[done], state.bias_snapshots[done] = w, b
-                reports_of_w[k] = _measure(batch, k, w, b)
+                reports_of_w[k] = _measure(batch, k, w, b, final=done == train.epochs)
                 m.update(reports_of_w[k].summary())
             state.epoch, state.seconds = done, time.perf_counter() - t0
             state.history.append({"epoch": done, **m})
@@ -295,22 +294,32 @@ def _silence(batch: _Batch, k: int) -> None:
             state["exp_avg_sq"][k].zero_()
 
 
+_nulls: dict[tuple, Null] = {}  # (seed, model, data) -> its untrained network's reading; trials of a sweep share W0s
+NULLS_KEPT = 32
+
+
 def _null(batch: _Batch, k: int) -> Null:
-    """Trial k's untrained W0 measured on its current data (once per dataset: a switch brings a new probe)."""
+    """Trial k's untrained W0 measured on its current data (a switch of data brings a new probe). W0 and the
+    probe follow from the seed, the model and the data config alone, so trials that share them (the other
+    regulator settings of a sweep, in a reused worker) share this reading."""
+    config = batch.configs[k]
     data = batch.current_data[k] or batch.datasets[k]
-    key = (k, data.name)
-    if key not in batch.nulls:
-        config = batch.configs[k]
-        batch.nulls[key] = measure_null(batch.initial[k], batch.layouts[k], config.model,
-                                        probe_of(data.x_test, data.y_test, config.seed))
-    return batch.nulls[key]
+    key = (config.seed, repr(config.model), data.name, repr(config.data))
+    if key not in _nulls:
+        if len(_nulls) >= NULLS_KEPT:
+            _nulls.pop(next(iter(_nulls)))
+        _nulls[key] = measure_null(batch.initial[k], batch.layouts[k], config.model,
+                                   probe_of(data.x_test, data.y_test, config.seed))
+    return _nulls[key]
 
 
-def _measure(batch: _Batch, k: int, w: np.ndarray, b: np.ndarray) -> Measurement:
+def _measure(batch: _Batch, k: int, w: np.ndarray, b: np.ndarray, final: bool) -> Measurement:
+    """The reading of one W of trial k; the degree-keeping shuffle (a null of the |W| descriptors) for the
+    final W only."""
     config = batch.configs[k]
     data = batch.current_data[k] or batch.datasets[k]
     return measure(w, b, batch.layouts[k], config.model, probe_of(data.x_test, data.y_test, config.seed),
-                   _null(batch, k))
+                   _null(batch, k), shuffle=final)
 
 
 FINAL_LISTS = ("widths", "block_widths", "carrying_depths", "depth_shares", "w_widths", "w_hop_spectrum")
@@ -325,7 +334,7 @@ def _result(batch: _Batch, k: int, state: TrialState, report: Measurement | None
         metrics = {"phase": "diverged", "diverged_at_epoch": state.diverged_at, "test_accuracy": float("nan")}
     else:
         w, b = _np(batch.model.W[k]), _np(batch.model.b[k])
-        report = report if report is not None else _measure(batch, k, w, b)
+        report = report if report is not None else _measure(batch, k, w, b, final=True)
         structure = report.to_dict()
         metrics = {key: last[key] for key in ("test_accuracy", "train_accuracy", "task_loss", "loss") if key in last}
         metrics.update(report.summary())
