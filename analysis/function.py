@@ -51,9 +51,8 @@ import numpy as np
 from analysis.structure import receptive_field_extent, receptive_field_locality
 from urn_study.layout import Layout
 
-PHASES = ("dead", "recurrent", "shallow", "residual", "locally_connected", "fully_connected")
 BLOCKS = ("input", "hidden", "output")
-REFERENCES = 32  # random untrained networks whose best accuracy a network must beat, when no null is given
+REFERENCES = 32  # random untrained networks that set the bar of "does the task" when no null is given
 
 
 @dataclass(frozen=True)
@@ -79,8 +78,8 @@ class Network:
     b: np.ndarray
     layout: Layout
     steps: int
-    input_mode: str = "once"
-    readout: str = "last"  # the prediction is read at step T either way (readout: all only trains earlier ones)
+    input_mode: str = "clamp"  # as ModelConfig's default
+    readout: str = "all"  # the prediction is read at step T either way (readout: all only trains earlier ones)
     readout_from: int = 1
     activation: str = "relu"
 

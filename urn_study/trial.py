@@ -328,12 +328,13 @@ FINAL_LISTS = ("widths", "block_widths", "carrying_depths", "depth_shares", "w_w
 def _result(batch: _Batch, k: int, state: TrialState, report: Measurement | None = None) -> TrialResult:
     config, data = batch.configs[k], batch.datasets[k]
     last = state.history[-1] if state.history else {}
+    b = _np(batch.model.b[k])
     if state.diverged_at is not None:
         w = state.snapshots[max(state.snapshots)] if state.snapshots else np.zeros((batch.layouts[k].size,) * 2, np.float32)
         structure = {"phase": "diverged"}
         metrics = {"phase": "diverged", "diverged_at_epoch": state.diverged_at, "test_accuracy": float("nan")}
     else:
-        w, b = _np(batch.model.W[k]), _np(batch.model.b[k])
+        w = _np(batch.model.W[k])
         report = report if report is not None else _measure(batch, k, w, b, final=True)
         structure = report.to_dict()
         metrics = {key: last[key] for key in ("test_accuracy", "train_accuracy", "task_loss", "loss") if key in last}
@@ -346,5 +347,5 @@ def _result(batch: _Batch, k: int, state: TrialState, report: Measurement | None
             metrics.update(recovery_with_nulls(structure, batch.layouts[k], data.info))
     metrics["epochs"] = state.epoch
     metrics["seconds"] = state.seconds
-    return TrialResult(config, metrics, structure, w, _np(batch.model.b[k]), batch.layouts[k], state.snapshots,
+    return TrialResult(config, metrics, structure, w, b, batch.layouts[k], state.snapshots,
                        state.history, data.info, batch.initial[k], state.bias_snapshots)
