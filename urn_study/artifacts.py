@@ -6,8 +6,8 @@
 - ``structure.json``: the record of the final W (``analysis.measure``: what it computes, its |W|
   descriptors, the null); ``history.json``: the per-epoch metrics; ``W_heatmap.png``: |W| ordered by level.
 
-``W``, ``b``, ``layout.json`` and ``config.json`` are enough to run the network again with numpy alone
-(``forward``, or the ten lines it holds).
+``W``, ``b``, ``layout.json`` and ``config.json`` are enough to run the network again with numpy alone (the ten
+lines in the README, "One trial"; ``tests/test_trial.py`` runs them on a saved trial).
 """
 from __future__ import annotations
 
@@ -65,21 +65,3 @@ def json_default(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
     return str(value)
-
-
-def forward(folder: str | Path, x: np.ndarray) -> np.ndarray:
-    """Logits read at step T of the network saved in ``folder``, with numpy alone (relu, tanh or identity)."""
-    folder = Path(folder)
-    W, b = np.load(folder / WEIGHTS, allow_pickle=False), np.load(folder / BIAS, allow_pickle=False)
-    layout, config = json.loads((folder / LAYOUT).read_text()), json.loads((folder / CONFIG).read_text())
-    n_in, n_out = layout["n_in"], layout["n_out"]
-    phi = {"relu": lambda a: np.maximum(a, 0.0), "tanh": np.tanh, "identity": lambda a: a.copy()}[config["model.activation"]]
-    h = np.zeros((len(x), len(W)))
-    h[:, :n_in] = x
-    for _ in range(config["model.steps"]):
-        a = h @ W.T + b
-        h = phi(a)
-        h[:, -n_out:] = a[:, -n_out:]  # outputs stay linear
-        if config["model.input_mode"] == "clamp":
-            h[:, :n_in] = x
-    return a[:, -n_out:]
