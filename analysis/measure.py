@@ -43,7 +43,6 @@ class Null:
 
     function: FunctionReport
     weights: StructureReport
-    shuffle_seed: int = 0
 
     def to_dict(self) -> dict:
         return {"phase": self.function.phase, "depth": self.function.depth, "widths": self.function.widths,
@@ -107,6 +106,6 @@ def measure(W: np.ndarray, b: np.ndarray | None, layout: Layout, model: Any, pro
                                accuracy=function.accuracy, n_classes=layout.n_out)
     shuffled = None
     if shuffle:
-        rewired = degree_preserving_shuffle(prune(W), seed=null.shuffle_seed if null else 0)
+        rewired = degree_preserving_shuffle(prune(W), seed=0)
         shuffled = structure_report(rewired, layout, model.steps, model.input_mode, model.readout, model.readout_from)
     return Measurement(function, weights, null, shuffled)
