@@ -332,12 +332,14 @@ def reference_accuracy(net: Network, probe: Probe, count: int = REFERENCES) -> f
     return float(min(1.0, max(max(accuracies), np.mean(accuracies) + 4.0 * np.std(accuracies, ddof=1))))
 
 
-def depth_costs(tr: Trace, y: np.ndarray) -> tuple[list[Cost], list[Cost]]:
-    """Per depth d = 0..T (0 unused): the cost of removing its walks, and of keeping them alone (frozen gates)."""
+def depth_costs(tr: Trace, y: np.ndarray) -> tuple[list[Cost], list[Cost], Cost]:
+    """Per depth d = 0..T (0 unused): the cost of removing its walks, and of keeping them alone; and the cost
+    of removing every depth below T together (frozen gates, mean ablations)."""
     parts = tr.depth_logits - tr.depth_logits.mean(axis=1, keepdims=True)
     removed = [cost_of(tr.logits, tr.logits - parts[d], y) for d in range(len(parts))]
     alone = [cost_of(tr.logits, tr.logits - parts.sum(axis=0) + parts[d], y) for d in range(len(parts))]
-    return removed, alone
+    shorter = cost_of(tr.logits, tr.logits - parts[:-1].sum(axis=0), y)
+    return removed, alone, shorter
 
 
 def depth_shares(tr: Trace) -> np.ndarray:
@@ -380,14 +382,14 @@ def units(net: Network, tr: Trace) -> Units:
     return Units(masks, kind, neuron, importance)
 
 
-def kept_units(net: Network, tr: Trace, probe: Probe, u: Units, thresholds: Thresholds,
+def kept_units(net: Network, tr: Trace, probe: Probe, intact: np.ndarray, u: Units, thresholds: Thresholds,
                batch: int = 12) -> tuple[np.ndarray, Cost]:
     """Indices into ``u`` of the fewest units that must stay, and the cost of removing all the others.
 
     Units go from the least important up; the largest number whose removal together still costs at most
-    the tolerance is found by a batched search (``batch`` real lesions a round).
+    the tolerance is found by a batched search (``batch`` real lesions a round), each compared with the
+    ``intact`` run (``run(net, probe.x)``).
     """
-    intact = run(net, probe.x)
     order = np.argsort(u.importance, kind="stable")
     removed = np.cumsum(u.masks[order], axis=0) > 0  # removed[m - 1]: the m least important units gone
     lo, hi = 0, len(order) + 1  # removing lo units is known to cost at most the tolerance, hi more
@@ -610,10 +612,8 @@ def functional_report(net: Network, probe: Probe, null: "FunctionReport | None" 
     above = max(thresholds.alive, 3.0 * float(np.sqrt(bar * (1.0 - bar) / len(y))))
     alive = Decision("alive", acc - bar, above, 0.5 * above)
 
-    removed, alone = depth_costs(tr, y)
+    removed, alone, shorter = depth_costs(tr, y)
     shares = depth_shares(tr)
-    below_T = (tr.depth_logits[:T] - tr.depth_logits[:T].mean(axis=1, keepdims=True)).sum(axis=0)
-    shorter = cost_of(tr.logits, tr.logits - below_T, y)
     substantial = [d for d in range(len(shares)) if shares[d] >= thresholds.depth_share]
     carrying = [d for d in substantial if removed[d].value > thresholds.cost]
     redundant = not carrying
@@ -630,7 +630,7 @@ def functional_report(net: Network, probe: Probe, null: "FunctionReport | None" 
     shortcut = float("nan") if net.clamp else cost_of(intact, run(net, probe.x, weights=shortcut_cut(net)), y).value
 
     u = units(net, tr)
-    kept, keep_cost = kept_units(net, tr, probe, u, thresholds)
+    kept, keep_cost = kept_units(net, tr, probe, intact, u, thresholds)
     block = lay.block_of()
     roles, unplaced = neuron_roles(u, kept, dominant_hops(tr, thresholds.level_share), block, depth)
     levels = np.full(lay.size, -1)
