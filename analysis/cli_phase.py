@@ -4,8 +4,11 @@
 
 Files written to the output folder: ``phase_diagram.png``/``.svg``, ``phase_grid.csv`` (one row per cell),
 ``runs.csv`` (one row per trial), ``label_changes.csv`` (trials per |W|-pattern label and functional phase),
-``gallery.png`` (one W per phase) and, for a study whose trials change a regulator schedule or switch data,
-``lifetime_<trial_id>.png``/``.svg`` (one per kind of change and phase).
+``gallery.png`` (one W per phase), ``trends.csv``/``trends.png`` (where the x axis is numeric: the fields' IPR,
+extent and locality, the hidden width and the accuracy against it, per series of the other axes) and, for a
+study whose trials change a regulator schedule or switch data, ``lifetime_<trial_id>.png``/``.svg`` (one per
+kind of change and phase first, up to 8) and ``transitions.csv`` (every trial's phase before and after each
+change, and the epochs each new phase took).
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from urn_study.config import ConfigError
 if TYPE_CHECKING:  # pandas loads inside the handler: `urn-study train` does not pay for it
     import pandas as pd
 
-MAX_LIFETIME_PLOTS = 8  # one per kind of change and phase: enough to watch each structure form
+MAX_LIFETIME_PLOTS = 8  # one per kind of change and phase first: enough to watch each structure form
 
 
 def register(subparsers) -> None:
@@ -108,9 +111,22 @@ def write_phase_report(runs: pd.DataFrame, x: str, y: str | None, facet: str | N
     grid.to_csv(written[1], index=False)
     label_changes(runs).to_csv(written[2], index=False)
     written += save_figure(draw_phase_diagram(grid, x, y, facet, title=title), out / "phase_diagram")
+    written += _write_trends(runs, x, y, facet, out, title)
     written += _write_gallery(runs, out, tracking_uri, title)
     written += _write_lifetimes(runs, out, tracking_uri)
     return written
+
+
+def _write_trends(runs: pd.DataFrame, x: str, y: str | None, facet: str | None, out: Path, title: str) -> list[Path]:
+    """Where x is numeric: each measure of the fields, width and accuracy against it, one line per (y, facet)."""
+    from analysis.phase import save_figure
+    from analysis.trends import draw_trends, trend_table
+
+    table = trend_table(runs, x, (y, facet))
+    if table.empty:
+        return []
+    table.to_csv(out / "trends.csv", index=False)
+    return [out / "trends.csv", *save_figure(draw_trends(table, x, (y, facet), title=title), out / "trends", formats=("png",))]
 
 
 def _write_gallery(runs: pd.DataFrame, out: Path, tracking_uri: str | None, title: str) -> list[Path]:
@@ -139,10 +155,11 @@ def _gallery_item(row: pd.Series, tracking_uri: str | None) -> Any:
 
 
 def _write_lifetimes(runs: pd.DataFrame, out: Path, tracking_uri: str | None) -> list[Path]:
-    """Lifetime plots of one trial per kind of change (schedule, data switch, both...) and phase."""
+    """Lifetime plots of one trial per kind of change (schedule, data switch, both...) and phase, and the
+    transitions of every trial that changes course."""
     import pandas as pd
 
-    from analysis.lifetime import changing_rows, draw_lifetime, pick_representatives, schedule_changes
+    from analysis.lifetime import changing_rows, draw_lifetime, pick_representatives, schedule_changes, transitions
     from analysis.phase import save_figure
     from analysis.runs import load_trial_artifacts
     from urn_study.artifacts import HISTORY
@@ -155,13 +172,30 @@ def _write_lifetimes(runs: pd.DataFrame, out: Path, tracking_uri: str | None) ->
     groups = [pick_representatives(group) for _, group in changing.groupby(kinds, sort=False)]
     if not groups:  # nothing changes course in this study (no schedule, no data switch)
         return []
-    chosen = pd.concat(groups)
+    first = list(pd.concat(groups)["run_id"])  # one per kind of change and phase, then the others, up to the cap
+    chosen = set((first + [r for r in changing["run_id"] if r not in first])[:MAX_LIFETIME_PLOTS])
     written: list[Path] = []
-    for _, row in chosen.head(MAX_LIFETIME_PLOTS).iterrows():
+    moves = []
+    for _, row in changing.iterrows():
         try:
             history = load_trial_artifacts(row, tracking_uri, names=(HISTORY,))[HISTORY]
         except FileNotFoundError:
             continue
-        fig = draw_lifetime(history, changes[row["run_id"]], title=f"{row['trial_id']} ({row['phase']})")
-        written += save_figure(fig, out / f"lifetime_{row['trial_id']}")
+        trial_moves = transitions(history, changes[row["run_id"]])
+        moves.append(trial_moves.assign(trial_id=row["trial_id"], **{k: row[k] for k in _varied(runs)}))
+        if row["run_id"] in chosen:
+            fig = draw_lifetime(history, changes[row["run_id"]], title=f"{row['trial_id']} ({row['phase']})",
+                                moves=trial_moves)
+            written += save_figure(fig, out / f"lifetime_{row['trial_id']}")
+    if moves:
+        pd.concat(moves).to_csv(out / "transitions.csv", index=False)
+        written.append(out / "transitions.csv")
     return written
+
+
+def _varied(runs: pd.DataFrame) -> list[str]:
+    """The config keys (and seed) whose values differ between the study's trials."""
+    from urn_study.config import all_keys
+
+    keys = [k for k in all_keys() if k in runs.columns]
+    return [k for k in keys if runs[k].astype(str).nunique() > 1]

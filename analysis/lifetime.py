@@ -22,6 +22,7 @@ from urn_study.config import REGULATORS, Schedule, TrialConfig
 SHARES = ("locality", "w_density", "w_skip_share", "w_recurrence_share")  # structure metrics in [0, 1]
 DEPTHS = ("depth", "w_depth")  # what carries the task (lesions), and the longest path of the |W| pattern
 ACCURACIES = ("train_accuracy", "test_accuracy")
+SHORT = {"fully_connected": "FC", "locally_connected": "LC"}  # a transition's new phase, under its change
 
 
 # --- tables ----------------------------------------------------------------------------------
@@ -49,7 +50,42 @@ def schedule_changes(config: TrialConfig | Mapping[str, Any]) -> dict[int, str]:
             changes.setdefault(int(epoch), []).append(f"{name} {schedule.kind}")
     if config.data.switch_to:
         changes.setdefault(int(config.data.switch_epoch), []).append(f"data -> {config.data.switch_to}")
+    if config.data.switch_back_epoch:
+        changes.setdefault(int(config.data.switch_back_epoch), []).append(f"data -> {config.data.name}")
     return {epoch: ", ".join(labels) for epoch, labels in sorted(changes.items())}
+
+
+TRANSITION_COLUMNS = ("change_epoch", "change", "phase_before", "phase_after", "changed", "epochs_to_new",
+                      "uncertain_after", "hidden_width_before", "hidden_width_after", "locality_before", "locality_after")
+
+
+def transitions(history: list[dict] | pd.DataFrame, changes: Mapping[int, str]) -> pd.DataFrame:
+    """One row per change of the trial's pressures: the phase read before it (at the last snapshot up to the
+    change) and the phase it settles on (at the last snapshot before the next change, or the end), whether they
+    differ, and the epochs it took: from the change to the first snapshot from which the label is the settled one
+    up to the next change. Beside them the hidden width and the locality, before and settled."""
+    table = lifetime_table(history)
+    snaps = table[table["phase"].notna()] if "phase" in table.columns else table.iloc[:0]
+    epochs = sorted(changes)
+    rows = []
+    for i, epoch in enumerate(epochs):
+        end = epochs[i + 1] if i + 1 < len(epochs) else np.inf
+        before = snaps[snaps["epoch"] <= epoch]
+        stretch = snaps[(snaps["epoch"] > epoch) & (snaps["epoch"] <= end)]
+        if before.empty or stretch.empty:
+            continue
+        old, new = before.iloc[-1], stretch.iloc[-1]
+        differs = stretch["phase"].to_numpy() != new["phase"]
+        settled = stretch.iloc[int(np.flatnonzero(differs)[-1]) + 1 if differs.any() else 0]
+        rows.append({
+            "change_epoch": epoch, "change": changes[epoch], "phase_before": old["phase"], "phase_after": new["phase"],
+            "changed": old["phase"] != new["phase"],
+            "epochs_to_new": int(settled["epoch"] - epoch) if old["phase"] != new["phase"] else np.nan,
+            "uncertain_after": bool(new.get("uncertain", 0.0) == 1.0),
+            **{f"{c}_{when}": float(row.get(c, np.nan)) for c in ("hidden_width", "locality")
+               for when, row in (("before", old), ("after", new))},
+        })
+    return pd.DataFrame(rows, columns=list(TRANSITION_COLUMNS))
 
 
 def changing_rows(df: pd.DataFrame) -> pd.Series:
@@ -111,11 +147,12 @@ def _plot_columns(ax, table: pd.DataFrame, columns: Iterable[str], **style) -> N
 
 
 def draw_lifetime(history: list[dict] | pd.DataFrame, change_epochs: Iterable[int] | Mapping[int, str] = (),
-                  title: str = "") -> Figure:
+                  title: str = "", moves: pd.DataFrame | None = None) -> Figure:
     """Depth, structure shares and accuracy over epochs; the phase read at each snapshot as a coloured band
     behind the depth (over the epochs since the previous snapshot); dashed verticals where a schedule or the
     data change (``change_epochs``: epochs, or epoch -> label). A change at epoch e (``Schedule.at(e)``,
-    counting from 0) takes effect after e epochs completed, so it is drawn at x = e."""
+    counting from 0) takes effect after e epochs completed, so it is drawn at x = e. ``moves`` (``transitions``):
+    each change's new phase and the epochs it took, written under its label; a triangle where it settled."""
     table = lifetime_table(history)
     fig = Figure(figsize=(8.0, 7.5))
     axes = fig.subplots(3, 1, sharex=True)
@@ -126,8 +163,13 @@ def draw_lifetime(history: list[dict] | pd.DataFrame, change_epochs: Iterable[in
     axes[0].set_ylabel("depth")
     axes[0].yaxis.set_major_locator(MaxNLocator(integer=True))
     highest = np.nanmax([table[c].max() for c in DEPTHS if c in table.columns] or [1.0])
-    axes[0].set_ylim(-0.3, (highest if np.isfinite(highest) else 1.0) + 0.7)
+    axes[0].set_ylim(-0.3, (highest if np.isfinite(highest) else 1.0) + 1.2)  # room for the change labels
     _plot_columns(axes[1], table, SHARES, marker=".")
+    if "hidden_width" in table.columns and table["hidden_width"].notna().any():  # the width a regulator moves
+        twin = axes[1].twinx()
+        _plot_columns(twin, table, ("hidden_width",), color="black", linestyle=":", marker="")
+        twin.set_ylabel("hidden neurons kept (dotted)")
+        twin.set_ylim(bottom=0)
     axes[1].set_ylabel("share")
     axes[1].set_ylim(-0.05, 1.05)
     _plot_columns(axes[2], table, ACCURACIES)
@@ -138,13 +180,22 @@ def draw_lifetime(history: list[dict] | pd.DataFrame, change_epochs: Iterable[in
     for epoch, label in _change_marks(change_epochs).items():
         for ax in axes:
             ax.axvline(epoch, color="#d62728", linestyle="--", linewidth=1.2)
-        axes[0].annotate(label or f"change @ {epoch}", (epoch, 1.0), xycoords=("data", "axes fraction"),
-                         xytext=(3, -3), textcoords="offset points", va="top", fontsize=8, color="#d62728")
+        axes[0].annotate((label or f"change @ {epoch}").replace(", ", "\n").replace(" -> ", "\n-> "), (epoch, 1.0),
+                         xycoords=("data", "axes fraction"), xytext=(3, -3), textcoords="offset points", va="top",
+                         fontsize=7, color="#d62728")
+    for _, move in (moves if moves is not None else pd.DataFrame()).iterrows():
+        short = SHORT.get(move["phase_after"], phase_label(move["phase_after"]))
+        text = f"-> {short} in {move['epochs_to_new']:.0f}" if move["changed"] else f"stays {short}"
+        axes[0].annotate(text, (move["change_epoch"], 1.0), xycoords=("data", "axes fraction"), xytext=(3, -26),
+                         textcoords="offset points", va="top", fontsize=7, color="#333333")
+        if move["changed"]:
+            axes[0].plot([move["change_epoch"] + move["epochs_to_new"]], [0.0], marker="^", color="black",
+                         markersize=7, clip_on=False)
     handles = [Patch(color=PHASE_COLOURS.get(p, UNKNOWN_COLOUR), alpha=0.4, label=phase_label(p)) for p in phases]
     for ax, extra in zip(axes, (handles, [], [])):
         lines, labels = ax.get_legend_handles_labels()
         if lines or extra:
-            ax.legend(handles=lines + extra, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+            ax.legend(handles=lines + extra, fontsize=8, loc="center left", bbox_to_anchor=(1.13, 0.5), frameon=False)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

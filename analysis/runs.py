@@ -389,7 +389,7 @@ def trial_probe(config):
     from urn_study.data import load_dataset
 
     data = config.data
-    if data.switch_to and data.switch_epoch < config.train.epochs:
+    if data.switched_at(config.train.epochs - 1):
         data = data.switched()
     dataset = load_dataset(data, config.seed)
     return probe_of(dataset.x_test, dataset.y_test, config.seed)

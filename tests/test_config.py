@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from urn_study.config import ConfigError, Schedule, all_keys, load_config, parse_config, to_flat
+from urn_study.config import ConfigError, Schedule, all_keys, change_epochs, load_config, parse_config, to_flat
 
 
 def test_dotted_and_nested_keys_build_the_same_config():
@@ -56,6 +56,36 @@ def test_schedules():
     sc = cfg.regulators.schedule("self")
     assert (sc.at(4), sc.at(5)) == (0.0, 0.5) and sc.change_epochs() == [5]
     assert cfg.regulators.schedule("l2") == Schedule(value=0.1)
+
+
+def test_a_step_can_end_and_the_trial_lists_where_its_pressures_change():
+    cfg = parse_config({"regulators.locality": {"kind": "step", "before": 0.0, "after": 1e-3, "epoch": 10, "until": 20},
+                        "data.switch_to": "digits_permuted", "data.switch_epoch": 20, "data.switch_back_epoch": 30,
+                        "train.epochs": 40})
+    loc = cfg.regulators.schedule("locality")
+    assert [loc.at(e) for e in (9, 10, 19, 20, 39)] == [0.0, 1e-3, 1e-3, 0.0, 0.0]
+    assert change_epochs(cfg) == [10, 20, 30]
+    assert [cfg.data.switched_at(e) for e in (19, 20, 29, 30)] == [False, True, True, False]
+    assert parse_config(to_flat(cfg)) == cfg  # until survives the round trip
+    with pytest.raises(ConfigError, match="until: must be after epoch"):
+        parse_config({"regulators.l1": {"kind": "step", "before": 0.0, "after": 1.0, "epoch": 5, "until": 5}})
+    with pytest.raises(ConfigError, match="until: unknown for a linear"):
+        parse_config({"regulators.l1": {"kind": "linear", "start": 0, "end": 1, "start_epoch": 1, "end_epoch": 2, "until": 3}})
+
+
+def test_restarted_learning_rate_starts_again_at_every_change():
+    from urn_study.trial import learning_rate
+
+    train = parse_config({"train.epochs": 40, "train.lr": 0.02, "train.lr_schedule": "restart"}).train
+    assert learning_rate(train, [20], 0.0) == pytest.approx(0.02)
+    assert learning_rate(train, [20], 10.0) == pytest.approx(0.01)  # half way through the first stretch
+    assert learning_rate(train, [20], 19.999) == pytest.approx(0.0, abs=1e-6)
+    assert learning_rate(train, [20], 20.0) == pytest.approx(0.02)  # full rate again where the pressure changes
+    assert learning_rate(train, [20], 30.0) == pytest.approx(0.01)
+    train.lr_schedule = "cosine"
+    assert learning_rate(train, [20], 20.0) == pytest.approx(0.01)  # one cosine: half spent at mid-training
+    train.lr_schedule = "constant"
+    assert learning_rate(train, [20], 39.0) == 0.02
 
 
 def test_to_flat_round_trips():

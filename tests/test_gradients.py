@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from urn_study.model import URN, initial_weights
-from urn_study.regulators import add_regulator_gradient, linear_cost, regulator_penalty
+from urn_study.regulators import add_regulator_gradient, linear_cost, regulator_penalty, waits
 
 NAMES = ("l1", "l2", "locality", "width", "self")
 
@@ -22,7 +22,8 @@ def test_closed_form_regulator_gradient_equals_autograd(active):
     strengths = {n: (torch.rand(k, generator=gen, dtype=torch.float64) if n in active else torch.zeros(k, dtype=torch.float64))
                  for n in NAMES}
     strengths["l1"][2] = 0.0  # a trial with a regulator off while another has it on
-    cost = linear_cost(distances, strengths)
+    mask = torch.stack([waits(s, 3, "waits"), waits(s, 3, "diagonal"), waits(s, 3, "waits")]).double()
+    cost = linear_cost(distances, strengths, mask)
     leaf = W.clone().requires_grad_()
     regulator_penalty(leaf, cost, strengths, active).sum().backward()
     grad = torch.full_like(W, 0.5)  # accumulates onto what is there (the task loss's gradient)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from urn_study.model import URN, initial_weights, pick_device
-from urn_study.regulators import linear_cost, regulator_penalty, regulator_values
+from urn_study.regulators import linear_cost, regulator_penalty, regulator_values, waits
 
 
 def _mlp_in_urn(widths: list[int], seed: int = 0):
@@ -100,6 +100,15 @@ def test_regulator_values_by_hand():
     penalty = regulator_penalty(W, linear_cost(d, strengths), strengths, set(strengths))
     expected = 0.1 * 6 + 0.01 * 14 + 0.5 * 4 + 0.2 * expected_width + 1.0 * 4
     assert penalty.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_self_priced_on_waits_takes_the_block_of_the_outputs():
+    W = torch.arange(16.0).view(1, 4, 4) - 8.0  # S = 4, the last two neurons are outputs
+    mask = waits(4, 2, "waits")
+    assert regulator_values(W, torch.zeros(1, 4, 4))["self"].item() == 8 + 3 + 2 + 7  # |W_ii| alone
+    # the diagonal and the outputs' off-diagonal pair W[2, 3] = 3, W[3, 2] = 6
+    assert regulator_values(W, torch.zeros(1, 4, 4), mask)["self"].item() == 8 + 3 + 2 + 7 + 3 + 6
+    assert torch.equal(waits(4, 2, "diagonal"), torch.eye(4))
 
 
 def test_device_is_chosen_at_run_time():

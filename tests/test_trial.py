@@ -88,10 +88,17 @@ def test_geometry_switch_mid_training_changes_the_data():
     assert acc[2] < acc[1] - 0.2  # the network trained on digits meets scrambled pixels
 
 
+def test_geometry_switched_back_returns_the_original_data():
+    result, history = _train(train__epochs=6, train__snapshot_every=1, data__switch_to="digits_permuted",
+                             data__switch_epoch=2, data__switch_back_epoch=4, train__lr_schedule="restart")
+    acc = [m["test_accuracy"] for _, m in history]
+    assert acc[2] < acc[1] - 0.2 and acc[4] > acc[3] + 0.1  # scrambled at epoch 2, back at 4
+
+
 def test_cli_json_output_and_a_folder_numpy_alone_can_run(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "urn_study.cli", "train", "--set", "train.epochs=2", "--set", "model.steps=2",
-         "--json", "--out", str(tmp_path / "out")],
+         "--set", "train.snapshot_every=1", "--json", "--out", str(tmp_path / "out")],
         capture_output=True, text=True, check=True,
     )
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -105,6 +112,9 @@ def test_cli_json_output_and_a_folder_numpy_alone_can_run(tmp_path):
     names = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     assert {"W.npy", "b.npy", "W0.npy", "layout.json", "config.json", "history.json", "structure.json",
             "W_heatmap.png", "snapshots/epoch_0002.npy", "snapshots/epoch_0002_b.npy"} <= names
+    history = json.loads((out / "history.json").read_text())
+    snapshots = sorted(int(p.stem.split("_")[1]) for p in (out / "snapshots").glob("epoch_????.npy"))
+    assert [h["epoch"] for h in history if "phase" in h] == snapshots  # the phase at every snapshot, with its epoch
     # the network again, from the folder with numpy alone, on the trial's own test samples
     layout, config = json.loads((out / "layout.json").read_text()), json.loads((out / "config.json").read_text())
     W, b = np.load(out / "W.npy"), np.load(out / "b.npy")
@@ -127,3 +137,36 @@ def test_diverging_trial_ends_with_phase_diverged_and_keeps_its_record():
     assert result.metrics["phase"] == "diverged"
     assert result.metrics["diverged_at_epoch"] == 1
     assert history == [(1, {"task_loss": pytest.approx(float("nan"), nan_ok=True), "diverged": 1.0})]
+
+
+LIFETIME = {**DIGITS_2_STEPS, "train.epochs": 30, "train.snapshot_every": 5, "train.lr_schedule": "restart",
+            "regulators.self": 3e-2, "regulators.self_scope": "waits",
+            "regulators.locality": {"kind": "step", "before": 0, "after": 1e-3, "epoch": 10},
+            "data.switch_to": "digits_permuted", "data.switch_epoch": 20}
+
+
+def _snapshots(overrides):
+    result = run_trial(parse_config({**LIFETIME, **overrides}))
+    return {h["epoch"]: h for h in result.history if "phase" in h}
+
+
+@pytest.fixture(scope="module")
+def lifetime():
+    return _snapshots({})
+
+
+def test_a_lifetime_changes_phase_when_its_pressures_change(lifetime):
+    """The mechanism of lifetime.yaml, short: fully connected, locally connected from the wiring cost on, fully
+    connected again once the pixels are scrambled (the neurons cannot follow them), each read by lesions."""
+    phases = {e: (h["phase"], h["uncertain"]) for e, h in lifetime.items()}
+    assert [phases[e] for e in (10, 20, 30)] == [("fully_connected", 0.0), ("locally_connected", 0.0),
+                                                 ("fully_connected", 0.0)], phases
+
+
+def test_without_pricing_the_outputs_waits_a_linear_skip_outlives_the_wiring_cost(lifetime):
+    """What makes the lifetime flexible: with self priced on the diagonal only, the network that trained without a
+    cost keeps a linear readout carried to the last step through another output once the cost arrives. Cutting the
+    walks shorter than T for real (shortcut_cost) then costs accuracy; with the outputs' waits priced, nothing."""
+    diagonal = _snapshots({"regulators.self_scope": "diagonal", "train.epochs": 20, "data.switch_to": ""})
+    assert max(diagonal[e]["shortcut_cost"] for e in (15, 20)) > 0.015, diagonal
+    assert all(lifetime[e]["shortcut_cost"] == 0.0 for e in (15, 20))

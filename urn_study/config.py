@@ -33,14 +33,16 @@ class Schedule:
     start_epoch: int = 0
     end_epoch: int = 0
     before: float = 0.0  # step: strength before epoch ...
-    after: float = 0.0  # ... and from epoch on
+    after: float = 0.0  # ... and from epoch on ...
     epoch: int = 0
+    until: int = 0  # ... up to this epoch, where it returns to `before` (0: held to the end)
 
     def at(self, epoch: int) -> float:
         if self.kind == "constant":
             return self.value
         if self.kind == "step":
-            return self.before if epoch < self.epoch else self.after
+            on = epoch >= self.epoch and not (self.until and epoch >= self.until)
+            return self.after if on else self.before
         if epoch <= self.start_epoch:
             return self.start
         if epoch >= self.end_epoch:
@@ -51,7 +53,7 @@ class Schedule:
     def change_epochs(self) -> list[int]:
         """Epochs where the schedule changes course (for marking lifetime plots)."""
         if self.kind == "step":
-            return [self.epoch]
+            return [self.epoch, self.until] if self.until else [self.epoch]
         if self.kind == "linear":
             return [self.start_epoch, self.end_epoch]
         return []
@@ -63,7 +65,10 @@ class Schedule:
         if self.kind == "constant":
             return self.value
         keys = {"step": ("before", "after", "epoch"), "linear": ("start", "end", "start_epoch", "end_epoch")}
-        return {"kind": self.kind, **{k: getattr(self, k) for k in keys[self.kind]}}
+        value = {"kind": self.kind, **{k: getattr(self, k) for k in keys[self.kind]}}
+        if self.until:
+            value["until"] = self.until
+        return value
 
 
 Strength = Union[float, Schedule]
@@ -94,6 +99,9 @@ class RegulatorConfig:
     locality_alpha: float = 1.0
     width: Strength = 0.0
     self_: Strength = 0.0  # key "regulators.self" ("self" cannot be a Python field name)
+    # what `self` prices: diagonal (the spec's sum |W_ii|) | waits (also the connections among the linear
+    # outputs, through which a network priced off its diagonal carries a linear skip: urn_study.regulators.waits)
+    self_scope: str = "diagonal"
 
     def schedule(self, name: str) -> Schedule:
         value = getattr(self, _attr(name))
@@ -105,7 +113,10 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 128
     lr: float = 0.01
-    lr_schedule: str = "cosine"  # cosine (decays to 0: small weights settle instead of dithering at ~lr) | constant
+    # cosine: decays to 0 (small weights settle instead of dithering at ~lr) | constant | restart: the cosine
+    # restarted at every change of the trial's pressures (change_epochs), so each phase of a lifetime has the
+    # learning rate a fresh training would (without it a change at mid-training meets half the rate)
+    lr_schedule: str = "cosine"
     snapshot_every: int = 5  # epochs between structure snapshots (and saved W)
     checkpoint_every: int = 5  # epochs between checkpoints (sweeps only)
     device: str = "auto"  # auto (cuda where present) | cpu | cuda
@@ -128,8 +139,17 @@ CHOICES = {
     "model.hidden_layout": ("lattice", "random"),
     "model.output_position": ("uniform", "center", "free"),
     "train.device": ("auto", "cpu", "cuda"),
-    "train.lr_schedule": ("cosine", "constant"),
+    "train.lr_schedule": ("cosine", "constant", "restart"),
+    "regulators.self_scope": ("diagonal", "waits"),
 }
+
+
+def change_epochs(config: TrialConfig) -> list[int]:
+    """The epochs inside training where the trial's pressures change: a regulator schedule changes course, or
+    the data switch (and switch back). ``train.lr_schedule: restart`` restarts its cosine at each."""
+    epochs = {e for name in REGULATORS for e in config.regulators.schedule(name).change_epochs()}
+    epochs |= set(config.data.change_epochs())
+    return sorted(e for e in epochs if 0 < e < config.train.epochs)
 
 
 def _attr(name: str) -> str:
@@ -200,7 +220,8 @@ def _yaml_float(value: Any) -> Any:
 
 def _parse_schedule(key: str, spec: dict) -> Schedule:
     kind = spec.get("kind", "constant")
-    allowed = {"constant": {"value"}, "step": {"before", "after", "epoch"}, "linear": {"start", "end", "start_epoch", "end_epoch"}}
+    allowed = {"constant": {"value"}, "step": {"before", "after", "epoch", "until"},
+               "linear": {"start", "end", "start_epoch", "end_epoch"}}
     if kind not in allowed:
         raise ConfigError(f"{key}.kind: must be one of {sorted(allowed)}, got {kind!r}")
     hints = _hints(Schedule)
@@ -211,12 +232,14 @@ def _parse_schedule(key: str, spec: dict) -> Schedule:
         if name not in allowed[kind]:
             raise ConfigError(f"{key}.{name}: unknown for a {kind} schedule (allowed: {', '.join(sorted(allowed[kind]))})")
         values[name] = _check_type(f"{key}.{name}", value, hints[name])
-    missing = allowed[kind] - set(values)
+    missing = allowed[kind] - set(values) - {"until"}  # until is optional
     if missing:
         raise ConfigError(f"{key}: a {kind} schedule needs {', '.join(sorted(missing))}")
     schedule = Schedule(kind=kind, **values)
     if kind == "linear" and schedule.end_epoch <= schedule.start_epoch:
         raise ConfigError(f"{key}: end_epoch must be after start_epoch")
+    if kind == "step" and schedule.until and schedule.until <= schedule.epoch:
+        raise ConfigError(f"{key}.until: must be after epoch ({schedule.epoch}), got {schedule.until}")
     if any(v < 0 for v in schedule.values()) or schedule.epoch < 0 or schedule.start_epoch < 0:
         raise ConfigError(f"{key}: strengths and epochs must be >= 0")
     return schedule

@@ -46,10 +46,23 @@ class DataConfig:
     path: str = ""  # mnist: local .npz with x_train, y_train, x_test, y_test (keras layout)
     switch_to: str = ""  # lifetime studies: dataset to switch to mid-training ("" = none)
     switch_epoch: int = 0  # epoch of the switch (applied by the trial, only validated here)
+    switch_back_epoch: int = 0  # epoch where the data return to `name` (0: never)
 
     def uses(self, name: str) -> bool:
         """Whether this config loads dataset ``name``, first or after the switch."""
         return name in (self.name, self.switch_to)
+
+    def switched_at(self, epoch: int) -> bool:
+        """Whether epoch (counted from 0) trains on ``switch_to`` rather than ``name``."""
+        if not self.switch_to or epoch < self.switch_epoch:
+            return False
+        return not (self.switch_back_epoch and epoch >= self.switch_back_epoch)
+
+    def change_epochs(self) -> list[int]:
+        """The epochs where the data change."""
+        if not self.switch_to:
+            return []
+        return [self.switch_epoch, self.switch_back_epoch] if self.switch_back_epoch else [self.switch_epoch]
 
     def check(self) -> None:
         """Raise ValueError("data.<field>: ...") for the first bad value."""
@@ -91,6 +104,10 @@ class DataConfig:
     def _check_switch(self) -> None:
         if self.switch_epoch < 0:
             _fail("switch_epoch", f"must be >= 0, got {self.switch_epoch}")
+        if self.switch_back_epoch and not self.switch_to:
+            _fail("switch_back_epoch", "needs data.switch_to (the data to switch back from)")
+        if self.switch_back_epoch and self.switch_back_epoch <= self.switch_epoch:
+            _fail("switch_back_epoch", f"must be after data.switch_epoch ({self.switch_epoch}), got {self.switch_back_epoch}")
         if not self.switch_to:
             return
         if self.switch_to not in DATASETS:
@@ -109,7 +126,7 @@ class DataConfig:
 
     def switched(self) -> "DataConfig":
         """The config of the dataset after the switch (same geometry parameters, no further switch)."""
-        return replace(self, name=self.switch_to, switch_to="", switch_epoch=0)
+        return replace(self, name=self.switch_to, switch_to="", switch_epoch=0, switch_back_epoch=0)
 
 
 def _fail(field: str, message: str) -> NoReturn:

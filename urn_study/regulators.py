@@ -15,8 +15,20 @@ def wiring_costs(distances: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     return distances.clamp_min(0.0) ** alpha.view(-1, 1, 1)
 
 
-def regulator_values(W: torch.Tensor, costs: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Unscaled value of every regulator for each trial: name -> (K,)."""
+def waits(size: int, n_out: int, scope: str = "diagonal") -> torch.Tensor:
+    """The connections the ``self`` regulator prices, as an (S, S) 0/1 mask. ``diagonal`` (the spec): the
+    self-connections W_ii. ``waits``: also every connection among the linear outputs (the last n_out), which the
+    functional depth counts as waits too (a hop between outputs adds no layer): without it, a network priced off
+    its self-connections carries a step-1 linear readout to the last step through another output instead."""
+    mask = torch.eye(size)
+    if scope == "waits":
+        mask[size - n_out:, size - n_out:] = 1.0
+    return mask
+
+
+def regulator_values(W: torch.Tensor, costs: torch.Tensor, waits: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Unscaled value of every regulator for each trial: name -> (K,). ``waits``: the mask of ``self`` per trial
+    (K, S, S) or shared (S, S); the diagonal when None."""
     absw = W.abs()
     # Group norm over neuron j: its outgoing column and incoming row together (W_jj counted twice).
     neuron_norms = torch.sqrt((W**2).sum(dim=1) + (W**2).sum(dim=2) + 1e-12)
@@ -25,7 +37,7 @@ def regulator_values(W: torch.Tensor, costs: torch.Tensor) -> dict[str, torch.Te
         "l2": (W**2).sum(dim=(1, 2)),
         "locality": (absw * costs).sum(dim=(1, 2)),
         "width": neuron_norms.sum(dim=1),
-        "self": torch.diagonal(absw, dim1=1, dim2=2).sum(dim=1),
+        "self": torch.diagonal(absw, dim1=1, dim2=2).sum(dim=1) if waits is None else (absw * waits).sum(dim=(1, 2)),
     }
 
 
@@ -37,13 +49,15 @@ def strengths_at(configs: list[TrialConfig], epoch: int, device: torch.device) -
     }
 
 
-def linear_cost(costs: torch.Tensor, strengths: dict[str, torch.Tensor]) -> torch.Tensor:
-    """l1, locality and self are all sum |W| * c_ij: one cost matrix per trial (K, S, S) for the epoch."""
-    eye = torch.eye(costs.shape[-1], device=costs.device, dtype=costs.dtype)
+def linear_cost(costs: torch.Tensor, strengths: dict[str, torch.Tensor], waits: torch.Tensor | None = None) -> torch.Tensor:
+    """l1, locality and self are all sum |W| * c_ij: one cost matrix per trial (K, S, S) for the epoch.
+    ``waits``: the connections ``self`` prices (see ``waits``), the diagonal when None."""
+    if waits is None:
+        waits = torch.eye(costs.shape[-1], device=costs.device, dtype=costs.dtype)
     return (
         strengths["l1"].view(-1, 1, 1)
         + strengths["locality"].view(-1, 1, 1) * costs
-        + strengths["self"].view(-1, 1, 1) * eye
+        + strengths["self"].view(-1, 1, 1) * waits
     )
 
 

@@ -393,7 +393,7 @@ def pack_key(config: TrialConfig) -> tuple:
     from urn_study.trial import group_key  # torch: only the launcher needs packs
 
     d = config.data
-    return group_key(config) + (d.name, d.dims, d.side, d.n_samples, d.test_fraction, d.path, d.switch_to)
+    return group_key(config) + (d.name, d.dims, d.side, d.n_samples, d.test_fraction, d.path, d.switch_to, d.switch_back_epoch)
 
 
 def pack_trials(trials: list[StudyTrial], per_pack: int) -> list[list[StudyTrial]]:

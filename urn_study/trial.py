@@ -17,11 +17,11 @@ import torch.nn.functional as F
 
 from analysis.measure import Measurement, Null, measure, measure_null, probe_of
 from analysis.recovery import recovery_with_nulls
-from urn_study.config import REGULATORS, TrialConfig
+from urn_study.config import REGULATORS, TrialConfig, change_epochs
 from urn_study.data import Dataset, load_dataset
 from urn_study.layout import Layout, make_layout
 from urn_study.model import URN, initial_weights, pick_device
-from urn_study.regulators import add_regulator_gradient, linear_cost, regulator_values, strengths_at, wiring_costs
+from urn_study.regulators import add_regulator_gradient, linear_cost, regulator_values, strengths_at, waits, wiring_costs
 
 Report = Callable[[int, dict], None]
 Checkpoint = Callable[["TrialState"], None]
@@ -68,8 +68,22 @@ GROUP_KEYS = ("model.steps", "model.input_mode", "model.readout", "model.readout
 
 
 def group_key(config: TrialConfig) -> tuple:
-    """Trials with equal keys (and equally shaped data) can train together in one batch."""
-    return tuple(getattr(getattr(config, k.split(".")[0]), k.split(".")[1]) for k in GROUP_KEYS)
+    """Trials with equal keys (and equally shaped data) can train together in one batch; under
+    ``lr_schedule: restart`` they must also restart together (one learning rate per batch)."""
+    key = tuple(getattr(getattr(config, k.split(".")[0]), k.split(".")[1]) for k in GROUP_KEYS)
+    return key + (tuple(change_epochs(config)),) if config.train.lr_schedule == "restart" else key
+
+
+def learning_rate(train, changes: list[int], progress: float) -> float:
+    """The learning rate at ``progress`` epochs (fractional) into training: ``train.lr`` held, decayed by one
+    cosine to 0 over training, or (restart) by a cosine over each stretch between the epochs in ``changes``."""
+    if train.lr_schedule == "constant":
+        return train.lr
+    start, end = 0, train.epochs
+    if train.lr_schedule == "restart":
+        start = max([e for e in changes if e <= progress], default=0)
+        end = min([e for e in changes if e > progress], default=train.epochs)
+    return train.lr * 0.5 * (1.0 + math.cos(math.pi * (progress - start) / (end - start)))
 
 
 class _Batch:
@@ -104,6 +118,8 @@ class _Batch:
         distances = torch.tensor(np.stack([lay.distances for lay in self.layouts]), dtype=torch.float32)
         alphas = torch.tensor([c.regulators.locality_alpha for c in configs], dtype=torch.float32)
         self.costs = wiring_costs(distances, alphas).to(self.device)
+        self.waits = torch.stack([waits(size, lay.n_out, c.regulators.self_scope)
+                                  for c, lay in zip(configs, self.layouts)]).to(self.device)
         self.active = {name for name in REGULATORS for c in configs if any(c.regulators.schedule(name).values())}
         self.current_data: list[Dataset | None] = [None] * len(configs)
         self.x_train = self.y_train = self.x_test = self.y_test = None
@@ -112,8 +128,7 @@ class _Batch:
         """Use each trial's dataset for this epoch, switching geometry where its config says so."""
         changed = False
         for k, (c, base) in enumerate(zip(self.configs, self.datasets)):
-            switch = c.data.switch_to and epoch >= c.data.switch_epoch
-            wanted = _switched(c, base) if switch else base
+            wanted = _switched(c, base) if c.data.switched_at(epoch) else base
             if self.current_data[k] is not wanted:
                 self.current_data[k], changed = wanted, True
         if changed:
@@ -223,7 +238,7 @@ def _train_epoch(batch: _Batch, epoch: int, alive: list[bool]) -> torch.Tensor:
     mask = torch.tensor(alive, dtype=torch.float32, device=batch.device)
     # A diverged trial is out of the loss: its task loss is masked below, its regulators here.
     strengths = {name: s * mask for name, s in strengths_at(batch.configs, epoch, batch.device).items()}
-    cost = linear_cost(batch.costs, strengths)
+    cost = linear_cost(batch.costs, strengths, batch.waits)
     n = batch.x_train.shape[1]
     size = batch.configs[0].train.batch_size
     # The order depends on (seed, epoch) only, so a resumed trial sees the same batches.
@@ -233,11 +248,10 @@ def _train_epoch(batch: _Batch, epoch: int, alive: list[bool]) -> torch.Tensor:
     total = torch.zeros(len(batch.configs), device=batch.device)
     steps = 0
     train = batch.configs[0].train
+    changes = change_epochs(batch.configs[0])  # the batch's trials share them under restart (group_key)
     for start in range(0, n, size):
-        if train.lr_schedule == "cosine":
-            progress = (epoch + start / n) / train.epochs
-            for group in batch.optimizer.param_groups:
-                group["lr"] = train.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+        for group in batch.optimizer.param_groups:
+            group["lr"] = learning_rate(train, changes, epoch + start / n)
         idx = order[:, start:start + size]
         logits = batch.model(batch.x_train[rows, idx])
         task = _task_loss(logits, batch.y_train[rows, idx])
@@ -263,7 +277,7 @@ def _epoch_metrics(batch: _Batch, epoch: int, task: torch.Tensor) -> list[dict]:
     model = batch.model
     train_acc = _accuracy(model, batch.x_train, batch.y_train)
     test_acc = _accuracy(model, batch.x_test, batch.y_test)
-    values = regulator_values(model.W, batch.costs)
+    values = regulator_values(model.W, batch.costs, batch.waits)
     strengths = strengths_at(batch.configs, epoch, batch.device)
     out = []
     for k in range(len(batch.configs)):

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.lifetime import draw_lifetime, lifetime_table, pick_representatives, schedule_changes
+from analysis.lifetime import draw_lifetime, lifetime_table, pick_representatives, schedule_changes, transitions
 from analysis.phase import (
     PHASE_ORDER,
     ZERO_LABEL,
@@ -170,6 +170,26 @@ def test_draw_lifetime_marks_changes(tmp_path):
     assert {"depth", "fully connected", "residual"} <= labels
     png, svg = save_figure(fig, tmp_path / "lifetime")
     assert png.stat().st_size > 5000 and "self step" in svg.read_text()
+
+
+def test_transitions_read_each_change_its_new_phase_and_the_epochs_it_took(tmp_path):
+    def snap(epoch, phase, uncertain=0.0, width=10.0):
+        return {"epoch": epoch, "phase": phase, "uncertain": uncertain, "hidden_width": width, "locality": 0.5}
+    history = ([snap(e, "fully_connected") for e in (2, 4, 6)] + [{"epoch": 7, "test_accuracy": 0.9}]
+               + [snap(8, "residual"), snap(10, "locally_connected", 1.0), snap(12, "residual"),
+                  snap(14, "locally_connected"), snap(16, "locally_connected", width=4.0)]
+               + [snap(e, "locally_connected") for e in (18, 20)])
+    moves = transitions(history, {6: "locality step", 16: "width step"})
+    first, second = moves.iloc[0], moves.iloc[1]
+    # settled at 14 (the label from there to the next change), not at the first snapshot that read it (10)
+    assert (first["phase_before"], first["phase_after"], first["changed"], first["epochs_to_new"]) == \
+        ("fully_connected", "locally_connected", True, 8)
+    assert first["hidden_width_before"] == 10.0 and first["hidden_width_after"] == 4.0
+    assert (second["phase_before"], second["changed"]) == ("locally_connected", False) and np.isnan(second["epochs_to_new"])
+    fig = draw_lifetime(history, {6: "locality step", 16: "width step"}, moves=moves)
+    texts = {t.get_text() for t in fig.axes[0].texts}
+    assert "-> LC in 8" in texts and "stays LC" in texts
+    assert transitions(history, {30: "after the end"}).empty
 
 
 def test_pick_representatives_one_per_phase():

@@ -246,7 +246,10 @@ def test_phase_command_writes_figures_and_tables(store, tmp_path, capsys):
     recorded = pd.Series([r.structure["w_phase"] for r in RECORDED.values()]).value_counts()
     assert changes.groupby("w_phase")["trials"].sum().to_dict() == recorded.to_dict()
     lifetimes = sorted(n for n in names if n.startswith("lifetime_"))
-    assert lifetimes == ["lifetime_tiny-0004.png", "lifetime_tiny-0004.svg"]  # the trials with a schedule
+    # the two trials with a schedule (self switched on at epoch 2), each with its transition
+    assert lifetimes == ["lifetime_tiny-0004.png", "lifetime_tiny-0004.svg", "lifetime_tiny-0005.png", "lifetime_tiny-0005.svg"]
+    moves = pd.read_csv(tmp_path / "fig" / "transitions.csv")
+    assert sorted(moves["trial_id"]) == ["tiny-0004", "tiny-0005"] and set(moves["change_epoch"]) == {2}
     assert "x=regulators.l1, y=regulators.locality" in printed and str(tmp_path / "fig") in printed
     grid = pd.read_csv(tmp_path / "fig" / "phase_grid.csv")
     assert grid[["regulators.l1", "regulators.locality", "phase", "agreement", "n"]].values.tolist() == [
