@@ -4,11 +4,12 @@
 
 Files written to the output folder: ``phase_diagram.png``/``.svg``, ``phase_grid.csv`` (one row per cell),
 ``runs.csv`` (one row per trial), ``label_changes.csv`` (trials per |W|-pattern label and functional phase),
-``gallery.png`` (one W per phase), ``trends.csv``/``trends.png`` (where the x axis is numeric: the fields' IPR,
-extent and locality, the hidden width and the accuracy against it, per series of the other axes) and, for a
-study whose trials change a regulator schedule or switch data, ``lifetime_<trial_id>.png``/``.svg`` (one per
-kind of change and phase first, up to 8) and ``transitions.csv`` (every trial's phase before and after each
-change, and the epochs each new phase took).
+``gallery.png`` (one W per phase); for a study refined by ``--searcher boundary``, ``boundaries.csv`` (each
+bracket of the phase) and ``boundary_map.png`` (its points and brackets); ``trends.csv``/``trends.png`` (where
+the x axis is numeric: the fields' IPR, extent and locality, the hidden width and the accuracy against it, per
+series of the other axes); and, for a study whose trials change a regulator schedule or switch data,
+``lifetime_<trial_id>.png``/``.svg`` (one per kind of change and phase first, up to 8) and ``transitions.csv``
+(every trial's phase before and after each change, and the epochs each new phase took).
 """
 from __future__ import annotations
 
@@ -66,7 +67,14 @@ def run_phase(args: argparse.Namespace) -> int:
     if pooled:
         print(f"note: cells pool trials that differ in {', '.join(pooled)} (not an axis; see runs.csv)")
     out = Path(args.out) if args.out else results_dir() / "figures" / study.name
-    written = write_phase_report(runs, x, y, facet, out, uri, title=study.name)
+    from analysis.boundaries import refined_rows
+
+    refined = refined_rows(runs)
+    if refined.any() and not refined.all():  # a grid sweep and a boundary search of one study: the grid's diagram
+        print(f"the phase diagram reads the {int((~refined).sum())} grid trials; the {int(refined.sum())} trials of "
+              "the boundary search go to boundaries.csv and boundary_map.png")
+    written = write_phase_report(runs[~refined] if not refined.all() else runs, x, y, facet, out, uri, title=study.name)
+    written += _write_boundaries(runs[refined], study, x, y, facet, out)
     print(f"phase diagram of {study.name} ({len(runs)} trials; x={x}, y={y}, facet={facet}) written to {out}:")
     for path in written:
         print(f"  {path.name}")
@@ -115,6 +123,26 @@ def write_phase_report(runs: pd.DataFrame, x: str, y: str | None, facet: str | N
     written += _write_gallery(runs, out, tracking_uri, title)
     written += _write_lifetimes(runs, out, tracking_uri)
     return written
+
+
+def _write_boundaries(runs: pd.DataFrame, study: Any, x: str, y: str | None, facet: str | None, out: Path) -> list[Path]:
+    """For a study refined by the boundary search: its brackets (CSV) and its points and brackets (a map)."""
+    from analysis.boundaries import boundary_table, draw_boundary_map, plan_of
+    from analysis.phase import save_figure
+
+    if runs.empty:
+        return []
+    refine = study.boundary_search()
+    plan = plan_of(runs, study.grid, study.seeds, refine)
+    table = boundary_table(plan)
+    table.to_csv(out / "boundaries.csv", index=False)
+    located = int(table["located"].sum()) if len(table) else 0
+    trials = sum(len(r) for r in plan.results.values())
+    print(f"boundary search: {trials} trials, {len(table)} brackets, {located} within a factor {refine.tolerance:g}")
+    if x not in refine.axes:
+        return [out / "boundaries.csv"]
+    return [out / "boundaries.csv", *save_figure(draw_boundary_map(plan, x, y, facet, title=study.name), out / "boundary_map",
+                                                 formats=("png",))]
 
 
 def _write_trends(runs: pd.DataFrame, x: str, y: str | None, facet: str | None, out: Path, title: str) -> list[Path]:

@@ -25,6 +25,13 @@ def test_smoke_run_prints_machine_and_figures(name, header, capsys):
 
 
 
+def test_boundary_search_smoke_locates_the_synthetic_boundary_in_fewer_trials(capsys):
+    _load("boundary_search").main(["--smoke"])
+    out = capsys.readouterr().out
+    assert "cores" in out and "same answer" in out
+    searched, dense, ratio = _numbers(out, "locality at l1 1e-4")[:3]
+    assert dense / searched == pytest.approx(ratio, abs=0.05) and ratio >= 3
+
 def _numbers(out: str, label: str) -> list[float]:
     """The numbers on the line that starts with ``label``, in order (words and "(12.3)" skipped)."""
     line = next(line for line in out.splitlines() if line.startswith(label))

@@ -29,8 +29,9 @@ AGGREGATES = {"mean", "median", "min", "max", "sum", "count", "nunique", "value"
 
 
 def _query(text: str) -> str:
-    """Dotted config keys (``model.steps``) quoted for pandas: ``model.steps`` -> `model.steps`."""
-    return re.sub(r"(?<![`\w])([A-Za-z_]\w*\.[A-Za-z_]\w*)(?![`\w])", r"`\1`", text)
+    """Dotted config keys (``model.steps``) quoted for pandas: ``model.steps`` -> `model.steps` (a string in the
+    query, ``axis == 'regulators.l1'``, stays as it is)."""
+    return re.sub(r"(?<![`\w'])([A-Za-z_]\w*\.[A-Za-z_]\w*)(?![`\w'])", r"`\1`", text)  # not inside 'quotes'
 
 
 def evaluate(source: str, expr: str) -> float:

@@ -134,6 +134,22 @@ def test_optuna_needs_sampled_axes_and_one_trial_per_worker(tmp_path):
         check_searcher(load_study(write(tmp_path, sampled + "trials_per_worker: 2\n")), "optuna")
 
 
+def test_boundary_search_needs_an_axis_to_bisect_and_one_trial_per_worker(tmp_path):
+    from urn_study.launcher import check_searcher
+
+    check_searcher(load_study(write(tmp_path, TINY)), "boundary")
+    with pytest.raises(ConfigError, match=r"tiny.yaml: trials_per_worker: must be 1 with --searcher boundary"):
+        check_searcher(load_study(write(tmp_path, TINY + "trials_per_worker: 2\n")), "boundary")
+    with pytest.raises(ConfigError, match=r"tiny.yaml: sample: --searcher boundary"):
+        check_searcher(load_study(write(tmp_path, TINY + "sample:\n  regulators.width: {uniform: [0, 1]}\n")), "boundary")
+    steps = TINY.replace("grid:\n", "grid:\n  regulators.self: [0, {kind: step, before: 0, after: 0.1, epoch: 1}]\n")
+    with pytest.raises(ConfigError, match=r"grid.regulators.self: the boundary search takes only plain values"):
+        check_searcher(load_study(write(tmp_path, steps)), "boundary")
+    names = re.sub(r"grid:\n(  .*\n)+", "grid:\n  data.name: [digits, digits_permuted]\n", TINY)
+    with pytest.raises(ConfigError, match=r"refine.axes: a list of grid axes .*no axis of numbers"):
+        check_searcher(load_study(write(tmp_path, names)), "boundary")
+
+
 def test_progress_counts_urn_trials_and_estimates_time_left():
     from urn_study.launcher import Progress
 
@@ -247,6 +263,21 @@ class TestSmoke:
     def test_every_other_study_file_runs_in_smoke_form(self, local_ray, results, path, capsys):
         assert cli.main(["sweep", str(path), "--smoke"]) == 0
         self.check(path, capsys.readouterr().out)
+
+    def test_structure_smoke_with_the_boundary_searcher(self, local_ray, results, tmp_path, capsys):
+        """The coarse grid, then the trials where the phase changes, each run tagged with its round; `phase` then
+        writes the brackets and the map of the points."""
+        path = ROOT / "search_spaces" / "structure.yaml"
+        assert cli.main(["sweep", str(path), "--smoke", "--searcher", "boundary"]) == 0
+        out = capsys.readouterr().out
+        study = load_study(path, smoke=True)
+        runs = finished_runs(tracking.resolve_tracking_uri(), study.name)
+        ids = sorted(t for t in runs if "-b" in t)
+        assert ids[:2] == ["structure-smoke-b0000", "structure-smoke-b0001"] and len(ids) <= study.boundary_search().budget
+        rounds = [int(runs[t][0].data.tags["urn.round"]) for t in ids]
+        assert rounds[:2] == [0, 0] and "phases:" in out
+        assert cli.main(["phase", str(path), "--smoke", "--out", str(tmp_path / "fig")]) == 0
+        assert "boundary search:" in capsys.readouterr().out and (tmp_path / "fig" / "boundaries.csv").is_file()
 
     @staticmethod
     def check(path: Path, out: str) -> None:

@@ -196,10 +196,28 @@ def test_bad_axes_and_values(tmp_path, old, new, key, words):
     ("max_failures: -1\n", "max_failures", "at least 0"),
     ("samples: two\n", "samples", "expected an integer"),
     ("name: 'a b'\n", "name", "letters"),
+    ("refine: {axes: [data.side]}\n", "refine.axes", "not a grid axis"),
+    ("refine: {tolerance: 1.0}\n", "refine.tolerance", "above 1"),
+    ("refine: {start_seeds: 3}\n", "refine.start_seeds", "at most the 2 seeds"),
+    ("refine: {budget: 3}\n", "refine.budget", "at least 6"),
+    ("refine: {outcome: width}\n", "refine.outcome", "must be one of"),
+    ("refine: {tolerence: 1.5}\n", "refine.tolerence", "did you mean 'tolerance'"),
 ])
 def test_bad_study_settings(tmp_path, extra, key, words):
     message = error_of(write(tmp_path, TINY + extra))
     assert f"{key}:" in message and words in message, message
+
+
+def test_refine_block_and_its_defaults(tmp_path):
+    study = load_study(write(tmp_path, TINY + "refine: {axes: [regulators.l1], budget: 40}\n"))
+    assert study.boundary_search().axes == ("regulators.l1",) and study.boundary_search().budget == 40
+    default = load_study(write(tmp_path, TINY.replace("seeds: [0, 1]", "seeds: [0, 1, 2]"), "plain.yaml")).boundary_search()
+    assert default.axes == ("regulators.locality", "regulators.l1") and default.budget == 6 * 3 and default.max_seeds == 3
+    steps = write(tmp_path, TINY.replace("grid:\n", "grid:\n  model.steps: [2, 3]\n") + "refine: {axes: [model.steps]}\n",
+                  "steps.yaml")
+    assert "cannot be bisected" in error_of(steps)  # integers (and names) are facets, never bisected
+    assert load_study(write(tmp_path, TINY + "refine: {budget: 40}\n", "a.yaml")).fingerprint() != \
+        load_study(write(tmp_path, TINY + "refine: {budget: 50}\n", "b.yaml")).fingerprint()
 
 
 @pytest.mark.parametrize("spec, key, words", [

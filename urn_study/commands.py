@@ -19,9 +19,10 @@ def _register_sweep(subparsers) -> None:
     parser.add_argument("--address", help="a Ray cluster to run on (e.g. auto on its head node); default: local Ray")
     parser.add_argument("--tracking-uri", help="an MLflow server (http://127.0.0.1:5000); default: the local "
                                                "SQLite store urn_results/mlflow.db")
-    parser.add_argument("--searcher", choices=("grid", "optuna"), default="grid",
+    parser.add_argument("--searcher", choices=("grid", "optuna", "boundary"), default="grid",
                         help="grid: every grid point (and fixed draws of sampled axes); optuna: adaptive over "
-                             "the sampled axes")
+                             "the sampled axes; boundary: the coarse grid, then trials where the phase changes "
+                             "(the study's refine: block)")
     parser.add_argument("--max-concurrent", type=int,
                         help="at most this many Tune trials (packs of trials_per_worker URN trials) at once")
     parser.add_argument("--resume", nargs="?", const="latest", metavar="SWEEP_ID",

@@ -25,16 +25,19 @@ from typing import Any
 import ray
 from ray import tune
 from ray.tune.logger import JsonLoggerCallback
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from urn_study import tracking
+from urn_study.boundary import BoundaryPlan
 from urn_study.checkpoint import load_state, save_state
 from urn_study.config import ConfigError, parse_config, to_flat
 from urn_study.study import Study, load_study, pack_trials, results_dir
 
 NUMBER_KEY = "urn_trial_number"  # optuna's trial number, added to each suggested config
 REPORT_EVERY_S = 10.0  # between checkpoint epochs, an epoch is reported to Tune (progress) this often at most
-SEARCHERS = ("grid", "optuna")
+SEARCHERS = ("grid", "optuna", "boundary")
+BOUNDARY_KEY = "urn_boundary"  # a boundary-search trial's id, point, seed and round in its Tune config
 
 
 # --- the sweep's identity (what --resume finds again) --------------------------------------------
@@ -123,6 +126,8 @@ def train_pack(tune_config: dict, context: SweepContext) -> None:
 
     torch.set_num_threads(max(1, int(context.cpus)))
     tags = _placement_tags(members[0][1])
+    if BOUNDARY_KEY in tune_config:  # the refinement round it was added in (0: the coarse grid)
+        tags["urn.round"] = str(tune_config[BOUNDARY_KEY]["round"])
     records: list = []
     try:
         for trial_id, config in members:
@@ -145,6 +150,10 @@ def train_pack(tune_config: dict, context: SweepContext) -> None:
 def _members(tune_config: dict, context: SweepContext) -> list[tuple[str, Any]]:
     if "pack" in tune_config:
         return [(trial_id, parse_config(context.trials[trial_id])) for trial_id in tune_config["pack"]]
+    if BOUNDARY_KEY in tune_config:
+        trial = tune_config[BOUNDARY_KEY]
+        return [(trial["trial_id"], parse_config({**context.base, **trial["point"], "seed": trial["seed"]},
+                                                 source=f"trial {trial['trial_id']}"))]
     number = int(tune_config[NUMBER_KEY])
     point = {k: v for k, v in tune_config.items() if k != NUMBER_KEY}
     trial_id = f"{context.study}-o{number:04d}"
@@ -381,6 +390,8 @@ def trial_name(trial) -> str:
     if "pack" in config:
         ids = config["pack"]
         return ids[0] if len(ids) == 1 else f"{ids[0]}+{len(ids) - 1}"
+    if BOUNDARY_KEY in config:
+        return config[BOUNDARY_KEY]["trial_id"]
     return f"optuna-{config.get(NUMBER_KEY, trial.trial_id)}"
 
 
@@ -401,11 +412,78 @@ class NumberedOptunaSearch(OptunaSearch):
         return config
 
 
+class BoundarySearch(Searcher):
+    """The boundary search (``urn_study.boundary``) as a Tune searcher: the coarse grid first, then trials where
+    neighbouring points or seeds disagree, as their results come in. It returns None (Tune asks again) while
+    every bracket waits for a result, and FINISHED when the plan is done; its state travels with Tune's
+    experiment checkpoint, so ``--resume`` goes on where the driver stopped."""
+
+    def __init__(self, study: Study, metric: str, mode: str):
+        super().__init__(metric=metric, mode=mode)
+        self.name = study.name
+        self.plan = BoundaryPlan(study.grid, study.seeds, study.boundary_search())
+        self.queue: list = []
+        self.live: dict[str, Any] = {}  # Tune trial id -> Issued
+
+    def suggest(self, trial_id: str):
+        if not self.queue:
+            self.queue = self.plan.next_trials()
+        if not self.queue:
+            return Searcher.FINISHED if self.plan.done else None
+        issued = self.queue.pop(0)
+        self.live[trial_id] = issued
+        point = dict(zip(self.plan.keys, issued.point))
+        return {BOUNDARY_KEY: {"trial_id": f"{self.name}-b{issued.number:04d}", "point": point, "seed": issued.seed,
+                               "round": issued.round}}
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        issued = self.live.pop(trial_id, None)
+        if issued is None:
+            return
+        summary = _summary_of(result) if result and not error else {}
+        label = summary.get(self.plan.refine.outcome)  # a diverged trial has a phase but no depth: left out
+        label = None if label in (None, "", "diverged") else str(label)
+        margin = summary.get("margin")
+        self.plan.record(issued.point, issued.seed, label, float(margin) if _finite(margin) else math.nan)
+
+    def save(self, checkpoint_path: str) -> None:
+        """The plan's state as JSON (never a pickle: nothing in the results folder is run on resume)."""
+        state = {"plan": self.plan.state(), "queue": [i.number for i in self.queue],
+                 "live": {tune_id: i.number for tune_id, i in self.live.items()}}
+        Path(checkpoint_path).write_text(json.dumps(state))
+
+    def restore(self, checkpoint_path: str) -> None:
+        state = json.loads(Path(checkpoint_path).read_text())
+        self.plan.restore_state(state["plan"])
+        issued = {i.number: i for i in self.plan.issued}
+        self.queue = [issued[n] for n in state["queue"]]
+        self.live = {tune_id: issued[n] for tune_id, n in state["live"].items()}
+
+
+def _summary_of(result: dict) -> dict:
+    """The one URN trial's final summary from a Tune result (``train_pack`` reports it as JSON)."""
+    try:
+        summaries = json.loads(result.get("urn_summary", "[]"))
+    except (TypeError, ValueError):
+        return {}
+    return summaries[0] if summaries else {}
+
+
 def check_searcher(study: Study, searcher: str) -> None:
     """Errors a searcher would only meet inside Ray, raised before it starts (one line, file and key)."""
     where = str(study.path)
     if searcher not in SEARCHERS:
         raise ConfigError(f"--searcher {searcher!r}: one of {', '.join(SEARCHERS)}")
+    if searcher == "boundary":
+        if study.trials_per_worker != 1:
+            raise ConfigError(f"{where}: trials_per_worker: must be 1 with --searcher boundary "
+                              f"(got {study.trials_per_worker}); packs are for grids")
+        if study.sample:
+            raise ConfigError(f"{where}: sample: --searcher boundary refines grid axes; sampled axes are for optuna")
+        for key, values in study.grid.items():
+            if any(not isinstance(v, (int, float, str, bool)) for v in values):
+                raise ConfigError(f"{where}: grid.{key}: the boundary search takes only plain values (no schedules)")
+        study.boundary_search()  # a study without an axis to bisect says so here
     if searcher == "optuna":
         if study.trials_per_worker != 1:
             raise ConfigError(f"{where}: trials_per_worker: must be 1 with --searcher optuna "
@@ -465,7 +543,7 @@ def run_sweep(study_path: str | Path, smoke: bool = False, address: str | None =
     tracking.check_tracking(record.tracking_uri)
     _save_record(record)
     experiment_id = tracking.ensure_experiment(record.tracking_uri, study.name)
-    n_trials = study.samples if searcher == "optuna" else len(study.trials())
+    n_trials = {"optuna": study.samples, "boundary": study.boundary_search().budget}.get(searcher, len(study.trials()))
     parent = tracking.open_sweep_run(record.tracking_uri, experiment_id, study.name, record.sweep_id,
                                      {"searcher": searcher, "trials": n_trials, "study_file": record.study_file,
                                       "smoke": smoke, "fingerprint": record.fingerprint,
@@ -484,7 +562,9 @@ def run_sweep(study_path: str | Path, smoke: bool = False, address: str | None =
         grid = tuner.fit()
         rows = summary_rows(study, record, experiment_id, searcher, grid)
         print(format_summary(rows, study), file=out, flush=True)
-        complete = bool(rows) and all(r["status"] == "FINISHED" for r in rows) and len(rows) >= n_trials
+        # a boundary search may end before its budget: then every trial it asked for is the whole sweep
+        complete = bool(rows) and all(r["status"] == "FINISHED" for r in rows) and (
+            searcher == "boundary" or len(rows) >= n_trials)
         status = "FINISHED" if complete else "FAILED"
         if not complete:
             print(f"not every trial finished; continue with: urn-study sweep {study.path}"
@@ -547,6 +627,8 @@ def _search_space(study: Study, searcher: str) -> tuple[dict, dict, dict]:
     if searcher == "optuna":
         space, base = _optuna_space(study)
         return space, base, {}
+    if searcher == "boundary":
+        return {}, dict(study.base), {}
     packs = pack_trials(study.trials(), study.trials_per_worker)
     space = {"pack": tune.grid_search([[t.trial_id for t in pack] for pack in packs])}
     return space, {}, {t.trial_id: to_flat(t.config) for t in study.trials()}
@@ -559,9 +641,10 @@ def _tuner(study: Study, record: SweepRecord, context: SweepContext, space: dict
     trainable = tune.with_resources(tune.with_parameters(train_pack, context=context), resources)
     if resumed and tune.Tuner.can_restore(record.experiment_path):
         return tune.Tuner.restore(record.experiment_path, trainable, resume_unfinished=True, resume_errored=True)
+    search_alg = {"optuna": lambda: _optuna_searcher(study, record),
+                  "boundary": lambda: BoundarySearch(study, study.metric, study.mode)}.get(searcher, lambda: None)()
     tune_config = tune.TuneConfig(
-        metric=study.metric, mode=study.mode, num_samples=n_trials if searcher == "optuna" else 1,
-        search_alg=_optuna_searcher(study, record) if searcher == "optuna" else None,
+        metric=study.metric, mode=study.mode, num_samples=n_trials if searcher != "grid" else 1, search_alg=search_alg,
         max_concurrent_trials=max_concurrent, reuse_actors=True, trial_name_creator=trial_name,
         trial_dirname_creator=trial_dirname)
     run_config = tune.RunConfig(

@@ -28,6 +28,7 @@ Every error is a ``ConfigError`` of one line naming the file and the key.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import itertools
@@ -41,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from urn_study.boundary import Refine
 from urn_study.config import (
     SECTIONS,
     ConfigError,
@@ -55,8 +57,10 @@ from urn_study.config import (
 )
 
 STUDY_KEYS = ("name", "base", "grid", "sample", "samples", "sample_seed", "seeds", "metric", "mode", "resources",
-              "trials_per_worker", "max_failures", "smoke")
-SMOKE_KEYS = ("base", "grid", "sample", "samples", "seeds", "resources", "trials_per_worker", "max_failures")
+              "trials_per_worker", "max_failures", "refine", "smoke")
+SMOKE_KEYS = ("base", "grid", "sample", "samples", "seeds", "resources", "trials_per_worker", "max_failures", "refine")
+REFINE_KEYS = ("axes", "tolerance", "budget", "start_seeds", "max_seeds", "outcome")
+OUTCOMES = ("phase", "depth")  # what a boundary search bisects: where the phase changes, or the depth
 RESOURCE_KEYS = ("cpu", "gpu")
 SAMPLE_KINDS = {"uniform": 2, "loguniform": 2, "randint": 2, "choice": None}
 MODES = ("min", "max")
@@ -120,6 +124,7 @@ class Study:
     resources: Resources = field(default_factory=Resources)
     trials_per_worker: int = 1
     max_failures: int = 2
+    refine: Refine | None = None  # the boundary search (--searcher boundary); None: defaults from the grid
     smoke: bool = False
     _trials: list[StudyTrial] | None = field(default=None, repr=False, compare=False)
 
@@ -140,6 +145,12 @@ class Study:
             self._trials = _expand(self)
         return self._trials
 
+    def boundary_search(self) -> Refine:
+        """The study's ``refine:`` block, or the defaults: every numeric grid axis of a float key bisected, a factor
+        1.25, one seed a point, up to the study's seeds at an uncertain end of a bracket, a budget of the grid's
+        size."""
+        return self.refine or _refine(str(self.path), {}, self)
+
     def trial_id(self, index: int, prefix: str = "") -> str:
         return f"{self.name}-{prefix}{index:04d}"
 
@@ -147,6 +158,8 @@ class Study:
         """Changes whenever any trial's id or config changes (a resume must find the same trials)."""
         body = json.dumps([[t.trial_id, to_flat(t.config)] for t in self.trials()], sort_keys=True, default=str)
         extra = json.dumps({k: _jsonable(v) for k, v in self.sample.items()}, sort_keys=True, default=str)
+        if self.refine is not None:
+            extra += json.dumps(dataclasses.asdict(self.refine), sort_keys=True)
         return hashlib.sha1((body + extra).encode()).hexdigest()[:16]
 
 
@@ -191,6 +204,8 @@ def load_study(path: str | Path, smoke: bool = False) -> Study:
         max_failures=_integer(where, "max_failures", raw.get("max_failures", 2), minimum=0),
         smoke=smoke,
     )
+    if "refine" in raw:
+        study.refine = _refine(where, _mapping(where, "refine", raw["refine"]), study)
     both = set(study.grid) & set(study.sample)
     if both:
         raise ConfigError(f"{where}: sample.{sorted(both)[0]}: already a grid axis (an axis is either grid or sampled)")
@@ -198,6 +213,41 @@ def load_study(path: str | Path, smoke: bool = False) -> Study:
         raise ConfigError(f"{where}: resources.gpu: trials ask for a GPU but base train.device is cpu")
     study.trials()  # builds (and so checks) every config
     return study
+
+
+def _refine(where: str, raw: dict, study: Study) -> Refine:
+    """A checked ``refine:`` block (an empty one: the defaults of ``Study.boundary_search``)."""
+    _check_keys(where, "refine.", raw, REFINE_KEYS)
+    numeric = [k for k, values in study.grid.items() if _key_type(k) in (float, Strength)
+               and all(_is_plain_number(v) and v >= 0 for v in values) and sum(v > 0 for v in values) >= 1
+               and len(values) >= 2]
+    axes = raw.get("axes", numeric)
+    if isinstance(axes, str):
+        axes = [axes]
+    if not isinstance(axes, list) or not axes:
+        raise ConfigError(f"{where}: refine.axes: a list of grid axes to bisect, got {axes!r}"
+                          + ("" if numeric else " (the grid has no axis of numbers >= 0 to bisect)"))
+    for axis in axes:
+        if axis not in study.grid:
+            raise ConfigError(f"{where}: refine.axes: {axis!r} is not a grid axis (grid: {', '.join(study.grid)})")
+        if axis not in numeric:
+            raise ConfigError(f"{where}: refine.axes: {axis} takes values that cannot be bisected in log space "
+                              "(numbers >= 0, one of them > 0, at least two): a facet, not an axis to refine")
+    tolerance = _number(f"{where}: refine.tolerance", raw.get("tolerance", 1.25))
+    if not tolerance > 1:
+        raise ConfigError(f"{where}: refine.tolerance: a factor above 1 (high / low of a located bracket), got {tolerance}")
+    start = _integer(where, "refine.start_seeds", raw.get("start_seeds", 1), minimum=1)
+    if start > len(study.seeds):
+        raise ConfigError(f"{where}: refine.start_seeds: at most the {len(study.seeds)} seeds listed, got {start}")
+    max_seeds = _integer(where, "refine.max_seeds", raw.get("max_seeds", max(len(study.seeds), start)), minimum=start)
+    points = math.prod(len(v) for v in study.grid.values())
+    budget = _integer(where, "refine.budget", raw.get("budget", points * len(study.seeds)), minimum=points * start)
+    outcome = _choice(where, "refine.outcome", raw.get("outcome", "phase"), OUTCOMES)
+    return Refine(tuple(axes), float(tolerance), budget, start, max_seeds, outcome)
+
+
+def _is_plain_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _regulator_metrics() -> tuple[str, ...]:
