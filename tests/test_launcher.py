@@ -165,6 +165,10 @@ def test_progress_counts_urn_trials_and_estimates_time_left():
     progress.start -= 35  # 35 epochs in 35 s: the 25 left take 25 s
     line = progress.line(trials)
     assert "2/6 done, 1 running, 1 failed, 2 waiting" in line and "35/60 epochs" in line and "~0:25 left" in line
+    search = Progress("s", total_trials=6, epochs=10, budget=True)  # a boundary search: a budget, not a count
+    search.first_epochs, search.start = 0.0, search.start - 35
+    assert "2/at most 6 done, 1 running, 1 failed, 2 more at most" in search.line(trials)
+    assert "2/3 done" in search.line(trials[:3], final=True)  # it stopped before its budget: what ran is the whole
 
 
 def test_pack_reporter_sends_one_report_per_epoch_and_one_checkpoint_folder_per_trial(monkeypatch, tmp_path):

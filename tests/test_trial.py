@@ -170,3 +170,10 @@ def test_without_pricing_the_outputs_waits_a_linear_skip_outlives_the_wiring_cos
     diagonal = _snapshots({"regulators.self_scope": "diagonal", "train.epochs": 20, "data.switch_to": ""})
     assert max(diagonal[e]["shortcut_cost"] for e in (15, 20)) > 0.015, diagonal
     assert all(lifetime[e]["shortcut_cost"] == 0.0 for e in (15, 20))
+
+
+def test_a_training_that_blows_up_is_diverged_not_a_phase():
+    """lr 1e4: the task loss reaches 1e13 and more with every weight finite; it is not a network to label."""
+    result, history = _train(train__lr=1e4, train__epochs=3, train__snapshot_every=1)
+    assert result.metrics["phase"] == "diverged", [m.get("task_loss") for _, m in history]
+    assert history[-1][1]["task_loss"] > 100 * math.log(10) and history[-1][1]["diverged"] == 1.0

@@ -297,8 +297,9 @@ class Progress(tune.Callback):
     """Live progress in URN trials: done, running, failed, waiting, epochs, time left. Plain data only:
     Tune pickles it with the experiment and brings it back on resume."""
 
-    def __init__(self, study: str, total_trials: int, epochs: int, every_s: float = 10.0):
+    def __init__(self, study: str, total_trials: int, epochs: int, every_s: float = 10.0, budget: bool = False):
         self.study, self.total, self.epochs, self.every_s = study, total_trials, epochs, every_s
+        self.budget = budget  # total_trials is a budget the search may not spend (the boundary search)
         self._reset()
 
     def _reset(self) -> None:
@@ -312,7 +313,7 @@ class Progress(tune.Callback):
         self._reset()
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k in ("study", "total", "epochs", "every_s")}
+        return {k: v for k, v in self.__dict__.items() if k in ("study", "total", "epochs", "every_s", "budget")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -341,12 +342,15 @@ class Progress(tune.Callback):
         elapsed = time.monotonic() - self.start
         if self.first_epochs is None:
             self.first_epochs = c["epochs"]  # work done before this session (a resume) does not count
-        waiting = max(0, self.total - c["done"] - c["failed"] - c["running"])
+        total = c["done"] + c["failed"] if self.budget and final else self.total
+        waiting = max(0, total - c["done"] - c["failed"] - c["running"])
         done_now = c["epochs"] - self.first_epochs
-        remaining = self.total * self.epochs - c["epochs"]
+        remaining = total * self.epochs - c["epochs"]
         left = _clock(remaining * elapsed / done_now) if done_now > 0 and remaining >= 0 else "?"
-        return (f"[{_clock(elapsed)}] {self.study}: {c['done']}/{self.total} done, {c['running']} running, "
-                f"{c['failed']} failed, {waiting} waiting | {int(c['epochs'])}/{self.total * self.epochs} "
+        of = f"at most {total}" if self.budget and not final else str(total)
+        queue = f"{waiting} more at most" if self.budget and not final else f"{waiting} waiting"
+        return (f"[{_clock(elapsed)}] {self.study}: {c['done']}/{of} done, {c['running']} running, "
+                f"{c['failed']} failed, {queue} | {int(c['epochs'])}/{total * self.epochs} "
                 f"epochs | " + (f"at most {self.peak_running} ran at once" if final else f"~{left} left"))
 
     def _maybe_print(self, trials: list, force: bool = False, final: bool = False) -> None:
@@ -543,7 +547,10 @@ def run_sweep(study_path: str | Path, smoke: bool = False, address: str | None =
     tracking.check_tracking(record.tracking_uri)
     _save_record(record)
     experiment_id = tracking.ensure_experiment(record.tracking_uri, study.name)
-    n_trials = {"optuna": study.samples, "boundary": study.boundary_search().budget}.get(searcher, len(study.trials()))
+    if searcher == "boundary":
+        n_trials = study.boundary_search().budget  # at most: the search may stop before
+    else:
+        n_trials = study.samples if searcher == "optuna" else len(study.trials())
     parent = tracking.open_sweep_run(record.tracking_uri, experiment_id, study.name, record.sweep_id,
                                      {"searcher": searcher, "trials": n_trials, "study_file": record.study_file,
                                       "smoke": smoke, "fingerprint": record.fingerprint,
@@ -641,8 +648,11 @@ def _tuner(study: Study, record: SweepRecord, context: SweepContext, space: dict
     trainable = tune.with_resources(tune.with_parameters(train_pack, context=context), resources)
     if resumed and tune.Tuner.can_restore(record.experiment_path):
         return tune.Tuner.restore(record.experiment_path, trainable, resume_unfinished=True, resume_errored=True)
-    search_alg = {"optuna": lambda: _optuna_searcher(study, record),
-                  "boundary": lambda: BoundarySearch(study, study.metric, study.mode)}.get(searcher, lambda: None)()
+    search_alg = None
+    if searcher == "optuna":
+        search_alg = _optuna_searcher(study, record)
+    elif searcher == "boundary":
+        search_alg = BoundarySearch(study, study.metric, study.mode)
     tune_config = tune.TuneConfig(
         metric=study.metric, mode=study.mode, num_samples=n_trials if searcher != "grid" else 1, search_alg=search_alg,
         max_concurrent_trials=max_concurrent, reuse_actors=True, trial_name_creator=trial_name,
@@ -651,7 +661,7 @@ def _tuner(study: Study, record: SweepRecord, context: SweepContext, space: dict
         name=record.sweep_id, storage_path=record.storage, verbose=0,
         failure_config=tune.FailureConfig(max_failures=study.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        callbacks=[Progress(study.name, n_trials, epochs), JsonLoggerCallback()])
+        callbacks=[Progress(study.name, n_trials, epochs, budget=searcher == "boundary"), JsonLoggerCallback()])
     return tune.Tuner(trainable, param_space=space, tune_config=tune_config, run_config=run_config)
 
 

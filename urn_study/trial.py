@@ -2,7 +2,8 @@
 
 Pure: no Ray, no MLflow. Per-epoch metrics leave through ``report(epoch, metrics)``; training state
 leaves through ``checkpoint(state)`` and comes back through ``resume``. A trial that diverges (non-finite
-loss or weights) ends with phase ``diverged``; in a batch the other trials go on.
+weights, or a task loss non-finite or blown up far above chance: ``_blown_up``) ends with phase ``diverged``;
+in a batch the other trials go on.
 """
 from __future__ import annotations
 
@@ -211,7 +212,7 @@ def run_trials(configs: list[TrialConfig], reports: list[Report | None] | None =
             if not alive[k]:
                 continue
             m = metrics[k]
-            if not np.isfinite(m["task_loss"]) or not np.all(np.isfinite(_np(batch.model.W[k]))):
+            if _blown_up(m["task_loss"], batch.datasets[k].n_classes) or not np.all(np.isfinite(_np(batch.model.W[k]))):
                 state.diverged_at = done
                 _silence(batch, k)
                 m = {"task_loss": m["task_loss"], "diverged": 1.0}
@@ -230,6 +231,16 @@ def run_trials(configs: list[TrialConfig], reports: list[Report | None] | None =
                 checkpoints[k](state)
     # the last epoch is a snapshot: a trial's latest report is its final W's (a diverged trial's is not used)
     return [_result(batch, k, state, reports_of_w.get(k)) for k, state in enumerate(states)]
+
+
+BLOWN_UP = 100.0  # a mean task loss above this many times ln(classes) (chance) is a training that blew up
+
+
+def _blown_up(task_loss: float, n_classes: int) -> bool:
+    """Non-finite, or so far above chance (ln C nats) that no trained network reads it: at 100 ln C the true class
+    gets e^-230 of the probability on average for 10 classes. A learning rate of 1e4 gives 1e13 and more with every
+    weight still finite; a trial that had trained normally stays below ln C."""
+    return not np.isfinite(task_loss) or task_loss > BLOWN_UP * math.log(max(n_classes, 2))
 
 
 def _train_epoch(batch: _Batch, epoch: int, alive: list[bool]) -> torch.Tensor:
