@@ -120,3 +120,9 @@ def test_cli_bad_config_is_one_line_without_traceback(args, fragment):
     assert fragment in proc.stderr
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("seed", [-1, 1.0e30, 2**64])
+def test_a_seed_outside_the_generators_range_is_one_line(seed):
+    with pytest.raises(ConfigError, match=r"^seed: must lie in 0 \.\. 2\*\*32 - 1"):
+        parse_config({"seed": seed})

@@ -294,6 +294,8 @@ BAD = [
     ("switch_to", {"name": "nlgp", "dims": 2, "side": 8, "switch_to": "digits", "switch_epoch": 3}),  # 10 > 2 classes
     ("switch_epoch", {"switch_to": "digits_permuted"}),
     ("switch_epoch", {"switch_epoch": -1}),
+    ("side", {"name": "nlgp", "side": 10**6}),  # 60 GiB of samples: refused before allocating
+    ("n_samples", {"name": "teacher", "dims": 2, "side": 64, "n_samples": 10**6}),
     ("switch_back_epoch", {"switch_back_epoch": 5}),  # nothing to switch back from
     ("switch_back_epoch", {"switch_to": "digits_permuted", "switch_epoch": 5, "switch_back_epoch": 5}),
 ]

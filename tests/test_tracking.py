@@ -326,3 +326,17 @@ def test_written_artifacts(tmp_path, trial):
     assert json.loads((tmp_path / "structure.json").read_text())["phase"] == result.metrics["phase"]
     assert parse_config(json.loads((tmp_path / "config.json").read_text())) == config
     assert [h["epoch"] for h in json.loads((tmp_path / "history.json").read_text())] == [1, 2, 3]
+
+
+def test_the_ui_refuses_a_port_already_in_use():
+    import socket
+
+    from urn_study.config import ConfigError
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=rf"--port {port}: 127.0.0.1:{port} is already in use"):
+            tracking._check_port_free(port)
+    tracking._check_port_free(port)  # free again: no error

@@ -177,3 +177,12 @@ def test_a_training_that_blows_up_is_diverged_not_a_phase():
     result, history = _train(train__lr=1e4, train__epochs=3, train__snapshot_every=1)
     assert result.metrics["phase"] == "diverged", [m.get("task_loss") for _, m in history]
     assert history[-1][1]["task_loss"] > 100 * math.log(10) and history[-1][1]["diverged"] == 1.0
+
+
+def test_a_training_too_big_for_memory_is_refused_before_it_allocates():
+    from urn_study.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"model.steps 1000000 x train.batch_size 128 x 138 neurons needs about \d+ GiB"):
+        run_trial(parse_config({**DIGITS_2_STEPS, "model.steps": 1000000}))
+    with pytest.raises(ConfigError, match=r"x 200002 neurons needs about \d+ GiB"):  # the S x S of a ring of 100,000
+        run_trial(parse_config({"data.name": "nlgp", "data.side": 100000, "data.n_samples": 4}))

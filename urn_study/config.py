@@ -290,6 +290,8 @@ def _check_values(config: TrialConfig) -> None:
         value = getattr(getattr(config, section), name)
         if value not in choices:
             raise ConfigError(f"{key}: must be one of {', '.join(choices)}, got {value!r}")
+    if not 0 <= config.seed < 2**32:  # numpy's and torch's generators take seeds in this range
+        raise ConfigError(f"seed: must lie in 0 .. 2**32 - 1, got {config.seed}")
     m, t, r = config.model, config.train, config.regulators
     positive = {"model.steps": m.steps, "model.hidden_channels": m.hidden_channels, "train.epochs": t.epochs,
                 "train.batch_size": t.batch_size, "train.snapshot_every": t.snapshot_every,

@@ -26,6 +26,8 @@ import numpy as np
 DATASETS = ("digits", "digits_permuted", "nlgp", "teacher", "mnist")
 PERMUTATION_SEED = 20191126  # fixed: every trial sees the same scrambled geometry
 MNIST_SHAPE = (28, 28)
+MAX_DATA_GIB = 8  # generated data larger than this are refused before anything is allocated
+GENERATED_BYTES = 32  # per sample and site while generating: float64 white noise and its complex FFT
 _N_CLASSES = {"digits": 10, "digits_permuted": 10, "nlgp": 2, "teacher": 2, "mnist": 10}
 
 
@@ -88,6 +90,17 @@ class DataConfig:
             _fail("teacher_receptive_field", f"must be at least 1, got {self.teacher_receptive_field}")
         self._check_dataset_specific()
         self._check_switch()
+        self._check_size()
+
+    def _check_size(self) -> None:
+        """Refuse before allocating: the samples of a generated dataset, in float64 and its FFT, must fit."""
+        if not (self.uses("nlgp") or self.uses("teacher")):
+            return
+        gib = self.n_samples * self.side**self.dims * GENERATED_BYTES / 2**30
+        if gib > MAX_DATA_GIB:
+            _fail("side" if self.side**self.dims >= self.n_samples else "n_samples",
+                  f"{self.n_samples} samples of side {self.side} in {self.dims}D need about {gib:.0f} GiB to generate "
+                  f"(at most {MAX_DATA_GIB}); make data.side or data.n_samples smaller")
 
     def _check_dataset_specific(self) -> None:
         if self.uses("nlgp") and self.xi0 == self.xi1:

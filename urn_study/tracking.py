@@ -463,6 +463,18 @@ def ui_command(uri: str, port: int) -> list[str]:
             "--artifacts-destination", str(default_artifact_root()), "--workers", "1"]
 
 
+def _check_port_free(port: int) -> None:
+    """A port something already listens on would have the browser open that instead: say so, before starting."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            raise ConfigError(f"--port {port}: 127.0.0.1:{port} is already in use (another server?); "
+                              "choose another --port") from None
+
+
 def serve_ui(uri: str | None, port: int, out: Any = None) -> int:
     """Run the MLflow UI for the local store in the foreground until interrupted (Ctrl-C or SIGTERM)."""
     import signal
@@ -475,6 +487,7 @@ def serve_ui(uri: str | None, port: int, out: Any = None) -> int:
         print(f"{uri} is an MLflow server: open it in a browser (through an SSH tunnel if remote)", file=out)
         return 0
     check_tracking(uri)
+    _check_port_free(port)
     print(f"MLflow UI for {uri} at http://127.0.0.1:{port} (loopback only; Ctrl-C stops it)", file=out, flush=True)
     # its own process group: the server's workers and job runner all stop with it
     process = subprocess.Popen(ui_command(uri, port), start_new_session=True)

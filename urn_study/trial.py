@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from analysis.measure import Measurement, Null, measure, measure_null, probe_of
 from analysis.recovery import recovery_with_nulls
-from urn_study.config import REGULATORS, TrialConfig, change_epochs
+from urn_study.config import REGULATORS, ConfigError, TrialConfig, change_epochs
 from urn_study.data import Dataset, load_dataset
 from urn_study.layout import Layout, make_layout
 from urn_study.model import URN, initial_weights, pick_device
@@ -87,6 +87,23 @@ def learning_rate(train, changes: list[int], progress: float) -> float:
     return train.lr * 0.5 * (1.0 + math.cos(math.pi * (progress - start) / (end - start)))
 
 
+MAX_TRAINING_GIB = 16  # what one batch of trials may need for its states and weights; more is refused up front
+
+
+def _check_memory(configs: list[TrialConfig], size: int, n_train: int) -> None:
+    """Refuse a training whose states (T steps of the batch, kept for the backward pass), weights (W, its
+    gradient, Adam's moments, the wiring costs, the self mask) and neuron distances (float64) would not fit,
+    before allocating any of it."""
+    first = configs[0]
+    batch = min(first.train.batch_size, n_train)
+    floats = len(configs) * (3 * first.model.steps * batch * size + 9 * size * size)
+    gib = 4 * floats / 2**30
+    if gib > MAX_TRAINING_GIB:
+        raise ConfigError(f"model.steps {first.model.steps} x train.batch_size {batch} x {size} neurons"
+                          f"{f' x {len(configs)} trials' if len(configs) > 1 else ''} needs about {gib:.0f} GiB to "
+                          f"train (at most {MAX_TRAINING_GIB}); make the steps, the batch or the network smaller")
+
+
 class _Batch:
     """The stacked state of K trials: data, layouts, model, optimiser."""
 
@@ -102,6 +119,8 @@ class _Batch:
         if len(shapes) != 1:
             raise ValueError(f"trials batched together need data of one shape, got {sorted(shapes)}")
         m = first.model
+        data = self.datasets[0]
+        _check_memory(configs, data.n_in * (1 + m.hidden_channels) + data.n_classes, len(data.x_train))
         self.layouts = [
             make_layout(d.lattice_shape, d.n_classes, c.model.hidden_channels, c.model.hidden_layout,
                         c.model.output_position, d.periodic, seed=c.seed)
