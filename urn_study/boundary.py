@@ -16,6 +16,7 @@ once), ``record()`` takes each result as it comes, in any order; ``done`` says w
 """
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -72,14 +73,12 @@ class BoundaryPlan:
     issued: list[Issued] = field(default_factory=list)
     pending: set[tuple[Point, int]] = field(default_factory=set)
     failed: set[tuple[Point, int]] = field(default_factory=set)
-    values: dict[str, list] = field(default_factory=dict)  # every value each axis has taken, coarse grid first
 
     def __post_init__(self):
         self.keys = list(self.grid)
         for axis in self.refine.axes:
             if axis not in self.grid:
                 raise ValueError(f"refine.axes: {axis} is not a grid axis")
-        self.values = self.values or {k: list(v) for k, v in self.grid.items()}
         self.zero_at = {axis: _zero_position(self.grid[axis]) for axis in self.refine.axes}
 
     # --- the state -------------------------------------------------------------------------------
@@ -143,18 +142,14 @@ class BoundaryPlan:
             issued = Issued(len(self.issued), point, seed, round_)
             self.issued.append(issued)
             self.pending.add((point, seed))
-            for key, value in zip(self.keys, point):
-                if value not in self.values[key]:
-                    self.values[key].append(value)
             new.append(issued)
         return new
 
     def _proposals(self) -> list[tuple[Point, int, int]]:
         if len(self.issued) >= self.refine.budget:
             return []
-        known = {(i.point, i.seed) for i in self.issued}
-        coarse = [p for p in _product(self.grid) if not any(i.point == p for i in self.issued)]
-        out = [(p, s, 0) for p in coarse for s in self.seeds[:self.refine.start_seeds] if (p, s) not in known]
+        coarse = [p for p in itertools.product(*self.grid.values()) if not any(i.point == p for i in self.issued)]
+        out = [(p, s, 0) for p in coarse for s in self.seeds[:self.refine.start_seeds]]
         if out:
             return out
         ends = {self._point_at(s, v) for s in self.segments() for v in (s.low, s.high)}
@@ -246,8 +241,7 @@ class BoundaryPlan:
                             for seed, (phase, margin) in seeds.items()],
                 "issued": [[i.number, list(i.point), i.seed, i.round] for i in self.issued],
                 "pending": [[list(p), seed] for p, seed in sorted(self.pending, key=str)],
-                "failed": [[list(p), seed] for p, seed in sorted(self.failed, key=str)],
-                "values": self.values}
+                "failed": [[list(p), seed] for p, seed in sorted(self.failed, key=str)]}
 
     def restore_state(self, state: dict) -> None:
         self.results = {}
@@ -256,20 +250,6 @@ class BoundaryPlan:
         self.issued = [Issued(n, tuple(p), seed, r) for n, p, seed, r in state["issued"]]
         self.pending = {(tuple(p), seed) for p, seed in state["pending"]}
         self.failed = {(tuple(p), seed) for p, seed in state["failed"]}
-        self.values = state["values"]
-
-    def summary(self) -> dict[str, Any]:
-        segments = self.segments()
-        return {"trials": len(self.issued), "finished": sum(len(r) for r in self.results.values()),
-                "failed": len(self.failed), "segments": len(segments),
-                "located": sum(s.located for s in segments), "budget": self.refine.budget}
-
-
-def _product(grid: dict[str, list]) -> list[Point]:
-    points = [()]
-    for values in grid.values():
-        points = [p + (v,) for p in points for v in values]
-    return points
 
 
 def _zero_position(values: Iterable[Any]) -> float:
