@@ -1,7 +1,9 @@
-"""A TrialState on disk: arrays in one .npz (loaded without pickle), the rest as JSON."""
+"""A TrialState on disk: arrays in one .npz (loaded without pickle), the rest as JSON with the arrays' digest."""
 from __future__ import annotations
 
+import hashlib
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,10 @@ from urn_study.trial import TrialState
 
 ARRAYS = "state.npz"
 META = "state.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder that cannot be read back whole (truncated, corrupt, missing a file)."""
 
 
 def save_state(state: TrialState, folder: str | Path) -> None:
@@ -23,19 +29,36 @@ def save_state(state: TrialState, folder: str | Path) -> None:
         np.savez(f, **arrays)
     (folder / (ARRAYS + ".tmp")).replace(folder / ARRAYS)
     meta = {"epoch": state.epoch, "adam_step": state.adam_step, "history": state.history,
-            "diverged_at": state.diverged_at, "seconds": state.seconds}
+            "diverged_at": state.diverged_at, "seconds": state.seconds, "sha256": _digest(folder / ARRAYS)}
     tmp = folder / (META + ".tmp")
     tmp.write_text(json.dumps(meta))
     tmp.replace(folder / META)
 
 
 def load_state(folder: str | Path) -> TrialState:
+    """The state saved in ``folder``; CheckpointError if any part of it is missing or damaged (a copy cut short
+    by a full disk, a file overwritten): the arrays must match the digest written with them."""
     folder = Path(folder)
-    meta = json.loads((folder / META).read_text())
-    with np.load(folder / ARRAYS, allow_pickle=False) as npz:
-        arrays = {name: npz[name] for name in npz.files}
+    try:
+        meta = json.loads((folder / META).read_text())
+        if "sha256" in meta and meta["sha256"] != _digest(folder / ARRAYS):
+            raise CheckpointError(f"checkpoint {folder}: {ARRAYS} does not match the digest saved with it")
+        with np.load(folder / ARRAYS, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        if isinstance(err, CheckpointError):
+            raise
+        raise CheckpointError(f"checkpoint {folder}: cannot be read ({type(err).__name__}: {err})") from None
     snapshots = {int(name.split("_", 1)[1]): arrays.pop(name) for name in list(arrays) if name.startswith("snapshot_")}
     biases = {int(name.split("_", 1)[1]): arrays.pop(name) for name in list(arrays) if name.startswith("bias_")}
     return TrialState(epoch=meta["epoch"], arrays=arrays, adam_step=meta["adam_step"], history=meta["history"],
                       snapshots=snapshots, diverged_at=meta["diverged_at"], seconds=meta["seconds"],
                       bias_snapshots=biases)
+
+
+def _digest(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()

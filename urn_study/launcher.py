@@ -12,11 +12,14 @@ decided by its MLflow run: a finished run is never trained or recorded again.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,7 +33,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from urn_study import tracking
 from urn_study.boundary import BoundaryPlan
-from urn_study.checkpoint import load_state, save_state
+from urn_study.checkpoint import CheckpointError, load_state, save_state
 from urn_study.config import ConfigError, parse_config, to_flat
 from urn_study.study import Study, load_study, pack_trials, results_dir
 
@@ -38,6 +41,10 @@ NUMBER_KEY = "urn_trial_number"  # optuna's trial number, added to each suggeste
 REPORT_EVERY_S = 10.0  # between checkpoint epochs, an epoch is reported to Tune (progress) this often at most
 SEARCHERS = ("grid", "optuna", "boundary")
 BOUNDARY_KEY = "urn_boundary"  # a boundary-search trial's id, point, seed and round in its Tune config
+# "EPOCH:FOLDER": every Tune trial stops after reporting its checkpoint of EPOCH, writes FOLDER/<trial>.paused (its
+# pid) and waits for FOLDER/go. Fault tests inject their fault while the trial waits there, never in a time window.
+PAUSE_ENV = "URN_PAUSE_AT"
+CHECKPOINT_PREFIX = "urn-checkpoint-"  # + pid: the worker's folder for a checkpoint until Tune has copied it
 
 
 # --- the sweep's identity (what --resume finds again) --------------------------------------------
@@ -53,6 +60,7 @@ class SweepRecord:
     tracking_uri: str
     storage: str  # Ray results: a folder or a URI every node can reach
     created: str
+    results: str = ""  # the results folder it was written in: paths under it move with a copied folder
 
     @property
     def experiment_path(self) -> str:
@@ -71,26 +79,56 @@ def _new_record(study: Study, searcher: str, tracking_uri: str, storage: str | N
         n += 1
         sweep_id = f"{study.name}-{stamp}-{n}"
     return SweepRecord(sweep_id, study.name, str(study.path.resolve()), study.fingerprint(), searcher, tracking_uri,
-                       storage or str(results_dir() / "ray"), time.strftime("%Y-%m-%d %H:%M:%S"))
+                       storage or str(results_dir() / "ray"), time.strftime("%Y-%m-%d %H:%M:%S"), str(results_dir()))
 
 
 def _save_record(record: SweepRecord) -> None:
     _records_dir().mkdir(parents=True, exist_ok=True)
-    (_records_dir() / f"{record.sweep_id}.json").write_text(json.dumps(asdict(record), indent=1))
+    path = _records_dir() / f"{record.sweep_id}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(asdict(record), indent=1))
+    tmp.replace(path)  # a full disk or a kill never leaves half a record
+
+
+def read_record(path: Path) -> SweepRecord:
+    """A sweep record; ConfigError naming the file if it is not one. A record written in another results folder
+    (this one is a copy) has its paths under that folder moved here."""
+    try:
+        data = json.loads(path.read_text())
+        record = SweepRecord(**data)
+        if not all(isinstance(v, str) for v in asdict(record).values()):
+            raise TypeError("a value is not text")
+    except (OSError, UnicodeDecodeError, ValueError, TypeError) as err:
+        raise ConfigError(f"{path}: not a sweep record ({type(err).__name__}: {str(err)[:120]})") from None
+    here = str(results_dir())
+    if record.results and record.results != here:
+        old = record.results.rstrip("/")
+        record.storage = here + record.storage[len(old):] if record.storage.startswith(old + "/") else record.storage
+        prefix = f"sqlite:///{old}/"
+        if record.tracking_uri.startswith(prefix):
+            record.tracking_uri = f"sqlite:///{here}/{record.tracking_uri[len(prefix):]}"
+        record.results = here
+    return record
 
 
 def find_record(study: Study, which: str = "latest") -> SweepRecord:
-    """The sweep to resume: by id, or the latest one of this study."""
+    """The sweep to resume: by id, or the latest one of this study. Files in the records folder that are not
+    sweep records are passed over with a warning (one broken file never blocks every study's resume)."""
     where = f"{study.path}: --resume"
     if which != "latest":
         path = _records_dir() / f"{which}.json"
         if not path.is_file():
             raise ConfigError(f"{where}: no sweep {which!r} in {_records_dir()}")
-        record = SweepRecord(**json.loads(path.read_text()))
+        record = read_record(path)
         if record.study != study.name:
             raise ConfigError(f"{where}: sweep {which!r} belongs to study {record.study!r}, not {study.name!r}")
     else:
-        records = [SweepRecord(**json.loads(p.read_text())) for p in _records_dir().glob("*.json")]
+        records = []
+        for path in sorted(_records_dir().glob("*.json")):
+            try:
+                records.append(read_record(path))
+            except ConfigError as err:
+                print(f"urn-study: warning: skipped {err}", file=sys.stderr)
         records = [r for r in records if r.study == study.name]
         if not records:
             raise ConfigError(f"{where}: no earlier sweep of {study.name!r} in {_records_dir()}")
@@ -99,6 +137,38 @@ def find_record(study: Study, which: str = "latest") -> SweepRecord:
         raise ConfigError(f"{where}: the study changed since sweep {record.sweep_id} started (its trials differ); "
                           "start a new sweep instead")
     return record
+
+
+class SweepLock:
+    """One driver per sweep: held (an exclusive lock on ``sweeps/<id>.lock``) from start to end, so a second
+    ``--resume`` of a sweep that is running says so instead of training and logging its trials twice. The
+    lock ends with the process, however it ends."""
+
+    def __init__(self, sweep_id: str):
+        self.path = _records_dir() / f"{sweep_id}.lock"
+        self.file = None
+
+    def __enter__(self) -> "SweepLock":
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.path, "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "another process"
+            self.file.close()
+            raise ConfigError(f"sweep {self.path.stem} is running now ({holder}); wait for it to end, or stop it "
+                              "and resume once") from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"pid {os.getpid()} on {os.uname().nodename}")
+        self.file.flush()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.file.close()  # releases the lock; the file stays (removing it would race a waiting driver)
 
 
 # --- inside a Tune trial -------------------------------------------------------------------------
@@ -122,6 +192,7 @@ class SweepContext:
 def train_pack(tune_config: dict, context: SweepContext) -> None:
     """The Tune trainable: train a pack of URN trials, record each in MLflow, report to Tune."""
     members = _members(tune_config, context)
+    remove_stale_checkpoints()
     import torch
 
     torch.set_num_threads(max(1, int(context.cpus)))
@@ -181,7 +252,10 @@ def _train(members, records, todo: list[int], metric: str) -> None:
     ids = [members[i][0] for i in todo]
     configs = [members[i][1] for i in todo]
     reporter = _PackReporter(ids, [records[i] for i in todo], configs[0].train, metric)
-    resumes = _resumes(ids)
+    resumes, skipped = _resumes(ids)
+    if skipped:
+        for i in todo:
+            records[i].set_tags({"urn.skipped_checkpoints": " ".join(skipped)})
     if resumes[0] is not None:
         epoch = max(state.epoch for state in resumes)  # a diverged trial's stopped earlier
         for i, state in zip(todo, resumes):
@@ -196,15 +270,35 @@ def _train(members, records, todo: list[int], metric: str) -> None:
         records[i].finish(result)
 
 
-def _resumes(trial_ids: list[str]) -> list:
-    """Each trial's state from the Tune checkpoint, if there is one holding all of them."""
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        return [None] * len(trial_ids)
-    with checkpoint.as_directory() as folder:
-        if not all((Path(folder) / t).is_dir() for t in trial_ids):
-            return [None] * len(trial_ids)
-        return [load_state(Path(folder) / t) for t in trial_ids]
+def _resumes(trial_ids: list[str]) -> tuple[list, list[str]]:
+    """Each trial's state from the newest Tune checkpoint that holds all of them whole: an older one where the
+    newest is damaged (Tune keeps two), else none (the trials start again from epoch 0). Also the names of the
+    checkpoints passed over."""
+    latest = tune.get_checkpoint()
+    skipped = []
+    for checkpoint in _checkpoints_from(latest) if latest is not None else []:
+        try:
+            with checkpoint.as_directory() as folder:
+                if all((Path(folder) / t).is_dir() for t in trial_ids):
+                    return [load_state(Path(folder) / t) for t in trial_ids], skipped
+        except (CheckpointError, OSError) as err:
+            print(f"urn-study: {', '.join(trial_ids)}: checkpoint {checkpoint.path} skipped ({err})", file=sys.stderr)
+        skipped.append(checkpoint.path.rstrip("/").rsplit("/", 1)[-1])
+    return [None] * len(trial_ids), skipped
+
+
+def _checkpoints_from(latest) -> list:
+    """``latest`` and the checkpoints beside it in its trial's folder, newest first."""
+    from pyarrow import fs
+
+    parent, name = latest.path.rstrip("/").rsplit("/", 1)
+    try:
+        infos = latest.filesystem.get_file_info(fs.FileSelector(parent))
+    except OSError:
+        return [latest]
+    older = sorted((i.path for i in infos if i.type == fs.FileType.Directory and i.base_name.startswith("checkpoint_")
+                    and i.base_name < name), reverse=True)
+    return [latest, *[tune.Checkpoint(path, filesystem=latest.filesystem) for path in older]]
 
 
 class _PackReporter:
@@ -251,7 +345,7 @@ class _PackReporter:
         if not self._checkpoint_epoch(self.epoch):  # a diverged trial's state.epoch stopped earlier
             return
         if self.folder is None:
-            self.folder = tempfile.mkdtemp(prefix="urn-checkpoint-")
+            self.folder = tempfile.mkdtemp(prefix=f"{CHECKPOINT_PREFIX}{os.getpid()}-")
         save_state(state, Path(self.folder) / self.ids[i])
         self.saved += 1
         if self.saved == len(self.ids):
@@ -268,6 +362,8 @@ class _PackReporter:
         finally:
             if folder:
                 shutil.rmtree(folder, ignore_errors=True)  # report has copied it to storage
+        if folder:
+            _pause_point(self.ids[0], self.epoch)
         self.sent_at = self.clock()
         self._next_epoch()
 
@@ -279,6 +375,39 @@ class _PackReporter:
         """Send what the last epoch left (all trials diverged before a checkpoint epoch's save)."""
         if self.epoch_metrics or self.folder:
             self._send(self.folder if self.saved == len(self.ids) else None)
+
+
+def remove_stale_checkpoints(folder: str | None = None) -> list[str]:
+    """Remove the checkpoint folders that workers killed mid-save left in the temporary folder (``folder``):
+    each is named after its worker's pid, and is stale once that process is gone."""
+    removed = []
+    for path in Path(folder or tempfile.gettempdir()).glob(f"{CHECKPOINT_PREFIX}*-*"):
+        pid = path.name[len(CHECKPOINT_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(str(path))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _pause_point(trial_id: str, epoch: int) -> None:
+    """Wait at the gate ``$URN_PAUSE_AT`` names, if it names this epoch (see PAUSE_ENV)."""
+    at, _, folder = os.environ.get(PAUSE_ENV, "").partition(":")
+    if not folder or at != str(epoch):
+        return
+    gate = Path(folder)
+    (gate / f"{trial_id}.paused").write_text(str(os.getpid()))
+    while not (gate / "go").exists():
+        time.sleep(0.05)
 
 
 def _finite(value: Any) -> bool:
@@ -528,7 +657,8 @@ def _optuna_searcher(study: Study, record: SweepRecord):
 def run_sweep(study_path: str | Path, smoke: bool = False, address: str | None = None, tracking_uri: str | None = None,
               searcher: str = "grid", max_concurrent: int | None = None, resume: str | None = None,
               storage: str | None = None, num_cpus: int | None = None, out=None) -> int:
-    """Run (or resume) a sweep of a study file; returns 0 when every trial finished, else 1."""
+    """Run (or resume) a sweep of a study file; returns 0 when every trial finished, 128 + the signal's number
+    when it was stopped by SIGINT or SIGTERM (the state saved for ``--resume``), else 1."""
     out = out or sys.stdout
     study = load_study(study_path, smoke=smoke)
     if resume:
@@ -544,7 +674,14 @@ def run_sweep(study_path: str | Path, smoke: bool = False, address: str | None =
         raise ConfigError(f"--num-cpus: must be at least 1, got {num_cpus}")
     if not address:
         check_local_resources(study, num_cpus)
+    check_storage(record.storage)
     tracking.check_tracking(record.tracking_uri)
+    with SweepLock(record.sweep_id):
+        return _run_locked(study, record, searcher, smoke, address, max_concurrent, resume, num_cpus, out)
+
+
+def _run_locked(study: Study, record: SweepRecord, searcher: str, smoke: bool, address: str | None,
+                max_concurrent: int | None, resume: str | None, num_cpus: int | None, out) -> int:
     _save_record(record)
     experiment_id = tracking.ensure_experiment(record.tracking_uri, study.name)
     if searcher == "boundary":
@@ -559,28 +696,77 @@ def run_sweep(study_path: str | Path, smoke: bool = False, address: str | None =
           f"({searcher}), {study.resources.cpu:g} CPU + {study.resources.gpu:g} GPU each\n"
           f"  MLflow: {record.tracking_uri} (experiment {study.name!r}); Ray results: {record.experiment_path}",
           file=out, flush=True)
+    resume_command = f"urn-study sweep {study.path}{' --smoke' if smoke else ''} --resume {record.sweep_id}"
     status, started = "FAILED", False
+    stop = _Interrupts()
     try:
         started = _start_ray(address, num_cpus)
         space, base, trials = _search_space(study, searcher)
         context = SweepContext(study.name, record.sweep_id, record.tracking_uri, experiment_id, parent, study.metric,
                                base, trials, study.resources.cpu)
         tuner = _tuner(study, record, context, space, searcher, max_concurrent, n_trials, resumed=bool(resume))
-        grid = tuner.fit()
+        with stop:
+            grid = tuner.fit()
         rows = summary_rows(study, record, experiment_id, searcher, grid)
+        if stop.signal:
+            status = "KILLED"
+            done = sum(r["status"] == "FINISHED" for r in rows)
+            print(f"stopped by {signal.Signals(stop.signal).name}: {done} of {n_trials} trials finished, the others "
+                  f"saved at their last checkpoint; continue with: {resume_command}", file=out, flush=True)
+            return 128 + stop.signal
         print(format_summary(rows, study), file=out, flush=True)
         # a boundary search may end before its budget: then every trial it asked for is the whole sweep
         complete = bool(rows) and all(r["status"] == "FINISHED" for r in rows) and (
             searcher == "boundary" or len(rows) >= n_trials)
         status = "FINISHED" if complete else "FAILED"
         if not complete:
-            print(f"not every trial finished; continue with: urn-study sweep {study.path}"
-                  f"{' --smoke' if smoke else ''} --resume {record.sweep_id}", file=out, flush=True)
+            print(f"not every trial finished; continue with: {resume_command}", file=out, flush=True)
         return 0 if complete else 1
     finally:
         tracking.close_sweep_run(record.tracking_uri, experiment_id, record.sweep_id, parent, status)
         if started:
             ray.shutdown()
+
+
+class _Interrupts:
+    """While Tune runs (``with``): SIGINT and SIGTERM stop the sweep the way Tune stops on SIGUSR1 (trials end,
+    the experiment state is saved for --resume) and ``signal`` says which came; a second one stops at once
+    (KeyboardInterrupt). Tune's own SIGINT handler is off (TUNE_DISABLE_SIGINT_HANDLER): it would print
+    Tune's resume hint, not ours, and SIGTERM would not pass through it."""
+
+    def __init__(self):
+        self.signal = 0
+        self.saved: dict = {}
+
+    def __enter__(self) -> "_Interrupts":
+        if threading.current_thread() is threading.main_thread():
+            self.saved = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame) -> None:
+        tune_handler = signal.getsignal(signal.SIGUSR1)  # Tune's, while its loop runs; it then resets itself
+        if self.signal or not callable(tune_handler):
+            raise KeyboardInterrupt
+        self.signal = signum
+        tune_handler(signal.SIGUSR1, frame)
+
+
+def check_storage(storage: str) -> None:
+    """A local results folder for Ray must be writable before anything starts (a URI is checked by Ray)."""
+    if "://" in storage and not storage.startswith("file://"):
+        return
+    folder = Path(storage.removeprefix("file://"))
+    probe = folder / f".urn-probe-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"--storage {storage}: Ray cannot write its results there ({err.strerror or err})") from None
 
 
 def check_local_resources(study: Study, num_cpus: int | None) -> None:
@@ -618,6 +804,9 @@ def _start_ray(address: str | None, num_cpus: int | None) -> bool:
     # (Tune's results read it; `_tuner` adds its logger), no CSV or TensorBoard copy (~4 ms of driver CPU
     # per report, taken from the trials on a machine they fill)
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # SIGINT and SIGTERM are ours while Tune runs (_Interrupts): they stop it through its SIGUSR1 handler
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    _quiet_tune_interrupt_messages()
     if ray.is_initialized():
         return False
     if address:
@@ -627,6 +816,21 @@ def _start_ray(address: str | None, num_cpus: int | None) -> bool:
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
                  logging_level="WARNING")
     return True
+
+
+class _TuneInterruptFilter(logging.Filter):
+    """Tune's lines on an interrupted run name Tune's restore, not urn-study's --resume (printed instead)."""
+
+    DROPPED = ("Stop signal received", "Experiment has been interrupted", "Trials did not complete")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.DROPPED)
+
+
+def _quiet_tune_interrupt_messages() -> None:
+    logger = logging.getLogger("ray.tune.tune")
+    if not any(isinstance(f, _TuneInterruptFilter) for f in logger.filters):
+        logger.addFilter(_TuneInterruptFilter())
 
 
 def _search_space(study: Study, searcher: str) -> tuple[dict, dict, dict]:

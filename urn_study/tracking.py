@@ -21,6 +21,7 @@ Nothing else in the project imports mlflow for writing; runs always end FINISHED
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -170,8 +171,9 @@ def ensure_experiment(uri: str, name: str) -> str:
     A local store keeps the artifacts under urn_results/mlartifacts; a server decides for itself."""
     from mlflow.exceptions import MlflowException
 
-    mlflow_client = client(uri)
-    experiment = mlflow_client.get_experiment_by_name(name)
+    with _creating_store(uri):  # the first use of a new SQLite store creates its tables
+        mlflow_client = client(uri)
+        experiment = mlflow_client.get_experiment_by_name(name)
     if experiment is None:
         location = (default_artifact_root() / name).as_uri() if is_local(uri) else None
         try:
@@ -183,6 +185,20 @@ def ensure_experiment(uri: str, name: str) -> str:
     if experiment.lifecycle_stage == "deleted":
         mlflow_client.restore_experiment(experiment.experiment_id)
     return experiment.experiment_id
+
+
+@contextlib.contextmanager
+def _creating_store(uri: str):
+    """Around the first use of a local store: one process at a time (two drivers creating one SQLite store at once
+    would both run MLflow's schema migrations, and one fails). An exclusive lock on ``<db>.lock``."""
+    if not is_local(uri):
+        yield
+        return
+    import fcntl
+
+    with open(f"{uri[len('sqlite:///'):]}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _now() -> int:

@@ -1,0 +1,273 @@
+"""Faults that used to lose or corrupt a sweep (issue 18), each injected for real: a damaged checkpoint, a broken
+or foreign file among the sweep records, a copied results folder, a second driver of a running sweep, two drivers
+creating one fresh store, SIGTERM and SIGINT to the driver, checkpoint folders left by killed workers, an
+unwritable results folder. Trials that must be hit mid-training wait at a named epoch behind a gate
+(``URN_PAUSE_AT``) that the test opens once its fault is in place: no time window."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+from urn_study import cli, launcher, tracking
+from urn_study.checkpoint import ARRAYS, CheckpointError, load_state, save_state
+from urn_study.study import load_study
+from urn_study.trial import TrialState
+
+STUDY = """\
+# Question: a small study for the recovery tests.
+# Run: urn-study sweep {name}.yaml
+name: {name}
+base:
+  data.name: digits
+  model.steps: 2
+  train.epochs: 8
+  train.batch_size: 32
+  train.snapshot_every: 4
+  train.checkpoint_every: 2
+seeds: {seeds}
+max_failures: 3
+"""
+
+
+def write_study(folder: Path, name: str, seeds: str = "[0]") -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(STUDY.format(name=name, seeds=seeds))
+    return path
+
+
+def wait_for(condition, what: str, process: subprocess.Popen | None = None, timeout: float = 240.0):
+    """Poll ``condition`` until it gives something; fail loudly (never pass silently) at the deadline, or when the
+    process that should get there has ended."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the process ended (code {process.returncode}) before {what}")
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def each_trial_once(uri: str, study_path: Path, epochs: int = 8) -> dict:
+    """Every trial: one run, FINISHED, each epoch logged once."""
+    study = load_study(study_path)
+    experiment = tracking.client(uri).get_experiment_by_name(study.name)
+    runs: dict[str, list] = {}
+    for run in tracking.trial_runs(uri, experiment.experiment_id):
+        runs.setdefault(run.data.tags[tracking.TRIAL_TAG], []).append(run)
+    assert sorted(runs) == sorted(t.trial_id for t in study.trials())
+    for trial_id, found in runs.items():
+        assert [r.info.status for r in found] == ["FINISHED"], trial_id
+        steps = sorted(m.step for m in tracking.client(uri).get_metric_history(found[0].info.run_id, "task_loss"))
+        assert steps == list(range(1, epochs + 1)), trial_id
+    return {t: found[0] for t, found in runs.items()}
+
+
+# --- checkpoints ------------------------------------------------------------------------------------------
+
+
+def test_a_damaged_checkpoint_is_one_error_naming_it(tmp_path):
+    import numpy as np
+
+    save_state(TrialState(epoch=2, arrays={"W": np.eye(3, dtype=np.float32)}, adam_step=5), tmp_path)
+    data = (tmp_path / ARRAYS).read_bytes()
+    (tmp_path / ARRAYS).write_bytes(data[: len(data) // 2])  # a copy cut short
+    with pytest.raises(CheckpointError, match=str(tmp_path)):
+        load_state(tmp_path)
+    (tmp_path / ARRAYS).unlink()
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_state(tmp_path)
+
+
+def test_checkpoint_folders_of_dead_workers_are_removed_and_live_ones_kept(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f"{launcher.CHECKPOINT_PREFIX}{dead.pid}-abc"
+    live = tmp_path / f"{launcher.CHECKPOINT_PREFIX}{os.getpid()}-def"
+    other = tmp_path / "unrelated"
+    for folder in (stale, live, other):
+        (folder / "trial").mkdir(parents=True)
+    assert launcher.remove_stale_checkpoints(str(tmp_path)) == [str(stale)]
+    assert not stale.exists() and live.exists() and other.exists()
+
+
+@pytest.mark.slow
+def test_a_damaged_newest_checkpoint_resumes_from_the_one_before(results, tmp_path, monkeypatch):
+    """The worker is killed while it waits after its checkpoint of epoch 4, whose arrays the test has cut short:
+    the retry goes on from epoch 2's checkpoint (Tune keeps two) and the trial finishes, each epoch once."""
+    monkeypatch.setenv(tracking.FLUSH_ENV, "0")
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    monkeypatch.setenv(launcher.PAUSE_ENV, f"4:{gate}")
+    path = write_study(tmp_path, "damaged")
+    ray_dir = results / "ray"
+
+    import threading
+
+    done: list = []
+
+    def fault() -> None:
+        try:
+            paused = wait_for(lambda: list(gate.glob("*.paused")), "the trial paused at epoch 4")
+            newest = sorted(ray_dir.glob("*/damaged-0000_*/checkpoint_*"))[-1]
+            arrays = newest / "damaged-0000" / ARRAYS
+            arrays.write_bytes(arrays.read_bytes()[:100])
+            os.kill(int(paused[0].read_text()), signal.SIGKILL)
+            done.append(newest.name)
+        finally:
+            (gate / "go").touch()  # the retry passes epoch 4 without waiting
+
+    thread = threading.Thread(target=fault, daemon=True)
+    thread.start()
+    assert cli.main(["sweep", str(path), "--num-cpus", "1"]) == 0
+    thread.join(timeout=60)
+    assert done, "the fault was never injected"
+    run = each_trial_once(tracking.resolve_tracking_uri(), path)["damaged-0000"]
+    assert run.data.tags[tracking.ATTEMPTS_TAG] == "2"
+    assert run.data.tags["urn.resumed_from_epoch"] == "2"
+    assert run.data.tags["urn.skipped_checkpoints"] == done[0]
+
+
+# --- sweep records -------------------------------------------------------------------------------------------
+
+
+def _record(results: Path, study_path: Path, sweep_id: str, created: str) -> launcher.SweepRecord:
+    study = load_study(study_path)
+    return launcher.SweepRecord(sweep_id, study.name, str(study_path), study.fingerprint(), "grid",
+                                f"sqlite:///{results}/mlflow.db", str(results / "ray"), created, str(results))
+
+
+def test_broken_and_foreign_files_among_sweep_records_are_passed_over_with_a_warning(results, tmp_path, capsys):
+    path = write_study(tmp_path, "records")
+    records = results / "sweeps"
+    records.mkdir(parents=True)
+    good = _record(results, path, "records-1", "2026-01-01 10:00:00")
+    (records / "records-1.json").write_text(json.dumps(asdict(good)))
+    (records / "broken.json").write_text('{"sweep_id": "records-2", "stu')
+    (records / "foreign.json").write_text(json.dumps({"name": "something else", "version": 3}))
+    (records / "list.json").write_text("[1, 2]")
+    assert launcher.find_record(load_study(path)) == good
+    err = capsys.readouterr().err
+    for name in ("broken.json", "foreign.json", "list.json"):
+        assert f"skipped {records / name}: not a sweep record" in err
+    assert "Traceback" not in err
+
+
+def test_a_copied_results_folder_resumes_into_its_own_store_and_storage(results, tmp_path, monkeypatch):
+    path = write_study(tmp_path, "copied")
+    original = tmp_path / "original"
+    record = _record(original, path, "copied-1", "2026-01-01 10:00:00")
+    (results / "sweeps").mkdir(parents=True)
+    (results / "sweeps" / "copied-1.json").write_text(json.dumps(asdict(record)))
+    found = launcher.find_record(load_study(path), "copied-1")
+    assert found.tracking_uri == f"sqlite:///{results}/mlflow.db"
+    assert found.storage == str(results / "ray") and found.results == str(results)
+    assert str(original) not in json.dumps(asdict(found))
+
+
+def test_a_second_driver_of_a_running_sweep_is_refused_in_one_line(results, tmp_path, capsys):
+    """Two --resume of one sweep at once trained and logged its trials twice: the second now stops before Ray."""
+    path = write_study(tmp_path, "twice")
+    record = _record(results, path, "twice-1", "2026-01-01 10:00:00")
+    (results / "sweeps").mkdir(parents=True)
+    (results / "sweeps" / "twice-1.json").write_text(json.dumps(asdict(record)))
+    gate = tmp_path / "release"
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import pathlib, time
+        from urn_study.launcher import SweepLock
+        with SweepLock("twice-1"):
+            pathlib.Path({str(tmp_path / 'held')!r}).touch()
+            while not pathlib.Path({str(gate)!r}).exists():
+                time.sleep(0.05)
+        """)], env={**os.environ, "URN_RESULTS_DIR": str(results)})
+    try:
+        wait_for(lambda: (tmp_path / "held").exists(), "the first driver to hold the sweep", holder)
+        assert cli.main(["sweep", str(path), "--resume", "twice-1"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"sweep twice-1 is running now (pid {holder.pid}" in err[0]
+        assert not list((results / "ray").iterdir()) and not (results / "mlflow.db").exists()  # before Ray, MLflow
+    finally:
+        gate.touch()
+        holder.wait(timeout=60)
+    with launcher.SweepLock("twice-1"):  # released when its holder ended
+        pass
+
+
+def test_an_unwritable_results_storage_is_one_line_before_anything_starts(results, tmp_path, capsys):
+    path = write_study(tmp_path, "storage")
+    assert cli.main(["sweep", str(path), "--storage", "/proc/urn-results"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--storage /proc/urn-results: Ray cannot write its results there" in err[0]
+    assert not (results / "sweeps").exists() and not (results / "mlflow.db").exists()
+
+
+CREATE = """\
+import pathlib, sys, time
+from urn_study import tracking
+uri, name, gate = sys.argv[1:]
+pathlib.Path(gate, name).touch()
+while not pathlib.Path(gate, "go").exists():  # all at once
+    time.sleep(0.01)
+print(tracking.ensure_experiment(uri, "shared"))
+"""
+
+
+def test_drivers_creating_one_fresh_store_at_once_all_get_the_one_experiment(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
+    (tmp_path / "fresh").mkdir()
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    drivers = [subprocess.Popen([sys.executable, "-c", CREATE, uri, f"d{i}", str(gate)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for i in range(3)]
+    wait_for(lambda: len(list(gate.iterdir())) == len(drivers), "every driver at the gate")
+    (gate / "go").touch()
+    outputs = [d.communicate(timeout=120) for d in drivers]
+    assert [d.returncode for d in drivers] == [0, 0, 0], [err[-500:] for _, err in outputs]
+    assert len({out.strip() for out, _ in outputs}) == 1
+
+
+# --- signals to the driver ---------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stopped_driver_says_how_to_resume_and_exits_with_the_signals_code(results, tmp_path, sig):
+    """SIGTERM ended in SIGABRT with a native Ray trace, SIGINT in exit 1 with Tune's restore hint. Both now stop
+    the sweep, print one line ending in our --resume command, and exit 128 + the signal; the resume finishes
+    every trial once (SIGTERM's case)."""
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    path = write_study(tmp_path, f"stop{sig.value}", seeds="[0, 1]")
+    log_path = tmp_path / "driver.log"
+    with open(log_path, "wb") as log:
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "urn_study.cli", "sweep", str(path), "--num-cpus", "1"], cwd=tmp_path,
+            env={**os.environ, "URN_RESULTS_DIR": str(results), launcher.PAUSE_ENV: f"2:{gate}"}, stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for(lambda: list(gate.glob("*.paused")), "the first trial paused at epoch 2", driver)
+            driver.send_signal(sig)
+            code = driver.wait(timeout=120)
+        finally:
+            (gate / "go").touch()
+            if driver.poll() is None:
+                os.killpg(driver.pid, signal.SIGKILL)
+                driver.wait(timeout=60)
+    text = log_path.read_text()
+    assert code == 128 + sig.value, text[-3000:]
+    last = text.strip().splitlines()[-1]
+    assert last.startswith(f"stopped by {sig.name}:") and last.endswith(f"--resume {last.rsplit(' ', 1)[-1]}")
+    assert "Tuner.restore" not in text and "Traceback" not in text and "SIGABRT" not in text
+    if sig == signal.SIGTERM:
+        assert cli.main(["sweep", str(path), "--resume"]) == 0
+        each_trial_once(tracking.resolve_tracking_uri(), path)
