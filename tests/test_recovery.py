@@ -271,3 +271,40 @@ def test_a_stopped_driver_says_how_to_resume_and_exits_with_the_signals_code(res
     if sig == signal.SIGTERM:
         assert cli.main(["sweep", str(path), "--resume"]) == 0
         each_trial_once(tracking.resolve_tracking_uri(), path)
+
+
+# --- a frozen worker -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_frozen_worker_is_stopped_and_its_trial_retried_from_its_checkpoint(results, tmp_path, monkeypatch, capsys):
+    """SIGSTOP left the sweep waiting for ever, its progress line silent. The test stops the worker while it waits
+    at epoch 2 (after its checkpoint) and then opens the gate, which the stopped process cannot pass: nothing
+    more comes from it, so after --stall-timeout the driver kills it and Tune retries it from epoch 2."""
+    monkeypatch.setenv(tracking.FLUSH_ENV, "0")
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    monkeypatch.setenv(launcher.PAUSE_ENV, f"2:{gate}")
+    path = write_study(tmp_path, "frozen")
+    stopped: list = []
+
+    import threading
+
+    def freeze() -> None:
+        try:
+            paused = wait_for(lambda: list(gate.glob("*.paused")), "the trial paused at epoch 2")
+            pid = int(paused[0].read_text())
+            os.kill(pid, signal.SIGSTOP)
+            stopped.append(pid)
+        finally:
+            (gate / "go").touch()
+
+    thread = threading.Thread(target=freeze, daemon=True)
+    thread.start()
+    assert cli.main(["sweep", str(path), "--num-cpus", "1", "--stall-timeout", "12"]) == 0
+    thread.join(timeout=60)
+    assert stopped, "the worker was never stopped"
+    out = capsys.readouterr().out
+    assert "frozen-0000 has reported nothing for" in out and f"its process {stopped[0]} is stopped" in out
+    run = each_trial_once(tracking.resolve_tracking_uri(), path)["frozen-0000"]
+    assert run.data.tags[tracking.ATTEMPTS_TAG] == "2" and run.data.tags["urn.resumed_from_epoch"] == "2"

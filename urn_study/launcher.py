@@ -209,7 +209,7 @@ def train_pack(tune_config: dict, context: SweepContext) -> None:
         if todo:
             _train(members, records, todo, context.metric)
         summaries = [{"trial_id": trial_id, **record.summary} for (trial_id, _), record in zip(members, records)]
-        tune.report({"epoch": max((s.get("epochs", 0) for s in summaries), default=0),
+        tune.report({**_whereabouts(), "epoch": max((s.get("epochs", 0) for s in summaries), default=0),
                      context.metric: _mean([s.get(context.metric) for s in summaries]),
                      "urn_summary": json.dumps(summaries, default=str)})
     finally:
@@ -352,7 +352,8 @@ class _PackReporter:
             self._send(self.folder)
 
     def _send(self, folder: str | None) -> None:
-        metrics: dict[str, Any] = {"epoch": self.epoch, self.metric: _mean(list(self.latest.values()))}
+        metrics: dict[str, Any] = {"epoch": self.epoch, self.metric: _mean(list(self.latest.values())),
+                                   **_whereabouts()}
         if len(self.ids) == 1 and self.epoch_metrics:
             metrics.update({k: float(v) for k, v in self.epoch_metrics[0].items()
                             if isinstance(v, (int, float)) and not isinstance(v, bool)})
@@ -375,6 +376,12 @@ class _PackReporter:
         """Send what the last epoch left (all trials diverged before a checkpoint epoch's save)."""
         if self.epoch_metrics or self.folder:
             self._send(self.folder if self.saved == len(self.ids) else None)
+
+
+def _whereabouts() -> dict[str, Any]:
+    """Where the trial's process runs, in each report: the driver's Watchdog stops it there if it freezes."""
+    return {"urn_pid": os.getpid(), "urn_node_id": ray.get_runtime_context().get_node_id() if ray.is_initialized()
+            else ""}
 
 
 def remove_stale_checkpoints(folder: str | None = None) -> list[str]:
@@ -505,6 +512,81 @@ class Progress(tune.Callback):
 
     def on_experiment_end(self, trials: list, **info) -> None:
         self._maybe_print(trials, force=True, final=True)
+
+
+class Watchdog(tune.Callback):
+    """A trial that has reported nothing for ``timeout_s`` (its process stopped, hung in a driver call, swapping)
+    would hold the sweep for ever: its process is killed where it runs, so Tune retries it from its checkpoint
+    (``max_failures``), and a line says so. Trials report at least at every checkpoint epoch and every
+    ``REPORT_EVERY_S`` between; the timeout must exceed the longest epoch."""
+
+    def __init__(self, timeout_s: float, clock=time.monotonic):
+        self.timeout_s, self.clock = timeout_s, clock
+        self._reset()
+
+    def _reset(self) -> None:
+        self.heard: dict[str, float] = {}  # Tune trial id -> when it last reported (or started)
+        self.where: dict[str, tuple] = {}  # Tune trial id -> (pid, node id) of its last report
+
+    def setup(self, **info) -> None:
+        self._reset()
+
+    def __getstate__(self) -> dict:
+        return {"timeout_s": self.timeout_s}
+
+    def __setstate__(self, state: dict) -> None:
+        self.timeout_s, self.clock = state["timeout_s"], time.monotonic
+        self._reset()
+
+    def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
+        self.heard[trial.trial_id] = self.clock()
+        self.where.pop(trial.trial_id, None)
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        self.heard[trial.trial_id] = self.clock()
+        if "urn_pid" in result:
+            self.where[trial.trial_id] = (int(result["urn_pid"]), str(result.get("urn_node_id", "")))
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        self.heard.pop(trial.trial_id, None)
+
+    on_trial_error = on_trial_complete
+
+    def on_step_end(self, iteration: int, trials: list, **info) -> None:
+        now = self.clock()
+        for trial in trials:
+            since = self.heard.get(trial.trial_id)
+            if trial.status != "RUNNING" or since is None or now - since < self.timeout_s:
+                continue
+            self.heard[trial.trial_id] = now  # once per timeout
+            pid, node = self.where.get(trial.trial_id, (None, ""))
+            what = f"{trial_name(trial)} has reported nothing for {now - since:.0f} s"
+            if pid is None:
+                print(f"urn-study: {what} (and never reported where it runs): still waiting", flush=True)
+                continue
+            print(f"urn-study: {what}: its process {pid} is stopped, to be retried from its checkpoint", flush=True)
+            _kill_on_node(pid, node)
+
+
+def _kill_on_node(pid: int, node_id: str) -> None:
+    """SIGKILL process ``pid`` on the Ray node ``node_id`` (this machine's own, or through a task placed there)."""
+    if not node_id or node_id == ray.get_runtime_context().get_node_id():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    kill = ray.remote(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False))(_kill_here)
+    kill.remote(pid)
+
+
+def _kill_here(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _pack_size(config: dict) -> int:
@@ -656,7 +738,8 @@ def _optuna_searcher(study: Study, record: SweepRecord):
 
 def run_sweep(study_path: str | Path, smoke: bool = False, address: str | None = None, tracking_uri: str | None = None,
               searcher: str = "grid", max_concurrent: int | None = None, resume: str | None = None,
-              storage: str | None = None, num_cpus: int | None = None, out=None) -> int:
+              storage: str | None = None, num_cpus: int | None = None, stall_timeout_s: float = 1800.0,
+              out=None) -> int:
     """Run (or resume) a sweep of a study file; returns 0 when every trial finished, 128 + the signal's number
     when it was stopped by SIGINT or SIGTERM (the state saved for ``--resume``), else 1."""
     out = out or sys.stdout
@@ -672,16 +755,21 @@ def run_sweep(study_path: str | Path, smoke: bool = False, address: str | None =
         raise ConfigError(f"--max-concurrent: must be at least 1, got {max_concurrent}")
     if num_cpus is not None and num_cpus < 1:
         raise ConfigError(f"--num-cpus: must be at least 1, got {num_cpus}")
+    if not stall_timeout_s > REPORT_EVERY_S:
+        raise ConfigError(f"--stall-timeout: must be more than {REPORT_EVERY_S:g} s (trials report that often at "
+                          f"most), got {stall_timeout_s:g}")
     if not address:
         check_local_resources(study, num_cpus)
     check_storage(record.storage)
     tracking.check_tracking(record.tracking_uri)
     with SweepLock(record.sweep_id):
-        return _run_locked(study, record, searcher, smoke, address, max_concurrent, resume, num_cpus, out)
+        return _run_locked(study, record, searcher, smoke, address, max_concurrent, resume, num_cpus,
+                           stall_timeout_s, out)
 
 
 def _run_locked(study: Study, record: SweepRecord, searcher: str, smoke: bool, address: str | None,
-                max_concurrent: int | None, resume: str | None, num_cpus: int | None, out) -> int:
+                max_concurrent: int | None, resume: str | None, num_cpus: int | None, stall_timeout_s: float,
+                out) -> int:
     _save_record(record)
     experiment_id = tracking.ensure_experiment(record.tracking_uri, study.name)
     if searcher == "boundary":
@@ -704,7 +792,8 @@ def _run_locked(study: Study, record: SweepRecord, searcher: str, smoke: bool, a
         space, base, trials = _search_space(study, searcher)
         context = SweepContext(study.name, record.sweep_id, record.tracking_uri, experiment_id, parent, study.metric,
                                base, trials, study.resources.cpu)
-        tuner = _tuner(study, record, context, space, searcher, max_concurrent, n_trials, resumed=bool(resume))
+        tuner = _tuner(study, record, context, space, searcher, max_concurrent, n_trials, resumed=bool(resume),
+                       stall_timeout_s=stall_timeout_s)
         with stop:
             grid = tuner.fit()
         rows = summary_rows(study, record, experiment_id, searcher, grid)
@@ -846,7 +935,7 @@ def _search_space(study: Study, searcher: str) -> tuple[dict, dict, dict]:
 
 
 def _tuner(study: Study, record: SweepRecord, context: SweepContext, space: dict, searcher: str,
-           max_concurrent: int | None, n_trials: int, resumed: bool) -> tune.Tuner:
+           max_concurrent: int | None, n_trials: int, resumed: bool, stall_timeout_s: float = 1800.0) -> tune.Tuner:
     resources = {"cpu": study.resources.cpu, "gpu": study.resources.gpu}
     epochs = max(t.config.train.epochs for t in study.trials())
     trainable = tune.with_resources(tune.with_parameters(train_pack, context=context), resources)
@@ -865,7 +954,8 @@ def _tuner(study: Study, record: SweepRecord, context: SweepContext, space: dict
         name=record.sweep_id, storage_path=record.storage, verbose=0,
         failure_config=tune.FailureConfig(max_failures=study.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        callbacks=[Progress(study.name, n_trials, epochs, budget=searcher == "boundary"), JsonLoggerCallback()])
+        callbacks=[Progress(study.name, n_trials, epochs, budget=searcher == "boundary"), Watchdog(stall_timeout_s),
+                   JsonLoggerCallback()])
     return tune.Tuner(trainable, param_space=space, tune_config=tune_config, run_config=run_config)
 
 
@@ -953,5 +1043,5 @@ def main(args) -> int:
     """The ``urn-study sweep`` handler."""
     return run_sweep(args.study, smoke=args.smoke, address=args.address, tracking_uri=args.tracking_uri,
                      searcher=args.searcher, max_concurrent=args.max_concurrent, resume=args.resume,
-                     storage=args.storage, num_cpus=args.num_cpus)
+                     storage=args.storage, num_cpus=args.num_cpus, stall_timeout_s=args.stall_timeout)
 
