@@ -139,7 +139,8 @@ class BoundaryPlan:
         room = self.refine.budget - len(self.issued)
         new = []
         for point, seed, round_ in self._proposals()[:max(room, 0)]:
-            issued = Issued(len(self.issued), point, seed, round_)
+            # numbers go on from the highest (a resumed search's trials may have left gaps)
+            issued = Issued(max((i.number for i in self.issued), default=-1) + 1, point, seed, round_)
             self.issued.append(issued)
             self.pending.add((point, seed))
             new.append(issued)

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,8 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from urn_study import tracking
-from urn_study.boundary import BoundaryPlan
-from urn_study.checkpoint import CheckpointError, load_state, save_state
+from urn_study.boundary import BoundaryPlan, Issued
+from urn_study.checkpoint import META, CheckpointError, load_state, save_state
 from urn_study.config import ConfigError, parse_config, to_flat
 from urn_study.study import Study, load_study, pack_trials, results_dir
 
@@ -44,6 +44,7 @@ BOUNDARY_KEY = "urn_boundary"  # a boundary-search trial's id, point, seed and r
 # "EPOCH:FOLDER": every Tune trial stops after reporting its checkpoint of EPOCH, writes FOLDER/<trial>.paused (its
 # pid) and waits for FOLDER/go. Fault tests inject their fault while the trial waits there, never in a time window.
 PAUSE_ENV = "URN_PAUSE_AT"
+STOP_KEY = "urn_stop_sweep"  # a trial's report that no trial can go on (a full disk): its reason
 CHECKPOINT_PREFIX = "urn-checkpoint-"  # + pid: the worker's folder for a checkpoint until Tune has copied it
 
 
@@ -187,6 +188,7 @@ class SweepContext:
     base: dict  # optuna: the study's base config (dotted)
     trials: dict  # grid: trial id -> flat config (to_flat)
     cpus: float
+    earlier: dict = field(default_factory=dict)  # a resumed sweep: Tune trial name -> checkpoints of earlier runs
 
 
 def train_pack(tune_config: dict, context: SweepContext) -> None:
@@ -207,7 +209,15 @@ def train_pack(tune_config: dict, context: SweepContext) -> None:
                                                      trial_id, config, tags))
         todo = [i for i, record in enumerate(records) if not record.finished]
         if todo:
-            _train(members, records, todo, context.metric)
+            earlier = context.earlier.get(tune.get_context().get_trial_name(), [])
+            try:
+                _train(members, records, todo, context.metric, earlier)
+            except Exception as err:
+                if not disk_full(str(err)):
+                    raise
+                # no retry can help: the driver's DiskFull stops the sweep (what was recorded stays)
+                tune.report({STOP_KEY: error_line(str(err)), context.metric: float("nan")})
+                return
         summaries = [{"trial_id": trial_id, **record.summary} for (trial_id, _), record in zip(members, records)]
         tune.report({**_whereabouts(), "epoch": max((s.get("epochs", 0) for s in summaries), default=0),
                      context.metric: _mean([s.get(context.metric) for s in summaries]),
@@ -246,13 +256,13 @@ def _placement_tags(config) -> dict[str, str]:
             "urn.pid": str(os.getpid())}
 
 
-def _train(members, records, todo: list[int], metric: str) -> None:
+def _train(members, records, todo: list[int], metric: str, earlier: list[str]) -> None:
     from urn_study.trial import run_trials
 
     ids = [members[i][0] for i in todo]
     configs = [members[i][1] for i in todo]
     reporter = _PackReporter(ids, [records[i] for i in todo], configs[0].train, metric)
-    resumes, skipped = _resumes(ids)
+    resumes, skipped = _resumes(ids, earlier)
     if skipped:
         for i in todo:
             records[i].set_tags({"urn.skipped_checkpoints": " ".join(skipped)})
@@ -270,13 +280,15 @@ def _train(members, records, todo: list[int], metric: str) -> None:
         records[i].finish(result)
 
 
-def _resumes(trial_ids: list[str]) -> tuple[list, list[str]]:
-    """Each trial's state from the newest Tune checkpoint that holds all of them whole: an older one where the
-    newest is damaged (Tune keeps two), else none (the trials start again from epoch 0). Also the names of the
+def _resumes(trial_ids: list[str], earlier: list[str]) -> tuple[list, list[str]]:
+    """Each trial's state from the newest checkpoint that holds all of them whole: this Tune trial's own (a
+    retry), an older one of it where that is damaged (Tune keeps two), then those of the sweep's earlier runs
+    (``earlier``: a resumed sweep), else none (the trials start again from epoch 0). Also the names of the
     checkpoints passed over."""
     latest = tune.get_checkpoint()
     skipped = []
-    for checkpoint in _checkpoints_from(latest) if latest is not None else []:
+    own = _checkpoints_from(latest) if latest is not None else []
+    for checkpoint in own + [tune.Checkpoint(path) for path in earlier]:
         try:
             with checkpoint.as_directory() as folder:
                 if all((Path(folder) / t).is_dir() for t in trial_ids):
@@ -433,9 +445,11 @@ class Progress(tune.Callback):
     """Live progress in URN trials: done, running, failed, waiting, epochs, time left. Plain data only:
     Tune pickles it with the experiment and brings it back on resume."""
 
-    def __init__(self, study: str, total_trials: int, epochs: int, every_s: float = 10.0, budget: bool = False):
+    def __init__(self, study: str, total_trials: int, epochs: int, every_s: float = 10.0, budget: bool = False,
+                 done_before: int = 0):
         self.study, self.total, self.epochs, self.every_s = study, total_trials, epochs, every_s
         self.budget = budget  # total_trials is a budget the search may not spend (the boundary search)
+        self.done_before = done_before  # a resumed sweep: trials that finished in its earlier runs
         self._reset()
 
     def _reset(self) -> None:
@@ -449,14 +463,15 @@ class Progress(tune.Callback):
         self._reset()
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k in ("study", "total", "epochs", "every_s", "budget")}
+        return {k: v for k, v in self.__dict__.items()
+                if k in ("study", "total", "epochs", "every_s", "budget", "done_before")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._reset()
 
     def counts(self, trials: list) -> dict[str, float]:
-        out = {"done": 0, "running": 0, "failed": 0, "epochs": 0.0}
+        out = {"done": self.done_before, "running": 0, "failed": 0, "epochs": float(self.done_before * self.epochs)}
         for trial in trials:
             size = _pack_size(trial.config)
             status = trial.status
@@ -512,6 +527,28 @@ class Progress(tune.Callback):
 
     def on_experiment_end(self, trials: list, **info) -> None:
         self._maybe_print(trials, force=True, final=True)
+
+
+class DiskFull(tune.Stopper):
+    """Stops every trial once one reports that the disk is full (``STOP_KEY``): retrying each trial three times
+    against a full disk only buries the cause (the driver reads it from that trial's result)."""
+
+    def __init__(self):
+        self.full = False
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        self.full = self.full or bool(result.get(STOP_KEY))
+        return self.full
+
+    def stop_all(self) -> bool:
+        return self.full
+
+
+def _stop_reason(grid) -> str:
+    for result in grid or []:
+        if (result.metrics or {}).get(STOP_KEY):
+            return str(result.metrics[STOP_KEY])
+    return ""
 
 
 class Watchdog(tune.Callback):
@@ -618,27 +655,67 @@ def trial_dirname(trial) -> str:
 
 
 class NumberedOptunaSearch(OptunaSearch):
-    """OptunaSearch that adds optuna's trial number to each config: stable URN trial ids (``<name>-o0003``)."""
+    """OptunaSearch that adds optuna's trial number to each config: stable URN trial ids (``<name>-o0003``).
+    A resumed sweep's unfinished trials (``again``: number -> their points) are asked first, under their own
+    numbers, and their optuna trials of the earlier run are marked failed."""
+
+    def __init__(self, *args, again: dict[int, dict] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.again = again or {}
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        ready = super().set_search_properties(metric, mode, config, **spec)
+        if ready and self.again:
+            import optuna
+
+            for trial in self._ot_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+                self._ot_study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+            for number, point in sorted(self.again.items()):
+                self._ot_study.enqueue_trial(point, user_attrs={NUMBER_KEY: number})
+            self.again = {}
+        return ready
 
     def suggest(self, trial_id: str):
         config = super().suggest(trial_id)
         if isinstance(config, dict):
-            config[NUMBER_KEY] = self._ot_trials[trial_id].number
+            trial = self._ot_trials[trial_id]
+            config[NUMBER_KEY] = int(trial.user_attrs.get(NUMBER_KEY, trial.number))
         return config
 
 
 class BoundarySearch(Searcher):
     """The boundary search (``urn_study.boundary``) as a Tune searcher: the coarse grid first, then trials where
     neighbouring points or seeds disagree, as their results come in. It returns None (Tune asks again) while
-    every bracket waits for a result, and FINISHED when the plan is done; its state travels with Tune's
-    experiment checkpoint, so ``--resume`` goes on where the driver stopped."""
+    every bracket waits for a result, and FINISHED when the plan is done. A resumed sweep's search starts from
+    its trials' MLflow runs (``runs``): the finished ones' labels, and the unfinished ones asked for again first,
+    under their own numbers."""
 
-    def __init__(self, study: Study, metric: str, mode: str):
+    def __init__(self, study: Study, metric: str, mode: str, runs: list | None = None):
         super().__init__(metric=metric, mode=mode)
         self.name = study.name
         self.plan = BoundaryPlan(study.grid, study.seeds, study.boundary_search())
         self.queue: list = []
         self.live: dict[str, Any] = {}  # Tune trial id -> Issued
+        for run in runs or []:
+            self._add_earlier(run)
+
+    def _add_earlier(self, run) -> None:
+        """One trial run of the sweep's earlier runs into the plan: as a result if it finished, else queued."""
+        trial_id = run.data.tags.get(tracking.TRIAL_TAG, "")
+        number = trial_id.rsplit("-b", 1)[-1]
+        if not number.isdigit():
+            return
+        params = run.data.params
+        point = tuple(_grid_value(params.get(key), values) for key, values in self.plan.grid.items())
+        seed = int(params.get("seed", self.plan.seeds[0]))
+        issued = Issued(int(number), point, seed, int(run.data.tags.get("urn.round", "0")))
+        self.plan.issued.append(issued)
+        if run.info.status != "FINISHED":
+            self.plan.pending.add((point, seed))
+            self.queue.append(issued)
+            return
+        summary = {**run.data.metrics, **{k: run.data.tags.get(k) for k in tracking.FINAL_TAGS}}
+        self._record(issued, summary)
 
     def suggest(self, trial_id: str):
         if not self.queue:
@@ -653,26 +730,48 @@ class BoundarySearch(Searcher):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         issued = self.live.pop(trial_id, None)
-        if issued is None:
-            return
-        summary = _summary_of(result) if result and not error else {}
+        if issued is not None:
+            self._record(issued, _summary_of(result) if result and not error else {})
+
+    def _record(self, issued: Issued, summary: dict) -> None:
         label = summary.get(self.plan.refine.outcome)  # a diverged trial has a phase but no depth: left out
-        label = None if label in (None, "", "diverged") else str(label)
+        label = None if label in (None, "", "diverged") else _label_text(label)
         margin = summary.get("margin")
         self.plan.record(issued.point, issued.seed, label, float(margin) if _finite(margin) else math.nan)
 
     def save(self, checkpoint_path: str) -> None:
-        """The plan's state as JSON (never a pickle: nothing in the results folder is run on resume)."""
+        """The plan's state as JSON, which Tune keeps in the run's folder for a reader (a resume reads the MLflow
+        records instead: nothing in the results folder is trusted to run)."""
         state = {"plan": self.plan.state(), "queue": [i.number for i in self.queue],
                  "live": {tune_id: i.number for tune_id, i in self.live.items()}}
         Path(checkpoint_path).write_text(json.dumps(state))
 
-    def restore(self, checkpoint_path: str) -> None:
-        state = json.loads(Path(checkpoint_path).read_text())
-        self.plan.restore_state(state["plan"])
-        issued = {i.number: i for i in self.plan.issued}
-        self.queue = [issued[n] for n in state["queue"]]
-        self.live = {tune_id: issued[n] for tune_id, n in state["live"].items()}
+
+def _grid_value(text: str | None, values: list) -> Any:
+    """A grid axis's value from its MLflow param (text): the grid's own value where one matches, else a number
+    (a value the search added between two grid values)."""
+    for value in values:
+        if str(value) == text or (_is_number(value) and _number(text) == float(value)):
+            return value
+    number = _number(text)
+    return number if number is not None else text
+
+
+def _number(text: Any) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _label_text(label: Any) -> str:
+    """A phase as it is, a depth (a metric: 3.0) as the integer text the search compares (``3``)."""
+    number = _number(label)
+    return str(int(number)) if number is not None and number.is_integer() else str(label)
 
 
 def _summary_of(result: dict) -> dict:
@@ -725,12 +824,29 @@ def _optuna_space(study: Study) -> tuple[dict, dict]:
     return space, base
 
 
-def _optuna_searcher(study: Study, record: SweepRecord):
+def _optuna_searcher(study: Study, record: SweepRecord, earlier: "Earlier"):
     import optuna
 
     storage = optuna.storages.RDBStorage(f"sqlite:///{results_dir() / 'optuna.db'}")
+    space, _ = _optuna_space(study)
+    again = {}
+    for run in earlier.runs:  # an unfinished trial's point, as the search space has it
+        number = run.data.tags.get(tracking.TRIAL_TAG, "").rsplit("-o", 1)[-1]
+        if run.info.status != "FINISHED" and number.isdigit():
+            again[int(number)] = {key: _space_value(run.data.params.get(key), domain) for key, domain in space.items()}
     return NumberedOptunaSearch(metric=study.metric, mode=study.mode, study_name=record.sweep_id, storage=storage,
-                        seed=study.sample_seed)
+                                seed=study.sample_seed, again=again)
+
+
+def _space_value(text: str | None, domain) -> Any:
+    """A sampled or chosen value from its MLflow param (text), typed as the search space's domain wants it."""
+    categories = getattr(domain, "categories", None)
+    if categories is not None:
+        return _grid_value(text, list(categories))
+    number = _number(text)
+    if isinstance(domain, tune.search.sample.Integer) and number is not None:
+        return int(number)
+    return number
 
 
 # --- the driver ---------------------------------------------------------------------------------------
@@ -762,9 +878,15 @@ def run_sweep(study_path: str | Path, smoke: bool = False, address: str | None =
         check_local_resources(study, num_cpus)
     check_storage(record.storage)
     tracking.check_tracking(record.tracking_uri)
-    with SweepLock(record.sweep_id):
-        return _run_locked(study, record, searcher, smoke, address, max_concurrent, resume, num_cpus,
-                           stall_timeout_s, out)
+    try:
+        with SweepLock(record.sweep_id):
+            return _run_locked(study, record, searcher, smoke, address, max_concurrent, resume, num_cpus,
+                               stall_timeout_s, out)
+    except Exception as err:
+        if not disk_full(str(err)):
+            raise
+        raise ConfigError(f"the disk is full ({error_line(str(err))}); free space, then continue with: urn-study "
+                          f"sweep {study.path}{' --smoke' if smoke else ''} --resume {record.sweep_id}") from None
 
 
 def _run_locked(study: Study, record: SweepRecord, searcher: str, smoke: bool, address: str | None,
@@ -788,15 +910,24 @@ def _run_locked(study: Study, record: SweepRecord, searcher: str, smoke: bool, a
     status, started = "FAILED", False
     stop = _Interrupts()
     try:
+        state = _earlier_state(record, experiment_id) if resume else Earlier()
+        if resume:
+            print(f"  {len(state.finished)} trials finished before; the rest run now, from the newest of "
+                  f"{sum(len(c) for c in state.checkpoints.values())} checkpoints the earlier runs left",
+                  file=out, flush=True)
         started = _start_ray(address, num_cpus)
-        space, base, trials = _search_space(study, searcher)
+        space, base, trials = _search_space(study, searcher, state.finished)
         context = SweepContext(study.name, record.sweep_id, record.tracking_uri, experiment_id, parent, study.metric,
-                               base, trials, study.resources.cpu)
-        tuner = _tuner(study, record, context, space, searcher, max_concurrent, n_trials, resumed=bool(resume),
-                       stall_timeout_s=stall_timeout_s)
+                               base, trials, study.resources.cpu, state.checkpoints)
         with stop:
-            grid = tuner.fit()
+            grid = _tuner(study, record, context, space, searcher, max_concurrent, n_trials, state,
+                          stall_timeout_s).fit() if space is not None else None
         rows = summary_rows(study, record, experiment_id, searcher, grid)
+        reason = _stop_reason(grid)
+        if reason:
+            print(f"stopped: the disk is full ({reason}) under {results_dir()} or the tracking store; free space, "
+                  f"then continue with: {resume_command}", file=out, flush=True)
+            return 1
         if stop.signal:
             status = "KILLED"
             done = sum(r["status"] == "FINISHED" for r in rows)
@@ -808,11 +939,17 @@ def _run_locked(study: Study, record: SweepRecord, searcher: str, smoke: bool, a
         complete = bool(rows) and all(r["status"] == "FINISHED" for r in rows) and (
             searcher == "boundary" or len(rows) >= n_trials)
         status = "FINISHED" if complete else "FAILED"
+        if any(disk_full(r.get("error", "")) for r in rows):
+            print(f"the disk is full under {results_dir()} or the tracking store: free space there", file=out, flush=True)
         if not complete:
             print(f"not every trial finished; continue with: {resume_command}", file=out, flush=True)
         return 0 if complete else 1
     finally:
-        tracking.close_sweep_run(record.tracking_uri, experiment_id, record.sweep_id, parent, status)
+        try:
+            tracking.close_sweep_run(record.tracking_uri, experiment_id, record.sweep_id, parent, status)
+        except Exception as err:  # noqa: BLE001 - a full disk, a store gone: the resume ends the run instead
+            print(f"urn-study: could not end the sweep's MLflow run ({error_line(str(err))}); its resume will",
+                  file=sys.stderr, flush=True)
         if started:
             ray.shutdown()
 
@@ -907,56 +1044,168 @@ def _start_ray(address: str | None, num_cpus: int | None) -> bool:
     return True
 
 
-class _TuneInterruptFilter(logging.Filter):
-    """Tune's lines on an interrupted run name Tune's restore, not urn-study's --resume (printed instead)."""
+class _TuneLines(logging.Filter):
+    """Ray's log lines, made ours at their source: an interrupted run's lines name Tune's restore, not urn-study's
+    --resume (printed instead): dropped; a failed trial and a failed copy to storage are one line each with the
+    error's last line, not a 150-line trace (the trial's folder keeps the whole error)."""
 
-    DROPPED = ("Stop signal received", "Experiment has been interrupted", "Trials did not complete")
+    # (Tune's own result files of trials that never wrote one: the MLflow runs are the record, read instead)
+    DROPPED = ("Stop signal received", "Experiment has been interrupted", "Trials did not complete",
+               "Failed to fetch metrics")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(self.DROPPED)
+        text = str(record.msg)
+        if text.startswith(self.DROPPED):
+            return False
+        if text.startswith("Trial task failed for trial") and record.exc_info:
+            record.msg = f"{text.replace('Trial task failed for trial', 'trial')} failed: " \
+                         f"{error_line(str(record.exc_info[1]))}"
+            record.exc_info, record.exc_text, record.args = None, None, ()
+        elif text.startswith("Last sync command failed"):
+            record.msg = f"Ray could not copy results to storage: {error_line(text)}"
+            record.args = ()
+        elif text.startswith("Saving experiment state to storage") and record.exc_info:
+            record.msg = f"Ray could not save its experiment state: {error_line(str(record.exc_info[1]))}"
+            record.exc_info, record.exc_text, record.args = None, None, ()
+        return True
 
 
 def _quiet_tune_interrupt_messages() -> None:
-    logger = logging.getLogger("ray.tune.tune")
-    if not any(isinstance(f, _TuneInterruptFilter) for f in logger.filters):
-        logger.addFilter(_TuneInterruptFilter())
+    for name in ("ray.tune.tune", "ray.tune.execution.tune_controller", "ray.train._internal.syncer",
+                 "ray.tune.execution.experiment_state", "ray.tune.analysis.experiment_analysis"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _TuneLines) for f in logger.filters):
+            logger.addFilter(_TuneLines())
 
 
-def _search_space(study: Study, searcher: str) -> tuple[dict, dict, dict]:
-    """(Tune param space, base config for optuna trials, trial id -> flat config for grid packs)."""
+def error_line(text: str) -> str:
+    """The line of an error's text that says what went wrong: the last ``SomeError: ...`` line (SQLAlchemy and
+    Ray add lines after it), else the last line."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if disk_full(text):  # the cause, wherever the chain of exceptions put it
+        return next(line for line in lines if disk_full(line))[:300]
+    for line in reversed(lines):
+        head = line.split(":", 1)[0].split(".")[-1].split("(")[0]
+        if ":" in line and (head.endswith(("Error", "Exception")) or head in ("KeyboardInterrupt", "SystemExit")):
+            return line[:300]
+    return lines[-1][:300] if lines else ""
+
+
+def disk_full(text: str) -> bool:
+    return any(s in text for s in ("No space left on device", "database or disk is full", "[Errno 28]"))
+
+
+def _search_space(study: Study, searcher: str, finished: set[str] = frozenset()) -> tuple[dict | None, dict, dict]:
+    """(Tune param space, base config for optuna trials, trial id -> flat config for grid packs). A grid's packs
+    whose trials all finished before (a resumed sweep) are left out; None when none is left."""
     if searcher == "optuna":
         space, base = _optuna_space(study)
         return space, base, {}
     if searcher == "boundary":
         return {}, dict(study.base), {}
-    packs = pack_trials(study.trials(), study.trials_per_worker)
+    packs = [pack for pack in pack_trials(study.trials(), study.trials_per_worker)
+             if any(t.trial_id not in finished for t in pack)]
+    if not packs:
+        return None, {}, {}
     space = {"pack": tune.grid_search([[t.trial_id for t in pack] for pack in packs])}
     return space, {}, {t.trial_id: to_flat(t.config) for t in study.trials()}
 
 
 def _tuner(study: Study, record: SweepRecord, context: SweepContext, space: dict, searcher: str,
-           max_concurrent: int | None, n_trials: int, resumed: bool, stall_timeout_s: float = 1800.0) -> tune.Tuner:
+           max_concurrent: int | None, n_trials: int, earlier: "Earlier", stall_timeout_s: float = 1800.0) -> tune.Tuner:
+    """A new Tune experiment for what is left of the sweep: all of it, or, resumed, the trials that did not finish
+    before (under a name of its own beside the earlier runs' folders). Tune's saved state of an earlier run is
+    never restored: it is pickled (whoever can write the results folder would run code here) and a full disk or
+    a kill can leave it cut short; the MLflow records and our own checkpoints say all a resume needs."""
     resources = {"cpu": study.resources.cpu, "gpu": study.resources.gpu}
     epochs = max(t.config.train.epochs for t in study.trials())
     trainable = tune.with_resources(tune.with_parameters(train_pack, context=context), resources)
-    if resumed and tune.Tuner.can_restore(record.experiment_path):
-        return tune.Tuner.restore(record.experiment_path, trainable, resume_unfinished=True, resume_errored=True)
-    search_alg = None
+    search_alg, samples = None, 1
+    left = n_trials - len(earlier.finished)
     if searcher == "optuna":
-        search_alg = _optuna_searcher(study, record)
+        search_alg, samples = _optuna_searcher(study, record, earlier), left
     elif searcher == "boundary":
-        search_alg = BoundarySearch(study, study.metric, study.mode)
+        search_alg, samples = BoundarySearch(study, study.metric, study.mode, earlier.runs), left
     tune_config = tune.TuneConfig(
-        metric=study.metric, mode=study.mode, num_samples=n_trials if searcher != "grid" else 1, search_alg=search_alg,
+        metric=study.metric, mode=study.mode, num_samples=max(1, samples), search_alg=search_alg,
         max_concurrent_trials=max_concurrent, reuse_actors=True, trial_name_creator=trial_name,
         trial_dirname_creator=trial_dirname)
+    name = f"{record.sweep_id}-resumed-{time.strftime('%Y%m%d-%H%M%S')}" if earlier.resumed else record.sweep_id
     run_config = tune.RunConfig(
-        name=record.sweep_id, storage_path=record.storage, verbose=0,
+        name=name, storage_path=record.storage, verbose=0, stop=DiskFull(),
         failure_config=tune.FailureConfig(max_failures=study.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        callbacks=[Progress(study.name, n_trials, epochs, budget=searcher == "boundary"), Watchdog(stall_timeout_s),
-                   JsonLoggerCallback()])
+        callbacks=[Progress(study.name, n_trials, epochs, budget=searcher == "boundary", done_before=len(earlier.finished)),
+                   Watchdog(stall_timeout_s), JsonLoggerCallback()])
     return tune.Tuner(trainable, param_space=space, tune_config=tune_config, run_config=run_config)
+
+
+# --- a resumed sweep: from its MLflow records and its checkpoints ---------------------------------------------
+
+
+@dataclass
+class Earlier:
+    """What the earlier runs of a sweep left: its trial runs, which finished, and the checkpoints of the rest."""
+
+    runs: list = field(default_factory=list)  # MLflow runs of the sweep's trials, oldest first
+    checkpoints: dict = field(default_factory=dict)  # Tune trial name -> checkpoint folders, newest first
+    resumed: bool = False
+
+    @property
+    def finished(self) -> set[str]:
+        return {r.data.tags.get(tracking.TRIAL_TAG) for r in self.runs if r.info.status == "FINISHED"}
+
+    @property
+    def unfinished(self) -> set[str]:
+        return {r.data.tags.get(tracking.TRIAL_TAG) for r in self.runs} - self.finished
+
+
+def _earlier_state(record: SweepRecord, experiment_id: str) -> Earlier:
+    return Earlier(tracking.trial_runs(record.tracking_uri, experiment_id, record.sweep_id),
+                   checkpoints_of(record.storage, record.sweep_id), resumed=True)
+
+
+def checkpoints_of(storage: str, sweep_id: str) -> dict[str, list[str]]:
+    """Every checkpoint the sweep's runs left under ``storage`` (its first run's folder ``<sweep_id>`` and its
+    resumes' ``<sweep_id>-resumed-*``), by Tune trial name, newest (highest epoch) first. Read from each
+    checkpoint's JSON only: a damaged one is found out, and passed over, when a trial loads it."""
+    from pyarrow import fs
+
+    filesystem, root = fs.FileSystem.from_uri(storage if "://" in storage else str(Path(storage).resolve()))
+    if "://" in storage:
+        prefix = storage.rstrip("/")[: len(storage.rstrip("/")) - len(root.rstrip("/"))]
+    else:
+        prefix = ""
+
+    def folders(path: str) -> list:
+        try:
+            return [i for i in filesystem.get_file_info(fs.FileSelector(path)) if i.type == fs.FileType.Directory]
+        except (OSError, FileNotFoundError):
+            return []
+
+    found: dict[str, list[tuple[int, str]]] = {}
+    for run in folders(root):
+        if run.base_name != sweep_id and not run.base_name.startswith(f"{sweep_id}-resumed-"):
+            continue
+        for trial in folders(run.path):
+            name = trial.base_name.rsplit("_", 1)[0]  # trial_dirname: <trial name>_<Tune's id>
+            for checkpoint in folders(trial.path):
+                if checkpoint.base_name.startswith("checkpoint_"):
+                    found.setdefault(name, []).append((_checkpoint_epoch(filesystem, checkpoint.path),
+                                                       prefix + checkpoint.path))
+    return {name: [path for _, path in sorted(items, reverse=True)] for name, items in found.items()}
+
+
+def _checkpoint_epoch(filesystem, path: str) -> int:
+    """The epoch a checkpoint holds (its first trial's state.json), or -1 where it cannot be read."""
+    from pyarrow import fs
+
+    try:
+        member = next(i for i in filesystem.get_file_info(fs.FileSelector(path)) if i.type == fs.FileType.Directory)
+        with filesystem.open_input_stream(f"{member.path}/{META}") as stream:
+            return int(json.loads(stream.read())["epoch"])
+    except (StopIteration, OSError, ValueError, KeyError, TypeError):
+        return -1
 
 
 # --- the summary -------------------------------------------------------------------------------------
@@ -994,8 +1243,7 @@ def _tune_errors(grid) -> dict[str, str]:
         if result.error is None:
             continue
         config = result.config or {}
-        text = str(result.error).strip().splitlines()
-        message = text[-1] if text else type(result.error).__name__
+        message = error_line(str(result.error)) or type(result.error).__name__
         for trial_id in config.get("pack", []):
             out[trial_id] = message[:200]
     return out

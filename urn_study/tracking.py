@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import tempfile
@@ -56,6 +57,11 @@ BATCH = 100  # MLflow takes at most 100 params / tags per batch (and 1000 metric
 METRIC_BATCH = 1000
 FLUSH_EVERY_S = 5.0  # per-epoch metrics reach the store about this long after their epoch at most
 FLUSH_ENV = "URN_METRICS_EVERY_S"  # overrides FLUSH_EVERY_S (0: send each epoch as soon as it is queued)
+
+
+# MLflow logs each database error (several lines: SQL, parameters) before raising it; the raised error is
+# what urn-study reports, in one line
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 
 class TrackingError(ConfigError):
