@@ -246,3 +246,10 @@ def test_missing_and_unreadable_files(tmp_path):
     error_of(tmp_path / "nope.yaml")
     error_of(write(tmp_path, "base: [1, 2\n"))
     error_of(write(tmp_path, "- 1\n- 2\n", "list.yaml"))
+
+
+def test_an_unreadable_data_file_is_one_line_before_anything_starts(tmp_path):
+    """Read once when the study is checked, not failed (and retried) by every trial."""
+    text = TINY.replace("data.name: nlgp", "data.name: mnist\n  data.path: /etc/passwd")
+    message = error_of(write(tmp_path, text))
+    assert "data.path: /etc/passwd: not an .npz archive" in message, message

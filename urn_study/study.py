@@ -55,6 +55,7 @@ from urn_study.config import (
     parse_config,
     to_flat,
 )
+from urn_study.data import read_mnist
 
 STUDY_KEYS = ("name", "base", "grid", "sample", "samples", "sample_seed", "seeds", "metric", "mode", "resources",
               "trials_per_worker", "max_failures", "refine", "smoke")
@@ -212,7 +213,18 @@ def load_study(path: str | Path, smoke: bool = False) -> Study:
     if study.resources.gpu > 0 and base.get("train.device") == "cpu":
         raise ConfigError(f"{where}: resources.gpu: trials ask for a GPU but base train.device is cpu")
     study.trials()  # builds (and so checks) every config
+    _check_data_files(where, study.trials())
     return study
+
+
+def _check_data_files(where: str, trials: list[StudyTrial]) -> None:
+    """Read each distinct data file the trials use once, now: a bad one is one line before Ray starts,
+    not every trial failing (and retried) on it."""
+    for path in sorted({t.config.data.path for t in trials if t.config.data.uses("mnist")}):
+        try:
+            read_mnist(path)
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from None
 
 
 def _refine(where: str, raw: dict, study: Study) -> Refine:
