@@ -70,6 +70,24 @@ def test_unwritable_local_store_is_refused(tmp_path):
         tracking.check_tracking(f"sqlite:///{blocker / 'sub' / 'mlflow.db'}")
 
 
+def test_an_unwritable_artifact_folder_is_refused_before_any_run(results):
+    results.mkdir()
+    (results / "mlartifacts").write_text("")  # a file where the folder must go (root writes through chmod)
+    uri = tracking.resolve_tracking_uri()
+    with pytest.raises(tracking.TrackingError) as info:
+        tracking.check_tracking(uri)
+    message = str(info.value)
+    assert str(results / "mlartifacts") in message and "a file is in its place" in message and "\n" not in message
+    assert sorted(p.name for p in results.iterdir()) == ["mlartifacts"]  # no store was opened
+    with pytest.raises(tracking.TrackingError, match="cannot create /proc/urn-nowhere"):
+        tracking.check_tracking("sqlite:////proc/urn-nowhere/mlflow.db")
+
+
+def test_the_writable_check_leaves_no_probe_behind(results):
+    tracking.check_tracking(tracking.resolve_tracking_uri())
+    assert list(results.rglob("*")) == [results / "mlartifacts"]
+
+
 @pytest.mark.parametrize("uri, words", [
     ("http://", "no host"), ("https://:5000", "no host"), ("http://[::1", "not a valid URI"),
     ("http://127.0.0.1:99999", "not a valid URI")])

@@ -148,13 +148,21 @@ def check_tracking(uri: str, timeout: float = 10.0) -> None:
     elif scheme.split("+")[0] in DATABASE_SCHEMES:
         _check_driver(uri)
     elif is_local(uri):
-        folder = Path(uri[len("sqlite:///"):]).parent
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise TrackingError(f"tracking store {uri}: cannot create {folder} ({err.strerror})") from None
-        if not os.access(folder, os.W_OK):
-            raise TrackingError(f"tracking store {uri}: {folder} is not writable")
+        _check_writable(Path(uri[len("sqlite:///"):]).parent, f"tracking store {uri}")
+        # where a local store's runs keep their artifacts: found unwritable only once the sweep's run is open
+        _check_writable(default_artifact_root(), f"artifact folder of {uri}")
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    """Create ``folder`` and a probe file in it, then remove the probe. Tried, not asked: os.access says yes
+    to root everywhere, and a read-only mount or a file in the folder's place shows only when writing."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".urn-probe-"):
+            pass
+    except OSError as err:
+        reason = "a file is in its place" if folder.exists() and not folder.is_dir() else err.strerror
+        raise TrackingError(f"{what}: cannot create {folder} or write in it ({reason})") from None
 
 
 def _check_driver(uri: str) -> None:
