@@ -253,3 +253,12 @@ def test_an_unreadable_data_file_is_one_line_before_anything_starts(tmp_path):
     text = TINY.replace("data.name: nlgp", "data.name: mnist\n  data.path: /etc/passwd")
     message = error_of(write(tmp_path, text))
     assert "data.path: /etc/passwd: not an .npz archive" in message, message
+
+
+def test_yaml_aliases_expanding_past_the_budget_are_refused(tmp_path):
+    items = ["&l0 [0, 0, 0, 0, 0, 0, 0, 0, 0]"] + [f"&l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 6)]
+    text = TINY.replace("regulators.l1: [0, 1.0e-4, 1.0e-3]", f"regulators.l1: [{', '.join(items)}]")
+    sizes = [10]  # written out, list l_i holds itself and 9 copies of l_(i-1); the aliases add all but itself
+    for _ in range(5):
+        sizes.append(1 + 9 * sizes[-1])
+    assert f"would add {sum(sizes[1:]) - 5:,} values (at most 10,000)" in error_of(write(tmp_path, text))
