@@ -262,3 +262,18 @@ def test_yaml_aliases_expanding_past_the_budget_are_refused(tmp_path):
     for _ in range(5):
         sizes.append(1 + 9 * sizes[-1])
     assert f"would add {sum(sizes[1:]) - 5:,} values (at most 10,000)" in error_of(write(tmp_path, text))
+
+
+def test_a_study_of_too_many_trials_is_refused_before_it_is_built(tmp_path, monkeypatch):
+    monkeypatch.setattr("urn_study.study._expand", lambda study: pytest.fail("the trials were built"))
+    values = [round(i * 1.0e-4, 4) for i in range(40)]
+    grid = f"grid: {{regulators.l1: {values}, regulators.l2: {values}, regulators.width: {values}}}\n"
+    message = error_of(write(tmp_path, TINY.split("grid:")[0] + grid + "seeds: [0, 1]\n"))
+    assert f"{40 * 40 * 40 * 2:,} trials" in message and "at most 100,000" in message, message
+    # the smoke form is counted as it would run: its axes laid over the study's (2 x 3 from TINY)
+    smoke = f"smoke:\n  grid: {{regulators.width: {values}, regulators.l2: {values}}}\n  seeds: {list(range(11))}\n"
+    path = write(tmp_path, TINY + smoke)
+    assert f"{2 * 3 * 40 * 40 * 11:,} trials" in error_of(path, smoke=True)
+    # one axis too long for any study is refused before its values are checked one by one
+    axis = f"grid: {{regulators.l1: [{', '.join(str(i) for i in range(100_001))}]}}\n"
+    assert "grid.regulators.l1: 100,001 values" in error_of(write(tmp_path, TINY.split("grid:")[0] + axis))
