@@ -30,7 +30,7 @@ import pandas as pd
 # The record layout: the artifacts' names (urn_study.artifacts), the trial tag and final tags (urn_study.tracking).
 from urn_study.artifacts import BIAS, INITIAL, LAYOUT, WEIGHTS
 from urn_study.study import results_dir
-from urn_study.tracking import FINAL_TAGS, TRIAL_TAG, resolve_tracking_uri
+from urn_study.tracking import FINAL_TAGS, TRIAL_TAG, is_local, resolve_tracking_uri
 
 CACHE_VERSION = 2
 WATERMARK_MARGIN_MS = 10_000  # re-read runs that ended up to 10 s before the latest the cache holds (clock skew)
@@ -281,6 +281,9 @@ def load_study_runs(study: Any, tracking_uri: str | None = None, refresh: bool =
     from mlflow.tracking import MlflowClient
 
     tracking_uri = resolve_tracking_uri(tracking_uri)
+    store = Path(tracking_uri[len("sqlite:///"):]) if is_local(tracking_uri) else None
+    if store is not None and not store.is_file():  # MLflow would create an empty store there: reading writes nothing
+        raise LookupError(f"no study {getattr(study, 'name', study)!r} recorded: no MLflow store at {store}")
     client = MlflowClient(tracking_uri)
     experiment = _experiment(client, study)
     files = None

@@ -109,6 +109,30 @@ def test_yaml_file_and_overrides(tmp_path):
         load_config(None, ["model.steps"])
 
 
+def laughs(levels: int = 6, width: int = 9) -> str:
+    """A "billion laughs" in YAML: each list holds the one before it ``width`` times (width**levels values)."""
+    items = ["&l0 [" + ", ".join(["lol"] * width) + "]"]
+    items += [f"&l{i} [" + ", ".join([f"*l{i - 1}"] * width) + "]" for i in range(1, levels)]
+    return "[" + ", ".join(items) + "]"
+
+
+def test_yaml_aliases_expanding_past_the_budget_are_one_line(tmp_path):
+    path = tmp_path / "bomb.yaml"
+    path.write_text(f"model.steps: {laughs()}\n")  # 9**6 values: 9**9 would take gigabytes to print
+    with pytest.raises(ConfigError, match=r"^\S*bomb\.yaml: its aliases \(\*name\) would add [\d,]+ values \(at most 10,000\)"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r"^--set model\.steps: its aliases"):
+        load_config(None, [f"model.steps={laughs()}"])
+    path.write_text("model.steps: &a [1, *a]\n")  # an alias inside its own value: no end to it
+    with pytest.raises(ConfigError, match=r"bomb\.yaml: an alias \(\*name\) refers to a value that holds it"):
+        load_config(path)
+    path.write_text("model.steps: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError, match=r"bomb\.yaml: values nested too deeply"):
+        load_config(path)
+    path.write_text("regulators.l1: &strength 0.001\nregulators.l2: *strength\n")  # aliases within the budget
+    assert load_config(path).regulators.l2 == 0.001
+
+
 @pytest.mark.parametrize("args,fragment", [
     (["--set", "model.stepz=3"], "model.stepz"),
     (["--set", "train.epochs=many"], "train.epochs"),

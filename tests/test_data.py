@@ -9,6 +9,7 @@ import pytest
 from scipy.stats import kurtosis
 from sklearn.linear_model import LogisticRegression
 
+from urn_study.config import ConfigError
 from urn_study.data import (
     DATASETS,
     DataConfig,
@@ -269,6 +270,32 @@ def test_mnist_with_wrong_arrays_is_refused(tmp_path) -> None:
     np.savez(path, x_train=np.zeros((3, 8, 8), np.uint8), y_train=np.zeros(3, np.uint8))
     with pytest.raises(ValueError, match=r"data\.path: .*missing arrays x_test, y_test"):
         load_dataset(DataConfig(name="mnist", path=str(path)), seed=0)
+
+
+def unreadable_files(folder) -> dict[str, str]:
+    """Files that are no keras-layout .npz, each with the words the error must hold."""
+    np.save(folder / "array.npy", np.zeros(3))
+    fake_mnist(folder / "whole.npz")
+    whole = (folder / "whole.npz").read_bytes()
+    (folder / "truncated.npz").write_bytes(whole[: len(whole) // 2])
+    (folder / "garbage.npz").write_bytes(b"PK\x03\x04" + bytes(range(256)) * 4)
+    (folder / "mnist.gz").write_bytes(b"\x1f\x8b\x08\x00" + bytes(64))
+    np.savez(folder / "objects.npz", x_train=np.array([None] * 3, dtype=object), y_train=np.zeros(3),
+             x_test=np.zeros((2, 28, 28)), y_test=np.zeros(2))
+    np.savez(folder / "labels.npz", x_train=np.zeros((3, 28, 28)), y_train=np.full(3, np.nan),
+             x_test=np.zeros((2, 28, 28)), y_test=np.zeros(2))
+    return {"/etc/passwd": "not an .npz archive", str(folder / "array.npy"): "single .npy array",
+            str(folder / "truncated.npz"): "truncated or corrupt", str(folder / "garbage.npz"): "truncated or corrupt",
+            str(folder / "mnist.gz"): "gzip", str(folder / "objects.npz"): "Object arrays",
+            str(folder / "labels.npz"): "labels must be the integers 0..9"}
+
+
+def test_an_unreadable_data_file_is_one_config_error_naming_it(tmp_path) -> None:
+    for path, words in unreadable_files(tmp_path).items():
+        with pytest.raises(ConfigError) as info:
+            load_dataset(DataConfig(name="mnist", path=path), seed=0)
+        message = str(info.value)
+        assert message.startswith(f"data.path: {path}") and words in message and "\n" not in message, message
 
 
 # --- DataConfig.check ----------------------------------------------------------------------------

@@ -246,3 +246,34 @@ def test_missing_and_unreadable_files(tmp_path):
     error_of(tmp_path / "nope.yaml")
     error_of(write(tmp_path, "base: [1, 2\n"))
     error_of(write(tmp_path, "- 1\n- 2\n", "list.yaml"))
+
+
+def test_an_unreadable_data_file_is_one_line_before_anything_starts(tmp_path):
+    """Read once when the study is checked, not failed (and retried) by every trial."""
+    text = TINY.replace("data.name: nlgp", "data.name: mnist\n  data.path: /etc/passwd")
+    message = error_of(write(tmp_path, text))
+    assert "data.path: /etc/passwd: not an .npz archive" in message, message
+
+
+def test_yaml_aliases_expanding_past_the_budget_are_refused(tmp_path):
+    items = ["&l0 [0, 0, 0, 0, 0, 0, 0, 0, 0]"] + [f"&l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 6)]
+    text = TINY.replace("regulators.l1: [0, 1.0e-4, 1.0e-3]", f"regulators.l1: [{', '.join(items)}]")
+    sizes = [10]  # written out, list l_i holds itself and 9 copies of l_(i-1); the aliases add all but itself
+    for _ in range(5):
+        sizes.append(1 + 9 * sizes[-1])
+    assert f"would add {sum(sizes[1:]) - 5:,} values (at most 10,000)" in error_of(write(tmp_path, text))
+
+
+def test_a_study_of_too_many_trials_is_refused_before_it_is_built(tmp_path, monkeypatch):
+    monkeypatch.setattr("urn_study.study._expand", lambda study: pytest.fail("the trials were built"))
+    values = [round(i * 1.0e-4, 4) for i in range(40)]
+    grid = f"grid: {{regulators.l1: {values}, regulators.l2: {values}, regulators.width: {values}}}\n"
+    message = error_of(write(tmp_path, TINY.split("grid:")[0] + grid + "seeds: [0, 1]\n"))
+    assert f"{40 * 40 * 40 * 2:,} trials" in message and "at most 100,000" in message, message
+    # the smoke form is counted as it would run: its axes laid over the study's (2 x 3 from TINY)
+    smoke = f"smoke:\n  grid: {{regulators.width: {values}, regulators.l2: {values}}}\n  seeds: {list(range(11))}\n"
+    path = write(tmp_path, TINY + smoke)
+    assert f"{2 * 3 * 40 * 40 * 11:,} trials" in error_of(path, smoke=True)
+    # one axis too long for any study is refused before its values are checked one by one
+    axis = f"grid: {{regulators.l1: [{', '.join(str(i) for i in range(100_001))}]}}\n"
+    assert "grid.regulators.l1: 100,001 values" in error_of(write(tmp_path, TINY.split("grid:")[0] + axis))

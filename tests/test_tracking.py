@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -67,6 +68,73 @@ def test_unwritable_local_store_is_refused(tmp_path):
     blocker.write_text("")
     with pytest.raises(tracking.TrackingError, match="cannot create"):
         tracking.check_tracking(f"sqlite:///{blocker / 'sub' / 'mlflow.db'}")
+
+
+def test_an_unwritable_artifact_folder_is_refused_before_any_run(results):
+    results.mkdir()
+    (results / "mlartifacts").write_text("")  # a file where the folder must go (root writes through chmod)
+    uri = tracking.resolve_tracking_uri()
+    with pytest.raises(tracking.TrackingError) as info:
+        tracking.check_tracking(uri)
+    message = str(info.value)
+    assert str(results / "mlartifacts") in message and "a file is in its place" in message and "\n" not in message
+    assert sorted(p.name for p in results.iterdir()) == ["mlartifacts"]  # no store was opened
+    with pytest.raises(tracking.TrackingError, match="cannot create /proc/urn-nowhere"):
+        tracking.check_tracking("sqlite:////proc/urn-nowhere/mlflow.db")
+
+
+def test_the_writable_check_leaves_no_probe_behind(results):
+    tracking.check_tracking(tracking.resolve_tracking_uri())
+    assert list(results.rglob("*")) == [results / "mlartifacts"]
+
+
+@pytest.mark.parametrize("uri, words", [
+    ("http://", "no host"), ("https://:5000", "no host"), ("http://[::1", "not a valid URI"),
+    ("http://127.0.0.1:99999", "not a valid URI")])
+def test_a_malformed_tracking_uri_is_one_line(uri, words):
+    with pytest.raises(tracking.TrackingError) as info:
+        tracking.resolve_tracking_uri(uri)
+    message = str(info.value)
+    assert f"--tracking-uri {uri!r}" in message and words in message and "\n" not in message
+
+
+@pytest.mark.parametrize("uri", [
+    "HTTP://alice:s3cr3t@127.0.0.1:5000", "Https://s3cr3t@example.org", "ftp://alice:s3cr3t@example.org",
+    "gopher://alice:s3cr3t@[::1", "http://127.0.0.1:5000?token=s3cr3t", "http://h:5000/?x=1&API_KEY=s3cr3t",
+    "POSTGRESQL://alice:s3cr3t@db/urn", "postgresql://alice@db/urn?sslmode=require&password=s3cr3t"])
+def test_a_secret_anywhere_in_the_tracking_uri_is_refused_unechoed(uri):
+    with pytest.raises(tracking.TrackingError) as info:
+        tracking.resolve_tracking_uri(uri)
+    assert "s3cr3t" not in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_scheme_is_read_in_any_case(tmp_path):
+    assert tracking.resolve_tracking_uri("HTTP://127.0.0.1:5000/") == "http://127.0.0.1:5000"
+    assert tracking.resolve_tracking_uri(f"SQLite:///{tmp_path / 'm.db'}") == f"sqlite:///{tmp_path / 'm.db'}"
+    assert tracking.is_local(f"SQLITE:///{tmp_path / 'm.db'}")
+
+
+def test_a_database_store_without_its_driver_is_one_line(monkeypatch):
+    for module in ("psycopg", "pymysql"):
+        monkeypatch.setitem(sys.modules, module, None)  # as if not installed: its import fails
+    for uri, package in (("postgresql://bob@127.0.0.1:1/db", "psycopg"), ("mysql+pymysql://bob@db/urn", "PyMySQL")):
+        with pytest.raises(tracking.TrackingError) as info:
+            tracking.check_tracking(tracking.resolve_tracking_uri(uri))
+        message = str(info.value)
+        assert "is not installed" in message and f"pip install {package}" in message and "\n" not in message
+        assert "bob" not in message  # the user info is masked in every message that quotes a URI
+
+
+def test_a_refused_tracking_uri_leaves_no_sweep_record(results, tmp_path, monkeypatch, capsys):
+    from urn_study import cli
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    study = tmp_path / "tiny.yaml"
+    study.write_text("base: {data.name: nlgp, data.side: 8, data.n_samples: 200, train.epochs: 1}\n")
+    for uri in ("http://", "postgresql://bob@127.0.0.1:1/db"):
+        assert cli.main(["sweep", str(study), "--tracking-uri", uri]) == 2
+        assert capsys.readouterr().err.count("\n") == 1
+        assert not results.exists() or not any(p.is_file() for p in results.rglob("*"))
 
 
 # --- runs -------------------------------------------------------------------------------------------

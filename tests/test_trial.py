@@ -184,5 +184,16 @@ def test_a_training_too_big_for_memory_is_refused_before_it_allocates():
 
     with pytest.raises(ConfigError, match=r"model.steps 1000000 x train.batch_size 128 x 138 neurons needs about \d+ GiB"):
         run_trial(parse_config({**DIGITS_2_STEPS, "model.steps": 1000000}))
-    with pytest.raises(ConfigError, match=r"x 200002 neurons needs about \d+ GiB"):  # the S x S of a ring of 100,000
+    with pytest.raises(ConfigError, match=r"^200002 neurons need about \d+ GiB"):  # the S x S of a ring of 100,000
         run_trial(parse_config({"data.name": "nlgp", "data.side": 100000, "data.n_samples": 4}))
+
+
+def test_a_network_too_big_for_memory_is_refused_before_its_data_are_generated(monkeypatch):
+    """A ring of 100,000 sites: its 2,000 samples (6 GiB to generate) are allowed, its 200,002 neurons are not."""
+    from urn_study import trial
+    from urn_study.config import ConfigError
+
+    monkeypatch.setattr(trial, "load_dataset", lambda *args: pytest.fail("the data were loaded"))
+    config = parse_config({"data.name": "nlgp", "data.side": 100000})
+    with pytest.raises(ConfigError, match=r"^200002 neurons need about \d+ GiB for their weights alone \(at most 16\)"):
+        run_trial(config)

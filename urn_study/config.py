@@ -324,13 +324,66 @@ def to_flat(config: TrialConfig) -> dict[str, Any]:
     return flat
 
 
+MAX_ALIAS_NODES = 10_000  # what aliases (*name) may add to a document: a study needs a few, a "billion laughs" 10**9
+
+
+class _AliasBomb(yaml.YAMLError):
+    """A document whose aliases expand past MAX_ALIAS_NODES nodes, or into themselves."""
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader, checking what the aliases expand to once the document is parsed, before any value is
+    built: the values themselves share memory, but anything that walks them (a message, a flattening, a
+    fingerprint) walks every copy."""
+
+    def compose_document(self):
+        node = super().compose_document()
+        added = _alias_expansion(node)
+        if added > MAX_ALIAS_NODES:
+            raise _AliasBomb(f"its aliases (*name) would add {added:,} values (at most {MAX_ALIAS_NODES:,}); write them out")
+        return node
+
+
+def _alias_expansion(root: yaml.Node) -> int:
+    """How many nodes the aliases add when the document is written out in full (each node counted once per use)."""
+    sizes: dict[int, int | None] = {}  # id -> nodes below and including it; None while being counted
+
+    def size(node: yaml.Node) -> int:
+        if id(node) in sizes:
+            if sizes[id(node)] is None:
+                raise _AliasBomb("an alias (*name) refers to a value that holds it: it would expand without end")
+            return sizes[id(node)]
+        sizes[id(node)] = None
+        if isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        else:
+            children = node.value if isinstance(node, yaml.SequenceNode) else []
+        sizes[id(node)] = 1 + sum(size(child) for child in children)
+        return sizes[id(node)]
+
+    return size(root) - len(sizes)
+
+
+def _safe_yaml(text: str) -> Any:
+    """``yaml.safe_load`` with aliases bounded (see _Loader)."""
+    loader = _Loader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def load_yaml(path: str | Path) -> dict:
     """Read a YAML mapping with the safe loader; errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = _safe_yaml(path.read_text())
+    except _AliasBomb as err:
+        raise ConfigError(f"{path}: {err}") from None
+    except RecursionError:  # PyYAML reads nested values by recursion
+        raise ConfigError(f"{path}: values nested too deeply to read") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     except UnicodeDecodeError as err:
@@ -352,7 +405,11 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise ConfigError(f"--set {item!r}: expected key=value")
         try:
-            out[key.strip()] = yaml.safe_load(text) if text.strip() else ""
+            out[key.strip()] = _safe_yaml(text) if text.strip() else ""
+        except _AliasBomb as err:
+            raise ConfigError(f"--set {key}: {err}") from None
+        except RecursionError:
+            raise ConfigError(f"--set {key}: value nested too deeply to read") from None
         except yaml.YAMLError:
             raise ConfigError(f"--set {key}: cannot read value {text!r}") from None
     return out

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+import zipfile
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -143,7 +144,9 @@ class DataConfig:
 
 
 def _fail(field: str, message: str) -> NoReturn:
-    raise ValueError(f"data.{field}: {message}")
+    from urn_study.config import ConfigError  # here, not at the top: config imports this module
+
+    raise ConfigError(f"data.{field}: {message}")
 
 
 @dataclass
@@ -391,39 +394,70 @@ def _teacher(cfg: DataConfig, seed: int) -> Dataset:
 
 # --- mnist ------------------------------------------------------------------------------------
 
+MNIST_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
 
 def _mnist(cfg: DataConfig, seed: int) -> Dataset:
     """The file's own train/test split; integer pixels are divided by 255. ``seed`` is unused."""
-    arrays = _read_npz(cfg.path, ("x_train", "y_train", "x_test", "y_test"))
+    arrays = read_mnist(cfg.path)
     xs, ys = [], []
     for part in ("train", "test"):
         x, y = arrays[f"x_{part}"], arrays[f"y_{part}"]
-        if x.shape[1:] not in (MNIST_SHAPE, (MNIST_SHAPE[0] * MNIST_SHAPE[1],)) or len(y) != len(x):
-            _fail("path", f"{cfg.path}: x_{part} {x.shape} / y_{part} {y.shape} "
-                  "are not (N, 28, 28) images with N labels")
         scale = 255.0 if np.issubdtype(x.dtype, np.integer) else 1.0
         xs.append((x.reshape(len(x), -1) / scale).astype(np.float32))
         ys.append(y.astype(np.int64).ravel())
-    if any(((y < 0) | (y >= 10)).any() for y in ys):
-        _fail("path", f"{cfg.path}: labels must lie in 0..9")
     info = {"path": cfg.path, "scale": "pixel / 255"}
     return Dataset("mnist", xs[0], ys[0], xs[1], ys[1], MNIST_SHAPE, False, 10, info)
 
 
+def read_mnist(path: str) -> dict[str, np.ndarray]:
+    """The four arrays of a keras-layout .npz, checked (images of 28 x 28, one label in 0..9 each); anything
+    else is a ConfigError naming data.path, the file and what is wrong with it."""
+    arrays = _read_npz(path, MNIST_KEYS)
+    for part in ("train", "test"):
+        x, y = arrays[f"x_{part}"], arrays[f"y_{part}"]
+        if x.shape[1:] not in (MNIST_SHAPE, (MNIST_SHAPE[0] * MNIST_SHAPE[1],)) or y.size != len(x):
+            _fail("path", f"{path}: x_{part} {x.shape} / y_{part} {y.shape} "
+                  "are not (N, 28, 28) images with N labels")
+        if x.dtype.kind not in "iuf" or y.dtype.kind not in "iuf":
+            _fail("path", f"{path}: x_{part} / y_{part} hold {x.dtype} / {y.dtype}, not numbers")
+        if not np.isin(y, np.arange(10)).all():
+            _fail("path", f"{path}: labels must be the integers 0..9")
+    return arrays
+
+
 def _read_npz(path: str, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` of an .npz archive, never unpickled; a file that is not such an archive (text, an
+    .npy, gzip, truncated or corrupt) is a ConfigError naming it and why."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            missing = [k for k in keys if k not in archive.files]
-            if missing:
-                _fail("path", f"{path}: missing arrays {', '.join(missing)}")
-            try:
-                return {k: archive[k] for k in keys}
-            except ValueError as err:  # an object array: reading it would unpickle, which is never done
-                _fail("path", f"{path}: {err}")
-    except (OSError, EOFError) as err:
-        _fail("path", f"cannot read {path} as .npz ({err})")
-    except AttributeError:  # np.load returned a plain array (a .npy file), which has no .files
-        _fail("path", f"{path}: expected an .npz archive of arrays")
+        with open(path, "rb") as file:
+            head = file.read(6)
+    except OSError as err:
+        _fail("path", f"{path}: cannot read it ({err.strerror})")
+    # told apart by their first bytes: np.load calls anything it does not recognise "pickled data"
+    if head.startswith(b"\x93NUMPY"):
+        _fail("path", f"{path}: a single .npy array; expected an .npz archive of {', '.join(keys)}")
+    if head.startswith(b"\x1f\x8b"):
+        _fail("path", f"{path}: gzip-compressed; expected an .npz archive of {', '.join(keys)} (keras' mnist.npz)")
+    if not head.startswith(b"PK"):
+        _fail("path", f"{path}: not an .npz archive (a zip of .npy arrays such as keras' mnist.npz)")
+    unreadable = (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error, MemoryError)
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except unreadable as err:  # a truncated archive has no directory: "not a zip file"
+        _fail("path", f"{path}: not a readable .npz archive, truncated or corrupt ({err})")
+    with archive:
+        missing = [k for k in keys if k not in archive.files]
+        if missing:
+            _fail("path", f"{path}: missing arrays {', '.join(missing)}")
+        # the sizes the archive declares (reading stops there): a huge array is refused before it is read
+        gib = sum(archive.zip.getinfo(f"{k}.npy").file_size for k in keys) / 2**30
+        if gib > MAX_DATA_GIB:
+            _fail("path", f"{path}: its arrays hold {gib:.0f} GiB (at most {MAX_DATA_GIB})")
+        try:
+            return {k: archive[k] for k in keys}
+        except unreadable as err:  # ValueError: also an object array, which only unpickling could read
+            _fail("path", f"{path}: cannot read its arrays ({type(err).__name__}: {err})")
 
 
 _LOADERS = {"digits": _digits, "digits_permuted": _digits_permuted, "nlgp": _nlgp, "teacher": _teacher, "mnist": _mnist}

@@ -55,6 +55,7 @@ from urn_study.config import (
     parse_config,
     to_flat,
 )
+from urn_study.data import read_mnist
 
 STUDY_KEYS = ("name", "base", "grid", "sample", "samples", "sample_seed", "seeds", "metric", "mode", "resources",
               "trials_per_worker", "max_failures", "refine", "smoke")
@@ -69,6 +70,7 @@ METRICS = ("test_accuracy", "train_accuracy", "task_loss", "loss", "depth", "mar
            "locality", "ipr", "receptive_field", "kept_units", "w_skip_share", "w_recurrence_share", "w_density",
            "w_locality")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+MAX_TRIALS = 100_000  # a study's trials are all built and held before it runs: more is a mistake, not a sweep
 
 
 def results_dir() -> Path:
@@ -204,6 +206,7 @@ def load_study(path: str | Path, smoke: bool = False) -> Study:
         max_failures=_integer(where, "max_failures", raw.get("max_failures", 2), minimum=0),
         smoke=smoke,
     )
+    _check_trial_count(where, study)
     if "refine" in raw:
         study.refine = _refine(where, _mapping(where, "refine", raw["refine"]), study)
     both = set(study.grid) & set(study.sample)
@@ -212,7 +215,27 @@ def load_study(path: str | Path, smoke: bool = False) -> Study:
     if study.resources.gpu > 0 and base.get("train.device") == "cpu":
         raise ConfigError(f"{where}: resources.gpu: trials ask for a GPU but base train.device is cpu")
     study.trials()  # builds (and so checks) every config
+    _check_data_files(where, study.trials())
     return study
+
+
+def _check_data_files(where: str, trials: list[StudyTrial]) -> None:
+    """Read each distinct data file the trials use once, now: a bad one is one line before Ray starts,
+    not every trial failing (and retried) on it."""
+    for path in sorted({t.config.data.path for t in trials if t.config.data.uses("mnist")}):
+        try:
+            read_mnist(path)
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from None
+
+
+def _check_trial_count(where: str, study: Study) -> None:
+    """Counted before the trials are built (each takes memory and time to build and check)."""
+    factors = [len(values) for values in study.grid.values()] + [study.samples if study.sample else 1, len(study.seeds)]
+    count = math.prod(factors)
+    if count > MAX_TRIALS:
+        raise ConfigError(f"{where}: {count:,} trials ({' x '.join(map(str, factors))}: the grid's axes, draws, seeds), "
+                          f"at most {MAX_TRIALS:,}; split the study or give its axes fewer values")
 
 
 def _refine(where: str, raw: dict, study: Study) -> Refine:
@@ -325,6 +348,8 @@ def _grid(where: str, raw: Any, base: dict) -> dict[str, list]:
             raise ConfigError(f"{where}: grid.{key}: expected a list of values, got {values!r}")
         if not values:
             raise ConfigError(f"{where}: grid.{key}: empty list (an axis needs at least one value)")
+        if len(values) > MAX_TRIALS:  # each value is checked, and against the others: not for a million
+            raise ConfigError(f"{where}: grid.{key}: {len(values):,} values, at most {MAX_TRIALS:,} trials in a study")
         seen = []
         for value in values:
             if value in seen:

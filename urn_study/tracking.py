@@ -26,10 +26,12 @@ import json
 import logging
 import math
 import os
+import re
 import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -79,59 +81,113 @@ def default_artifact_root() -> Path:
     return results_dir() / "mlartifacts"
 
 
+SERVER_SCHEMES = ("http", "https")
+DATABASE_SCHEMES = ("postgresql", "mysql", "mssql")  # each optionally with +driver (mysql+pymysql)
+# query keys that carry a secret (?token=..., ?password=...): like credentials, never part of a URI here
+SECRET_KEY = re.compile(r"token|passw|pwd|secret|api_?key|access_?key|auth|credential|signature", re.IGNORECASE)
+# the pip package of each database driver SQLAlchemy loads by default or by name
+DRIVER_PACKAGES = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary", "MySQLdb": "mysqlclient",
+                   "pymysql": "PyMySQL", "pyodbc": "pyodbc", "pymssql": "pymssql"}
+
+
 def resolve_tracking_uri(uri: str | None = None) -> str:
     """``uri``, else ``$MLFLOW_TRACKING_URI``, else the local SQLite store; SQLite paths made absolute
-    (trials run in their own folders). MLflow's file store is refused."""
+    (trials run in their own folders), the scheme in lower case. MLflow's file store is refused, and so is a
+    URI holding a secret: it is printed, stored in the sweep record and sent to every trial."""
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+    try:
+        parts = urllib.parse.urlsplit(uri)
+        if parts.scheme.lower() in SERVER_SCHEMES:
+            parts.port  # noqa: B018 - raises ValueError for a port that is no number in 0..65535
+    except ValueError as err:
+        raise TrackingError(f"--tracking-uri {masked(uri)!r}: not a valid URI ({err})") from None
+    scheme = parts.scheme.lower()
+    uri = scheme + uri[len(parts.scheme):]
     if uri.startswith("sqlite:///"):
         path = uri[len("sqlite:///"):]
         return uri if path.startswith("/") else f"sqlite:///{Path(path).resolve()}"
-    if uri.startswith(("http://", "https://")) and _user_info(uri):
-        # the URI is printed, stored in the sweep record and sent to every trial: no place for a secret
-        raise TrackingError("--tracking-uri: credentials in the URI would be printed and stored; give them "
-                            "as MLFLOW_TRACKING_TOKEN (or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD) "
-                            "in the environment instead")
-    if uri.startswith(("postgresql", "mysql", "mssql")) and ":" in _user_info(uri):
+    secrets = [key for key, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if SECRET_KEY.search(key)]
+    if secrets:
+        raise TrackingError(f"--tracking-uri {masked(uri)!r}: a secret in the query ({secrets[0]}=...) would be "
+                            "printed and stored; give it in the environment instead (MLFLOW_TRACKING_TOKEN for a "
+                            "server, PGPASSWORD or ~/.pgpass for PostgreSQL)")
+    if scheme in SERVER_SCHEMES:
+        if parts.username is not None or parts.password is not None:
+            raise TrackingError("--tracking-uri: credentials in the URI would be printed and stored; give them "
+                                "as MLFLOW_TRACKING_TOKEN (or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD) "
+                                "in the environment instead")
+        if not parts.hostname:
+            raise TrackingError(f"--tracking-uri {masked(uri)!r}: no host; an MLflow server is {scheme}://host:port")
+    if scheme.split("+")[0] in DATABASE_SCHEMES and parts.password is not None:
         raise TrackingError("--tracking-uri: a password in the URI would be printed and stored; leave it out "
                             "(postgresql://user@host/db) and give it to the database client instead "
                             "(PGPASSWORD or ~/.pgpass for PostgreSQL)")
-    if uri.startswith(("http://", "https://", "databricks", "postgresql", "mysql", "mssql")):
+    if scheme in SERVER_SCHEMES or uri.lower().startswith("databricks") or scheme.split("+")[0] in DATABASE_SCHEMES:
         return uri.rstrip("/")
-    raise TrackingError(f"--tracking-uri {uri!r}: use an MLflow server (http://host:port) or sqlite:///path.db "
+    raise TrackingError(f"--tracking-uri {masked(uri)!r}: use an MLflow server (http://host:port) or sqlite:///path.db "
                         "(the file store is deprecated)")
 
 
-def _user_info(uri: str) -> str:
-    """``user:password`` of ``scheme://user:password@host/...``, or ''."""
-    rest = uri.split("://", 1)[-1]
-    host = rest.split("/", 1)[0]
-    return host.rsplit("@", 1)[0] if "@" in host else ""
+def masked(uri: str) -> str:
+    """``uri`` for a message: its user info and the values of secret query keys replaced by ``***``. By text,
+    not by parsing: a malformed URI is masked too."""
+    uri = re.sub(r"^([^:/?#]+://)[^/?#]*@", r"\1***@", uri)
+    return re.sub(r"([?&][^=&#]*=)([^&#]*)", lambda m: m[1] + ("***" if SECRET_KEY.search(m[1]) else m[2]), uri)
 
 
 def is_local(uri: str) -> bool:
-    return uri.startswith("sqlite:")
+    return uri.lower().startswith("sqlite:")
 
 
 def check_tracking(uri: str, timeout: float = 10.0) -> None:
     """Raise TrackingError (one line) unless the store can be used right now."""
     _flush_every()  # a bad $URN_METRICS_EVERY_S is said here, not in every trial
-    if uri.startswith(("http://", "https://")):
+    scheme = uri.split("://", 1)[0].lower()
+    if scheme in SERVER_SCHEMES:
         try:
             with urllib.request.urlopen(f"{uri}/health", timeout=timeout) as response:
                 if response.status != 200:
                     raise OSError(f"HTTP {response.status}")
-        except (OSError, urllib.error.URLError) as err:
+        except (OSError, urllib.error.URLError, ValueError) as err:
             reason = getattr(err, "reason", err)
-            raise TrackingError(f"MLflow server {uri} is not reachable ({reason}); start it (mlflow server "
+            raise TrackingError(f"MLflow server {masked(uri)} is not reachable ({reason}); start it (mlflow server "
                                 f"--host 127.0.0.1 --port ...) or leave out --tracking-uri for the local store") from None
+    elif scheme.split("+")[0] in DATABASE_SCHEMES:
+        _check_driver(uri)
     elif is_local(uri):
-        folder = Path(uri[len("sqlite:///"):]).parent
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise TrackingError(f"tracking store {uri}: cannot create {folder} ({err.strerror})") from None
-        if not os.access(folder, os.W_OK):
-            raise TrackingError(f"tracking store {uri}: {folder} is not writable")
+        _check_writable(Path(uri[len("sqlite:///"):]).parent, f"tracking store {uri}")
+        # where a local store's runs keep their artifacts: found unwritable only once the sweep's run is open
+        _check_writable(default_artifact_root(), f"artifact folder of {uri}")
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    """Create ``folder`` and a probe file in it, then remove the probe. Tried, not asked: os.access says yes
+    to root everywhere, and a read-only mount or a file in the folder's place shows only when writing."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".urn-probe-"):
+            pass
+    except OSError as err:
+        reason = "a file is in its place" if folder.exists() and not folder.is_dir() else err.strerror
+        raise TrackingError(f"{what}: cannot create {folder} or write in it ({reason})") from None
+
+
+def _check_driver(uri: str) -> None:
+    """The database driver SQLAlchemy loads for ``uri`` must import (else MLflow fails once the sweep started)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(uri).get_dialect().import_dbapi()
+    except ArgumentError as err:  # an unparsable URL, or a driver name SQLAlchemy does not know
+        raise TrackingError(f"tracking store {masked(uri)}: {err}") from None
+    except ImportError as err:
+        if not err.name:
+            raise TrackingError(f"tracking store {masked(uri)}: its database driver does not load ({err})") from None
+        scheme = uri.split("://", 1)[0].split("+")[0]
+        raise TrackingError(f"tracking store {masked(uri)}: its database driver {err.name} is not installed; "
+                            f"pip install {DRIVER_PACKAGES.get(err.name, err.name)} (or name a driver you have: "
+                            f"{scheme}+DRIVER://...)") from None
 
 
 def client(uri: str) -> "_Client":
@@ -166,7 +222,7 @@ class _Client:
             except MlflowException as err:
                 if not str(err.message).startswith("API request to"):  # the server answered: a real error
                     raise
-                raise TrackingError(f"MLflow server {self._uri} stopped answering ({name}), still after "
+                raise TrackingError(f"MLflow server {masked(self._uri)} stopped answering ({name}), still after "
                                     "MLFLOW_HTTP_REQUEST_MAX_RETRIES retries with backoff") from None
 
         return call

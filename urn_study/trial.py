@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from analysis.measure import Measurement, Null, measure, measure_null, probe_of
 from analysis.recovery import recovery_with_nulls
 from urn_study.config import REGULATORS, ConfigError, TrialConfig, change_epochs
-from urn_study.data import Dataset, load_dataset
+from urn_study.data import Dataset, lattice_shape_of, load_dataset, n_classes_of
 from urn_study.layout import Layout, make_layout
 from urn_study.model import URN, initial_weights, pick_device
 from urn_study.regulators import add_regulator_gradient, linear_cost, regulator_values, strengths_at, waits, wiring_costs
@@ -90,18 +90,25 @@ def learning_rate(train, changes: list[int], progress: float) -> float:
 MAX_TRAINING_GIB = 16  # what one batch of trials may need for its states and weights; more is refused up front
 
 
-def _check_memory(configs: list[TrialConfig], size: int, n_train: int) -> None:
+def _check_memory(configs: list[TrialConfig], size: int, n_train: int | None) -> None:
     """Refuse a training whose states (T steps of the batch, kept for the backward pass), weights (W, its
     gradient, Adam's moments, the wiring costs, the self mask) and neuron distances (float64) would not fit,
-    before allocating any of it."""
+    before allocating any of it. ``n_train`` None: before the data are loaded (generating them may take
+    gigabytes), the weights alone; the batch, bounded by the training samples, is known only after."""
     first = configs[0]
-    batch = min(first.train.batch_size, n_train)
+    batch = 0 if n_train is None else min(first.train.batch_size, n_train)
     floats = len(configs) * (3 * first.model.steps * batch * size + 9 * size * size)
     gib = 4 * floats / 2**30
-    if gib > MAX_TRAINING_GIB:
-        raise ConfigError(f"model.steps {first.model.steps} x train.batch_size {batch} x {size} neurons"
-                          f"{f' x {len(configs)} trials' if len(configs) > 1 else ''} needs about {gib:.0f} GiB to "
-                          f"train (at most {MAX_TRAINING_GIB}); make the steps, the batch or the network smaller")
+    if gib <= MAX_TRAINING_GIB:
+        return
+    trials = f" x {len(configs)} trials" if len(configs) > 1 else ""
+    if n_train is None:
+        raise ConfigError(f"{size} neurons{trials} need about {gib:.0f} GiB for their weights alone (at most "
+                          f"{MAX_TRAINING_GIB}); make the data's lattice (data.side, data.dims) or "
+                          "model.hidden_channels smaller")
+    raise ConfigError(f"model.steps {first.model.steps} x train.batch_size {batch} x {size} neurons{trials} needs "
+                      f"about {gib:.0f} GiB to train (at most {MAX_TRAINING_GIB}); make the steps, the batch or the "
+                      "network smaller")
 
 
 class _Batch:
@@ -114,11 +121,13 @@ class _Batch:
         self.configs = configs
         first = configs[0]
         self.device = pick_device(first.train.device)
+        m = first.model
+        n_in, n_classes = math.prod(lattice_shape_of(first.data)), n_classes_of(first.data.name)
+        _check_memory(configs, n_in * (1 + m.hidden_channels) + n_classes, None)
         self.datasets = [load_dataset(c.data, c.seed) for c in configs]
         shapes = {(d.x_train.shape, d.x_test.shape, d.n_classes) for d in self.datasets}
         if len(shapes) != 1:
             raise ValueError(f"trials batched together need data of one shape, got {sorted(shapes)}")
-        m = first.model
         data = self.datasets[0]
         _check_memory(configs, data.n_in * (1 + m.hidden_channels) + data.n_classes, len(data.x_train))
         self.layouts = [

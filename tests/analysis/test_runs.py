@@ -206,6 +206,22 @@ def test_unknown_study_says_so(store):
         load_study_runs("nope", uri, use_cache=False)
 
 
+def test_a_store_that_does_not_exist_is_said_and_not_created(tmp_path, monkeypatch, capsys):
+    from urn_study.cli import main
+
+    monkeypatch.setenv("URN_RESULTS_DIR", str(tmp_path / "urn_results"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    study_file = tmp_path / "tiny.yaml"
+    study_file.write_text(STUDY_YAML)
+    elsewhere = tmp_path / "elsewhere" / "mlflow.db"
+    with pytest.raises(LookupError, match=f"no study 'tiny' recorded: no MLflow store at {elsewhere}"):
+        load_study_runs(STUDY, f"sqlite:///{elsewhere}")
+    assert main(["phase", str(study_file)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"no MLflow store at {tmp_path / 'urn_results' / 'mlflow.db'}" in err, err
+    assert list(tmp_path.rglob("*")) == [study_file]  # no store, cache or figures folder was made
+
+
 def test_a_real_trial_loads_back(tmp_path, monkeypatch):
     from urn_study.trial import run_trial
 
