@@ -298,6 +298,14 @@ def test_an_unreadable_data_file_is_one_config_error_naming_it(tmp_path) -> None
         assert message.startswith(f"data.path: {path}") and words in message and "\n" not in message, message
 
 
+def test_train_on_an_unreadable_data_file_is_one_line_and_nothing_else(capsys) -> None:
+    from urn_study import cli
+
+    assert cli.main(["train", "--set", "data.name=mnist", "--set", "data.path=/etc/passwd"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "data.path: /etc/passwd" in err, (out, err)
+
+
 # --- DataConfig.check ----------------------------------------------------------------------------
 
 BAD = [

@@ -138,6 +138,22 @@ def test_a_damaged_newest_checkpoint_resumes_from_the_one_before(results, tmp_pa
     assert run.data.tags["urn.skipped_checkpoints"] == done[0]
 
 
+def test_the_checkpoints_of_a_sweeps_earlier_runs_are_found_by_trial_newest_first(tmp_path):
+    def checkpoint(run: str, folder: str, name: str, member: str, epoch: int) -> str:
+        path = tmp_path / run / folder / name
+        (path / member).mkdir(parents=True)
+        (path / member / "state.json").write_text(json.dumps({"epoch": epoch}))
+        return str(path)
+
+    first = checkpoint("s-1", "s_x-0000_e172e_00000", "checkpoint_000001", "s_x-0000", 4)
+    older = checkpoint("s-1", "s_x-0000_e172e_00000", "checkpoint_000000", "s_x-0000", 2)
+    later = checkpoint("s-1-resumed-20260101-000000", "s_x-0000_1b92d_00000", "checkpoint_000000", "s_x-0000", 6)
+    pack = checkpoint("s-1", "s_x-0001+3_e172e_00001", "checkpoint_000000", "s_x-0001", 2)
+    checkpoint("s-2", "s_x-0000_aaaaa_00000", "checkpoint_000000", "s_x-0000", 8)  # another sweep's
+    found = launcher.checkpoints_of(str(tmp_path), "s-1")
+    assert found == {"s_x-0000": [later, first, older], "s_x-0001+3": [pack]}
+
+
 # --- sweep records -------------------------------------------------------------------------------------------
 
 
@@ -308,3 +324,164 @@ def test_a_frozen_worker_is_stopped_and_its_trial_retried_from_its_checkpoint(re
     assert "frozen-0000 has reported nothing for" in out and f"its process {stopped[0]} is stopped" in out
     run = each_trial_once(tracking.resolve_tracking_uri(), path)["frozen-0000"]
     assert run.data.tags[tracking.ATTEMPTS_TAG] == "2" and run.data.tags["urn.resumed_from_epoch"] == "2"
+
+
+# --- a full disk -----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 6 MB tmpfs as the results folder (needs root: skipped, with the reason, where mounting is refused)."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(folder)], capture_output=True,
+                             text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.strip() or mounted.returncode})")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.mark.slow
+def test_a_full_disk_stops_the_sweep_in_a_few_lines_and_the_resume_finishes_it(tmp_path, small_disk, monkeypatch,
+                                                                              capsys):
+    """On a 6 MB results disk the sweep used to print 3,000 lines and 30 tracebacks, and its resume (Tune's state
+    cut short) started a bogus trial for ever. Now: one line naming the full disk and the resume command, no
+    trace; once there is room, --resume trains every trial that had not finished, each recorded once."""
+    monkeypatch.setenv("URN_RESULTS_DIR", str(small_disk))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    path = tmp_path / "full.yaml"
+    path.write_text(STUDY.format(name="full", seeds="[0]").replace("train.epochs: 8", "train.epochs: 10") +
+                    "grid:\n  regulators.locality: [0, 3.0e-4, 1.0e-3, 3.0e-3]\n  regulators.l1: [0, 1.0e-3]\n")
+    assert cli.main(["sweep", str(path), "--num-cpus", "1"]) == 1
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert "Traceback" not in text and len(text.splitlines()) < 40, text[-3000:]
+    [line] = [line for line in captured.out.splitlines() if line.startswith("stopped: the disk is full")]
+    assert "No space left on device" in line or "database or disk is full" in line
+    assert line.endswith("--resume " + line.rsplit(" ", 1)[-1]) and "full-" in line.rsplit(" ", 1)[-1]
+
+    subprocess.run(["mount", "-o", "remount,size=300m", str(small_disk)], check=True)
+    assert cli.main(["sweep", str(path), "--resume", "--num-cpus", "1"]) == 0
+    each_trial_once(tracking.resolve_tracking_uri(), path, epochs=10)
+
+
+# --- the adaptive searchers, their driver killed and resumed ------------------------------------------------------
+
+
+def kill_driver_midway(study_path: Path, results: Path, tmp_path: Path, searcher: str, first: str, second: str) -> None:
+    """Run the sweep in a driver process whose trials wait at epoch 1: ``first`` is let through (it finishes),
+    and once ``second`` waits there, the driver and all of Ray are killed (SIGKILL)."""
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    log_path = tmp_path / "driver.log"
+    with open(log_path, "wb") as log:
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "urn_study.cli", "sweep", str(study_path), "--searcher", searcher, "--num-cpus", "1"],
+            cwd=tmp_path, env={**os.environ, "URN_RESULTS_DIR": str(results), launcher.PAUSE_ENV: f"1:{gate}"},
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for(lambda: (gate / f"{first}.paused").exists(), f"{first} at the gate", driver)
+            (gate / f"{first}.go").touch()
+            wait_for(lambda: (gate / f"{second}.paused").exists(), f"{second} at the gate", driver)
+        finally:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait(timeout=60)
+
+
+def runs_of(uri: str, study: str) -> dict[str, list]:
+    experiment = tracking.client(uri).get_experiment_by_name(study)
+    out: dict[str, list] = {}
+    for run in tracking.trial_runs(uri, experiment.experiment_id):
+        out.setdefault(run.data.tags[tracking.TRIAL_TAG], []).append(run)
+    return out
+
+
+TWO_EPOCHS = """\
+name: {name}
+base: {{data.name: digits, model.steps: 2, train.epochs: 2, train.batch_size: 64, train.snapshot_every: 1,
+       train.checkpoint_every: 1}}
+"""
+
+
+@pytest.mark.slow
+def test_a_boundary_search_resumes_from_its_records_after_its_driver_is_killed(results, tmp_path):
+    """The search's state is rebuilt from the sweep's MLflow runs (no Tune state is read back): the finished trial
+    is not run again, the one cut short goes on under its own number from its checkpoint, and the search ends."""
+    path = tmp_path / "bsearch.yaml"
+    path.write_text(TWO_EPOCHS.format(name="bsearch") + "grid:\n  regulators.locality: [0, 1.0e-3, 1.0e-2]\n"
+                    "seeds: [0, 1, 2]\nrefine: {budget: 9}\n")
+    kill_driver_midway(path, results, tmp_path, "boundary", "bsearch-b0000", "bsearch-b0001")
+    uri = tracking.resolve_tracking_uri()
+    before = runs_of(uri, "bsearch")
+    assert [r.info.status for r in before["bsearch-b0000"]] == ["FINISHED"]
+    assert cli.main(["sweep", str(path), "--resume", "--num-cpus", "1"]) == 0
+    after = runs_of(uri, "bsearch")
+    assert all(len(found) == 1 and found[0].info.status == "FINISHED" for found in after.values()), after
+    assert after["bsearch-b0000"][0].info.end_time == before["bsearch-b0000"][0].info.end_time
+    cut_short = after["bsearch-b0001"][0]
+    assert cut_short.info.run_id == before["bsearch-b0001"][0].info.run_id
+    assert cut_short.data.tags["urn.resumed_from_epoch"] == "1" and cut_short.data.tags[tracking.ATTEMPTS_TAG] == "2"
+    # every coarse point once with its first seed, the numbers without a gap or a repeat
+    points = sorted((float(r[0].data.params["regulators.locality"]), int(r[0].data.params["seed"])) for r in after.values())
+    assert len(set(points)) == len(points) and {(0.0, 0), (1e-3, 0), (1e-2, 0)} <= set(points)
+    assert sorted(after) == [f"bsearch-b{n:04d}" for n in range(len(after))] and len(after) <= 9
+
+
+@pytest.mark.slow
+def test_an_optuna_sweep_resumes_its_unfinished_trial_under_its_own_number(results, tmp_path):
+    import optuna
+
+    path = tmp_path / "osearch.yaml"
+    path.write_text(TWO_EPOCHS.format(name="osearch") + "sample:\n  regulators.l1: {loguniform: [1.0e-5, 1.0e-2]}\n"
+                    "samples: 3\n")
+    kill_driver_midway(path, results, tmp_path, "optuna", "osearch-o0000", "osearch-o0001")
+    uri = tracking.resolve_tracking_uri()
+    before = runs_of(uri, "osearch")
+    assert cli.main(["sweep", str(path), "--resume", "--num-cpus", "1"]) == 0
+    after = runs_of(uri, "osearch")
+    assert sorted(after) == ["osearch-o0000", "osearch-o0001", "osearch-o0002"]
+    assert all(len(found) == 1 and found[0].info.status == "FINISHED" for found in after.values())
+    again = after["osearch-o0001"][0]
+    assert again.info.run_id == before["osearch-o0001"][0].info.run_id  # the same trial, the same point
+    assert again.data.params["regulators.l1"] == before["osearch-o0001"][0].data.params["regulators.l1"]
+    assert again.data.tags["urn.resumed_from_epoch"] == "1"
+    storage = f"sqlite:///{results / 'optuna.db'}"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    states = [t.state for t in optuna.load_study(study_name=summary.study_name, storage=storage).trials]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 3 and optuna.trial.TrialState.RUNNING not in states
+
+
+class _Planted:
+    """Unpickled, it creates ``target``: what a writer of the results storage could plant for a resume to run."""
+
+    def __init__(self, target: Path):
+        self.target = target
+
+    def __reduce__(self):
+        return (Path.touch, (self.target,))
+
+
+@pytest.mark.slow
+def test_a_resume_unpickles_nothing_from_the_results_storage(results, tmp_path):
+    """Tune's restore unpickled tuner.pkl (and its experiment state) from the results storage: a file planted
+    there ran on the machine that resumed. The resume now reads only the sweep's records and checkpoints."""
+    import pickle
+
+    path = tmp_path / "planted.yaml"
+    path.write_text(TWO_EPOCHS.format(name="planted") + "grid:\n  regulators.l1: [0, 1.0e-3]\n")
+    kill_driver_midway(path, results, tmp_path, "grid", "planted-0000", "planted-0001")
+    target = tmp_path / "pwned"
+    payload = pickle.dumps(_Planted(target))
+    assert not target.exists()
+    [experiment] = (results / "ray").iterdir()
+    (experiment / "tuner.pkl").write_bytes(payload)
+    (experiment / "searcher-state-planted.pkl").write_bytes(payload)
+    for state in experiment.glob("experiment_state-*.json"):
+        state.write_text(json.dumps({"trial_data": [[payload.hex(), "{}"]]}))
+    assert cli.main(["sweep", str(path), "--resume", "--num-cpus", "1"]) == 0
+    assert not target.exists()
+    runs = each_trial_once(tracking.resolve_tracking_uri(), path, epochs=2)
+    assert runs["planted-0001"].data.tags["urn.resumed_from_epoch"] == "1"  # from its checkpoint, read as data

@@ -49,6 +49,10 @@ def _train(args: argparse.Namespace) -> int:
     from urn_study.config import load_config, to_flat
 
     config = load_config(args.config, args.overrides)
+    if config.data.uses("mnist"):  # a bad data file is one line before anything is printed
+        from urn_study.data import read_mnist
+
+        read_mnist(config.data.path)
     from urn_study.trial import run_trial  # after the config check: errors come before torch loads
     out = sys.stderr if args.json else sys.stdout
     print(f"training one URN on {config.data.name}: steps={config.model.steps}, epochs={config.train.epochs}, "

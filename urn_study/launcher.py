@@ -6,8 +6,9 @@ one grid value per pack; ``--searcher optuna`` lets ``OptunaSearch`` (its study 
 urn_results) pick the sampled axes. Inside a Tune trial, ``run_trials`` trains the pack; every epoch goes
 to each trial's MLflow run, and to Tune at checkpoint epochs (and every ``REPORT_EVERY_S`` between: each
 report waits on Tune's loop). A checkpoint holds one ``save_state`` folder per trial, so a failed trial is
-retried from it and ``--resume`` continues an interrupted sweep. Whether a trial is done is
-decided by its MLflow run: a finished run is never trained or recorded again.
+retried from it. Whether a trial is done is decided by its MLflow run: a finished run is never trained or
+recorded again. ``--resume`` starts a new Tune experiment for what is left, from the sweep's MLflow runs and
+the checkpoints its earlier runs left (never from Tune's pickled state: ``_tuner``).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import signal
 import sys
@@ -42,7 +44,8 @@ REPORT_EVERY_S = 10.0  # between checkpoint epochs, an epoch is reported to Tune
 SEARCHERS = ("grid", "optuna", "boundary")
 BOUNDARY_KEY = "urn_boundary"  # a boundary-search trial's id, point, seed and round in its Tune config
 # "EPOCH:FOLDER": every Tune trial stops after reporting its checkpoint of EPOCH, writes FOLDER/<trial>.paused (its
-# pid) and waits for FOLDER/go. Fault tests inject their fault while the trial waits there, never in a time window.
+# pid) and waits for FOLDER/go (all) or FOLDER/<trial>.go (that one). Fault tests inject their fault while the trial
+# waits there, never in a time window.
 PAUSE_ENV = "URN_PAUSE_AT"
 STOP_KEY = "urn_stop_sweep"  # a trial's report that no trial can go on (a full disk): its reason
 CHECKPOINT_PREFIX = "urn-checkpoint-"  # + pid: the worker's folder for a checkpoint until Tune has copied it
@@ -425,7 +428,7 @@ def _pause_point(trial_id: str, epoch: int) -> None:
         return
     gate = Path(folder)
     (gate / f"{trial_id}.paused").write_text(str(os.getpid()))
-    while not (gate / "go").exists():
+    while not (gate / "go").exists() and not (gate / f"{trial_id}.go").exists():
         time.sleep(0.05)
 
 
@@ -655,13 +658,15 @@ def trial_dirname(trial) -> str:
 
 
 class NumberedOptunaSearch(OptunaSearch):
-    """OptunaSearch that adds optuna's trial number to each config: stable URN trial ids (``<name>-o0003``).
-    A resumed sweep's unfinished trials (``again``: number -> their points) are asked first, under their own
-    numbers, and their optuna trials of the earlier run are marked failed."""
+    """OptunaSearch that numbers each config in the order asked: stable URN trial ids (``<name>-o0003``). A
+    resumed sweep's unfinished trials (``again``: number -> their points) are asked first, under their own
+    numbers, new ones numbered after the highest before (``first``); the earlier run's optuna trials that were
+    cut short are marked failed."""
 
-    def __init__(self, *args, again: dict[int, dict] | None = None, **kwargs):
+    def __init__(self, *args, again: dict[int, dict] | None = None, first: int = 0, **kwargs):
         super().__init__(*args, **kwargs)
         self.again = again or {}
+        self.next_number = first
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         ready = super().set_search_properties(metric, mode, config, **spec)
@@ -678,8 +683,10 @@ class NumberedOptunaSearch(OptunaSearch):
     def suggest(self, trial_id: str):
         config = super().suggest(trial_id)
         if isinstance(config, dict):
-            trial = self._ot_trials[trial_id]
-            config[NUMBER_KEY] = int(trial.user_attrs.get(NUMBER_KEY, trial.number))
+            number = self._ot_trials[trial_id].user_attrs.get(NUMBER_KEY)
+            if number is None:
+                number, self.next_number = self.next_number, self.next_number + 1
+            config[NUMBER_KEY] = int(number)
         return config
 
 
@@ -829,13 +836,17 @@ def _optuna_searcher(study: Study, record: SweepRecord, earlier: "Earlier"):
 
     storage = optuna.storages.RDBStorage(f"sqlite:///{results_dir() / 'optuna.db'}")
     space, _ = _optuna_space(study)
-    again = {}
+    again, numbers = {}, [-1]
     for run in earlier.runs:  # an unfinished trial's point, as the search space has it
         number = run.data.tags.get(tracking.TRIAL_TAG, "").rsplit("-o", 1)[-1]
-        if run.info.status != "FINISHED" and number.isdigit():
-            again[int(number)] = {key: _space_value(run.data.params.get(key), domain) for key, domain in space.items()}
+        if number.isdigit():
+            numbers.append(int(number))
+            if run.info.status != "FINISHED":
+                again[int(number)] = {key: _space_value(run.data.params.get(key), domain)
+                                      for key, domain in space.items()}
+    # the sampler's seed moves on with the trials run: a resumed sampler would otherwise draw the first points again
     return NumberedOptunaSearch(metric=study.metric, mode=study.mode, study_name=record.sweep_id, storage=storage,
-                                seed=study.sample_seed, again=again)
+                                seed=study.sample_seed + len(earlier.runs), again=again, first=max(numbers) + 1)
 
 
 def _space_value(text: str | None, domain) -> Any:
@@ -876,8 +887,8 @@ def run_sweep(study_path: str | Path, smoke: bool = False, address: str | None =
                           f"most), got {stall_timeout_s:g}")
     if not address:
         check_local_resources(study, num_cpus)
-    check_storage(record.storage)
     tracking.check_tracking(record.tracking_uri)
+    check_storage(record.storage)
     try:
         with SweepLock(record.sweep_id):
             return _run_locked(study, record, searcher, smoke, address, max_concurrent, resume, num_cpus,
@@ -1155,10 +1166,6 @@ class Earlier:
     def finished(self) -> set[str]:
         return {r.data.tags.get(tracking.TRIAL_TAG) for r in self.runs if r.info.status == "FINISHED"}
 
-    @property
-    def unfinished(self) -> set[str]:
-        return {r.data.tags.get(tracking.TRIAL_TAG) for r in self.runs} - self.finished
-
 
 def _earlier_state(record: SweepRecord, experiment_id: str) -> Earlier:
     return Earlier(tracking.trial_runs(record.tracking_uri, experiment_id, record.sweep_id),
@@ -1188,12 +1195,19 @@ def checkpoints_of(storage: str, sweep_id: str) -> dict[str, list[str]]:
         if run.base_name != sweep_id and not run.base_name.startswith(f"{sweep_id}-resumed-"):
             continue
         for trial in folders(run.path):
-            name = trial.base_name.rsplit("_", 1)[0]  # trial_dirname: <trial name>_<Tune's id>
+            name = _trial_name_of(trial.base_name)
             for checkpoint in folders(trial.path):
                 if checkpoint.base_name.startswith("checkpoint_"):
                     found.setdefault(name, []).append((_checkpoint_epoch(filesystem, checkpoint.path),
                                                        prefix + checkpoint.path))
     return {name: [path for _, path in sorted(items, reverse=True)] for name, items in found.items()}
+
+
+def _trial_name_of(dirname: str) -> str:
+    """The trial name in a Tune trial folder's name (``trial_dirname``: ``<name>_<Tune's id>``, the id being
+    ``<hex>_<index>`` as Tune makes them)."""
+    match = re.fullmatch(r"(.+)_[0-9a-f]+_\d+", dirname)
+    return match[1] if match else dirname.rsplit("_", 1)[0]
 
 
 def _checkpoint_epoch(filesystem, path: str) -> int:

@@ -258,7 +258,9 @@ def _creating_store(uri: str):
         return
     import fcntl
 
-    with open(f"{uri[len('sqlite:///'):]}.lock", "a") as lock:
+    path = Path(f"{uri[len('sqlite:///'):]}.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
