@@ -113,10 +113,10 @@ def tune_alone(configs: list, cores: int, storage: Path) -> dict:
     from ray import cloudpickle, tune
     from ray.tune.logger import JsonLoggerCallback
 
-    from urn_study import launcher
+    from urn_study.sweep import driver
 
     cloudpickle.register_pickle_by_value(machine)  # Ray's workers cannot import benchmarks/machine.py
-    launcher._start_ray(None, cores)
+    driver.start_ray(None, cores)
     try:
         tuner = tune.Tuner(
             tune.with_resources(tune.with_parameters(tune_trial, configs=configs), {"cpu": 1}),
@@ -143,22 +143,23 @@ def ray_sweep(study_path: Path, uri: str, cores: int) -> dict:
     """``run_sweep`` of the study, Ray started just before (as ``run_sweep`` starts it) and shut down after."""
     import ray
 
-    from urn_study import launcher, tracking
+    from urn_study import tracking
+    from urn_study.sweep import driver, records
 
     t0 = time.time()
-    launcher._start_ray(None, cores)  # the launcher's own start: run_sweep then finds Ray up and leaves it
+    driver.start_ray(None, cores)  # the sweep's own start: run_sweep then finds Ray up and leaves it
     t1 = time.time()
     counters = kernel_counters()
     log = io.StringIO()
     with contextlib.redirect_stdout(log):  # Tune's progress lines
-        code = launcher.run_sweep(study_path, tracking_uri=uri, num_cpus=cores, out=log)
+        code = driver.run_sweep(study_path, tracking_uri=uri, num_cpus=cores, out=log)
     t2 = time.time()
     kernel = between(counters, kernel_counters())
     ray.shutdown()
     t3 = time.time()
     if code != 0:
         raise RuntimeError(f"the reference sweep failed:\n{log.getvalue()}")
-    record = launcher.find_record(load_study(study_path))
+    record = records.find_record(load_study(study_path))
     experiment = tracking.client(uri).get_experiment_by_name(STUDY).experiment_id
     runs = tracking.trial_runs(uri, experiment, record.sweep_id)
     return {"wall": t3 - t0, "up": t2 - t1, "init": t1 - t0, "shutdown": t3 - t2, "start": t1, "end": t2,

@@ -1,6 +1,6 @@
 """Faults during a sweep, each injected for real: a trial's worker killed, the driver killed, a node of a Ray
 cluster removed, the MLflow server stopped and restarted, a diverging trial, many writers to one store.
-Nothing is lost and nothing is recorded twice. (test_launcher.py also kills a worker and the driver of one
+Nothing is lost and nothing is recorded twice. (test_sweep.py also kills a worker and the driver of one
 sweep together; bad input before Ray starts: test_study_fuzz.py.)"""
 from __future__ import annotations
 
@@ -539,13 +539,13 @@ def test_many_trials_logging_at_once_to_the_local_store_lose_nothing(results, tm
 def test_local_ray_never_joins_a_cluster_left_running_on_the_machine(monkeypatch):
     """Without --address Ray would join the latest `ray start` instance on the machine (found in
     /tmp/ray/ray_current_cluster) and then refuse --num-cpus: a sweep starts its own instead."""
-    from urn_study import launcher
+    from urn_study.sweep import driver
 
     calls = []
-    monkeypatch.setattr(launcher.ray, "is_initialized", lambda: False)
-    monkeypatch.setattr(launcher.ray, "init", lambda **kwargs: calls.append(kwargs))
-    assert launcher._start_ray(None, 2)
-    assert launcher._start_ray("auto", None)
+    monkeypatch.setattr(driver.ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(driver.ray, "init", lambda **kwargs: calls.append(kwargs))
+    assert driver.start_ray(None, 2)
+    assert driver.start_ray("auto", None)
     assert calls[0]["address"] == "local" and calls[0]["num_cpus"] == 2
     assert calls[0]["include_dashboard"] is False  # no web server beside the sweep
     assert calls[1]["address"] == "auto" and "num_cpus" not in calls[1]

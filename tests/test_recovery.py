@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from urn_study import cli, launcher, tracking
+from urn_study import cli, tracking
 from urn_study.checkpoint import ARRAYS, CheckpointError, load_state, save_state
 from urn_study.study import load_study
+from urn_study.sweep import records, resume, trainable
 from urn_study.trial import TrialState
 
 STUDY = """\
@@ -92,12 +93,12 @@ def test_a_damaged_checkpoint_is_one_error_naming_it(tmp_path):
 def test_checkpoint_folders_of_dead_workers_are_removed_and_live_ones_kept(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    stale = tmp_path / f"{launcher.CHECKPOINT_PREFIX}{dead.pid}-abc"
-    live = tmp_path / f"{launcher.CHECKPOINT_PREFIX}{os.getpid()}-def"
+    stale = tmp_path / f"{trainable.CHECKPOINT_PREFIX}{dead.pid}-abc"
+    live = tmp_path / f"{trainable.CHECKPOINT_PREFIX}{os.getpid()}-def"
     other = tmp_path / "unrelated"
     for folder in (stale, live, other):
         (folder / "trial").mkdir(parents=True)
-    assert launcher.remove_stale_checkpoints(str(tmp_path)) == [str(stale)]
+    assert trainable.remove_stale_checkpoints(str(tmp_path)) == [str(stale)]
     assert not stale.exists() and live.exists() and other.exists()
 
 
@@ -108,7 +109,7 @@ def test_a_damaged_newest_checkpoint_resumes_from_the_one_before(results, tmp_pa
     monkeypatch.setenv(tracking.FLUSH_ENV, "0")
     gate = tmp_path / "gate"
     gate.mkdir()
-    monkeypatch.setenv(launcher.PAUSE_ENV, f"4:{gate}")
+    monkeypatch.setenv(trainable.PAUSE_ENV, f"4:{gate}")
     path = write_study(tmp_path, "damaged")
     ray_dir = results / "ray"
 
@@ -150,32 +151,32 @@ def test_the_checkpoints_of_a_sweeps_earlier_runs_are_found_by_trial_newest_firs
     later = checkpoint("s-1-resumed-20260101-000000", "s_x-0000_1b92d_00000", "checkpoint_000000", "s_x-0000", 6)
     pack = checkpoint("s-1", "s_x-0001+3_e172e_00001", "checkpoint_000000", "s_x-0001", 2)
     checkpoint("s-2", "s_x-0000_aaaaa_00000", "checkpoint_000000", "s_x-0000", 8)  # another sweep's
-    found = launcher.checkpoints_of(str(tmp_path), "s-1")
+    found = resume.checkpoints_of(str(tmp_path), "s-1")
     assert found == {"s_x-0000": [later, first, older], "s_x-0001+3": [pack]}
 
 
 # --- sweep records -------------------------------------------------------------------------------------------
 
 
-def _record(results: Path, study_path: Path, sweep_id: str, created: str) -> launcher.SweepRecord:
+def _record(results: Path, study_path: Path, sweep_id: str, created: str) -> records.SweepRecord:
     study = load_study(study_path)
-    return launcher.SweepRecord(sweep_id, study.name, str(study_path), study.fingerprint(), "grid",
+    return records.SweepRecord(sweep_id, study.name, str(study_path), study.fingerprint(), "grid",
                                 f"sqlite:///{results}/mlflow.db", str(results / "ray"), created, str(results))
 
 
 def test_broken_and_foreign_files_among_sweep_records_are_passed_over_with_a_warning(results, tmp_path, capsys):
     path = write_study(tmp_path, "records")
-    records = results / "sweeps"
-    records.mkdir(parents=True)
+    folder = results / "sweeps"
+    folder.mkdir(parents=True)
     good = _record(results, path, "records-1", "2026-01-01 10:00:00")
-    (records / "records-1.json").write_text(json.dumps(asdict(good)))
-    (records / "broken.json").write_text('{"sweep_id": "records-2", "stu')
-    (records / "foreign.json").write_text(json.dumps({"name": "something else", "version": 3}))
-    (records / "list.json").write_text("[1, 2]")
-    assert launcher.find_record(load_study(path)) == good
+    (folder / "records-1.json").write_text(json.dumps(asdict(good)))
+    (folder / "broken.json").write_text('{"sweep_id": "records-2", "stu')
+    (folder / "foreign.json").write_text(json.dumps({"name": "something else", "version": 3}))
+    (folder / "list.json").write_text("[1, 2]")
+    assert records.find_record(load_study(path)) == good
     err = capsys.readouterr().err
     for name in ("broken.json", "foreign.json", "list.json"):
-        assert f"skipped {records / name}: not a sweep record" in err
+        assert f"skipped {folder / name}: not a sweep record" in err
     assert "Traceback" not in err
 
 
@@ -185,7 +186,7 @@ def test_a_copied_results_folder_resumes_into_its_own_store_and_storage(results,
     record = _record(original, path, "copied-1", "2026-01-01 10:00:00")
     (results / "sweeps").mkdir(parents=True)
     (results / "sweeps" / "copied-1.json").write_text(json.dumps(asdict(record)))
-    found = launcher.find_record(load_study(path), "copied-1")
+    found = records.find_record(load_study(path), "copied-1")
     assert found.tracking_uri == f"sqlite:///{results}/mlflow.db"
     assert found.storage == str(results / "ray") and found.results == str(results)
     assert str(original) not in json.dumps(asdict(found))
@@ -200,7 +201,7 @@ def test_a_second_driver_of_a_running_sweep_is_refused_in_one_line(results, tmp_
     gate = tmp_path / "release"
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import pathlib, time
-        from urn_study.launcher import SweepLock
+        from urn_study.sweep.records import SweepLock
         with SweepLock("twice-1"):
             pathlib.Path({str(tmp_path / 'held')!r}).touch()
             while not pathlib.Path({str(gate)!r}).exists():
@@ -215,7 +216,7 @@ def test_a_second_driver_of_a_running_sweep_is_refused_in_one_line(results, tmp_
     finally:
         gate.touch()
         holder.wait(timeout=60)
-    with launcher.SweepLock("twice-1"):  # released when its holder ended
+    with records.SweepLock("twice-1"):  # released when its holder ended
         pass
 
 
@@ -268,7 +269,7 @@ def test_a_stopped_driver_says_how_to_resume_and_exits_with_the_signals_code(res
     with open(log_path, "wb") as log:
         driver = subprocess.Popen(
             [sys.executable, "-m", "urn_study.cli", "sweep", str(path), "--num-cpus", "1"], cwd=tmp_path,
-            env={**os.environ, "URN_RESULTS_DIR": str(results), launcher.PAUSE_ENV: f"2:{gate}"}, stdout=log,
+            env={**os.environ, "URN_RESULTS_DIR": str(results), trainable.PAUSE_ENV: f"2:{gate}"}, stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True)
         try:
             wait_for(lambda: list(gate.glob("*.paused")), "the first trial paused at epoch 2", driver)
@@ -300,7 +301,7 @@ def test_a_frozen_worker_is_stopped_and_its_trial_retried_from_its_checkpoint(re
     monkeypatch.setenv(tracking.FLUSH_ENV, "0")
     gate = tmp_path / "gate"
     gate.mkdir()
-    monkeypatch.setenv(launcher.PAUSE_ENV, f"2:{gate}")
+    monkeypatch.setenv(trainable.PAUSE_ENV, f"2:{gate}")
     path = write_study(tmp_path, "frozen")
     stopped: list = []
 
@@ -380,7 +381,7 @@ def kill_driver_midway(study_path: Path, results: Path, tmp_path: Path, searcher
     with open(log_path, "wb") as log:
         driver = subprocess.Popen(
             [sys.executable, "-m", "urn_study.cli", "sweep", str(study_path), "--searcher", searcher, "--num-cpus", "1"],
-            cwd=tmp_path, env={**os.environ, "URN_RESULTS_DIR": str(results), launcher.PAUSE_ENV: f"1:{gate}"},
+            cwd=tmp_path, env={**os.environ, "URN_RESULTS_DIR": str(results), trainable.PAUSE_ENV: f"1:{gate}"},
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             wait_for(lambda: (gate / f"{first}.paused").exists(), f"{first} at the gate", driver)

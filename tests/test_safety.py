@@ -1,6 +1,6 @@
 """Safe by default: nothing pickled is loaded, YAML is read with the safe loader, config text is never
 evaluated, servers bind to loopback, and secrets come only from the environment and are never written out.
-(The UI's listening socket itself: test_launcher.py::test_ui_serves_the_local_store_on_loopback_only; the
+(The UI's listening socket itself: test_sweep.py::test_ui_serves_the_local_store_on_loopback_only; the
 cluster's MLflow server and dashboard: test_cluster_config.py; a real sweep over HTTP with a token in the
 environment, which no record, result or printed line holds: test_faults.py::test_server_down_mid_sweep_...)"""
 from __future__ import annotations

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _extra_commands() -> list:
-    """Sub-commands that live beside the launcher and the analysis (imported lazily: train needs no Ray)."""
+    """Sub-commands that live beside the sweep (Ray) and the analysis (imported lazily: train needs no Ray)."""
     from urn_study import commands
 
     return commands.REGISTER

@@ -38,7 +38,7 @@ def _register_sweep(subparsers) -> None:
 
 
 def _sweep(args) -> int:
-    from urn_study.launcher import main
+    from urn_study.sweep.driver import main
 
     return main(args)
 

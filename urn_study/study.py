@@ -465,7 +465,7 @@ def _describe(point: dict) -> str:
 
 def pack_key(config: TrialConfig) -> tuple:
     """Trials with equal keys can train together (``run_trials``): the trial's group key and data shape."""
-    from urn_study.trial import group_key  # torch: only the launcher needs packs
+    from urn_study.trial import group_key  # torch: only a sweep needs packs
 
     d = config.data
     return group_key(config) + (d.name, d.dims, d.side, d.n_samples, d.test_fraction, d.path, d.switch_to, d.switch_back_epoch)

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 STUDY_FILES = sorted((ROOT / "search_spaces").glob("*.yaml"))
 
 TINY = """\
-# Question: a tiny study for the launcher tests.
+# Question: a tiny study for the sweep tests.
 # Run: urn-study sweep tiny.yaml
 name: tiny
 base:
@@ -107,9 +107,9 @@ def test_trials_bigger_than_local_ray_are_refused_before_it_starts(results, tmp_
                                                                      monkeypatch):
     import ray
 
-    from urn_study import launcher
+    from urn_study.sweep import driver
 
-    monkeypatch.setattr(launcher, "_local_gpus", lambda: 0)  # this machine's GPUs, whatever it has
+    monkeypatch.setattr(driver, "_local_gpus", lambda: 0)  # this machine's GPUs, whatever it has
     path = write(tmp_path, TINY + f"resources: {resources}\n")
     assert cli.main(["sweep", str(path), "--num-cpus", "2"]) == 2
     err = capsys.readouterr().err.strip()
@@ -123,7 +123,7 @@ def test_resume_needs_an_earlier_sweep(results, tmp_path, capsys):
 
 
 def test_optuna_needs_sampled_axes_and_one_trial_per_worker(tmp_path):
-    from urn_study.launcher import check_searcher
+    from urn_study.sweep.searchers import check_searcher
 
     check_searcher(load_study(write(tmp_path, TINY)), "grid")
     with pytest.raises(ConfigError, match=r"tiny.yaml: sample: .*optuna"):
@@ -135,7 +135,7 @@ def test_optuna_needs_sampled_axes_and_one_trial_per_worker(tmp_path):
 
 
 def test_boundary_search_needs_an_axis_to_bisect_and_one_trial_per_worker(tmp_path):
-    from urn_study.launcher import check_searcher
+    from urn_study.sweep.searchers import check_searcher
 
     check_searcher(load_study(write(tmp_path, TINY)), "boundary")
     with pytest.raises(ConfigError, match=r"tiny.yaml: trials_per_worker: must be 1 with --searcher boundary"):
@@ -151,7 +151,7 @@ def test_boundary_search_needs_an_axis_to_bisect_and_one_trial_per_worker(tmp_pa
 
 
 def test_progress_counts_urn_trials_and_estimates_time_left():
-    from urn_study.launcher import Progress
+    from urn_study.sweep.progress import Progress
 
     def trial(status, ids, epoch=0):
         return SimpleNamespace(status=status, config={"pack": ids}, last_result={"epoch": epoch})
@@ -174,8 +174,8 @@ def test_progress_counts_urn_trials_and_estimates_time_left():
 def test_pack_reporter_sends_one_report_per_epoch_and_one_checkpoint_folder_per_trial(monkeypatch, tmp_path):
     """run_trials' per-trial callbacks -> one tune.report per epoch (here: REPORT_EVERY_S = 0); at checkpoint
     epochs but the last a folder per trial; a diverged trial stops being waited for."""
-    from urn_study import launcher
     from urn_study.checkpoint import load_state
+    from urn_study.sweep import trainable
     from urn_study.trial import TrialState
 
     sent = []
@@ -185,12 +185,12 @@ def test_pack_reporter_sends_one_report_per_epoch_and_one_checkpoint_folder_per_
         states = {name: load_state(Path(checkpoint.path) / name).epoch for name in folders} if folders else None
         sent.append((metrics["epoch"], metrics["test_accuracy"], folders, states))
 
-    monkeypatch.setattr(launcher.tune, "report", report)
-    monkeypatch.setattr(launcher, "REPORT_EVERY_S", 0.0)
+    monkeypatch.setattr(trainable.tune, "report", report)
+    monkeypatch.setattr(trainable, "REPORT_EVERY_S", 0.0)
     logged = []
     records = [SimpleNamespace(log_epoch=lambda e, m, k=k: logged.append((k, e))) for k in range(2)]
     train = SimpleNamespace(checkpoint_every=2, epochs=3)
-    reporter = launcher._PackReporter(["a", "b"], records, train, "test_accuracy")
+    reporter = trainable.PackReporter(["a", "b"], records, train, "test_accuracy")
     reports, checkpoints = reporter.reports(), reporter.checkpoints()
     state = lambda e: TrialState(epoch=e, arrays={"W": [[0.0]]}, adam_step=e)  # noqa: E731
     reports[0](1, {"task_loss": 1.0, "test_accuracy": 0.5})
@@ -214,15 +214,15 @@ def test_pack_reporter_sends_one_report_per_epoch_and_one_checkpoint_folder_per_
 
 def test_pack_reporter_reports_to_tune_at_checkpoints_only_while_they_come_often(monkeypatch):
     """Each tune.report waits on Tune's loop: between checkpoints only an epoch after REPORT_EVERY_S goes."""
-    from urn_study import launcher
+    from urn_study.sweep import trainable
     from urn_study.trial import TrialState
 
     sent, clock = [], [0.0]
-    monkeypatch.setattr(launcher.tune, "report", lambda metrics, checkpoint=None: sent.append(
+    monkeypatch.setattr(trainable.tune, "report", lambda metrics, checkpoint=None: sent.append(
         (metrics["epoch"], checkpoint is not None)))
     logged = []
     record = SimpleNamespace(log_epoch=lambda e, m: logged.append(e))
-    reporter = launcher._PackReporter(["a"], [record], SimpleNamespace(checkpoint_every=5, epochs=12), "test_accuracy",
+    reporter = trainable.PackReporter(["a"], [record], SimpleNamespace(checkpoint_every=5, epochs=12), "test_accuracy",
                                       clock=lambda: clock[0])
     report, checkpoint = reporter.reports()[0], reporter.checkpoints()[0]
     for epoch in range(1, 13):
@@ -234,7 +234,7 @@ def test_pack_reporter_reports_to_tune_at_checkpoints_only_while_they_come_often
     assert sent == [(5, True), (10, True), (12, False)]
     assert logged == list(range(1, 13))  # MLflow gets every epoch
     clock[0] = 0.0
-    reporter = launcher._PackReporter(["a"], [record], SimpleNamespace(checkpoint_every=50, epochs=50), "test_accuracy",
+    reporter = trainable.PackReporter(["a"], [record], SimpleNamespace(checkpoint_every=50, epochs=50), "test_accuracy",
                                       clock=lambda: clock[0])
     sent.clear()
     for epoch in range(1, 13):

@@ -1,0 +1,381 @@
+"""``urn-study sweep``: check the whole study, open the MLflow record (tracking.py), start or join Ray, run one Tune
+trial per pack of URN trials (or what the searcher asks for), print the summary. Whether a trial is done is
+decided by its MLflow run: a finished run is never trained or recorded again; ``--resume`` runs what is left
+in a new Tune experiment (resume.py)."""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+from ray.tune.logger import JsonLoggerCallback
+
+from urn_study import tracking
+from urn_study.config import ConfigError, to_flat
+from urn_study.study import Study, load_study, pack_trials, results_dir
+from urn_study.sweep.progress import DiskFull, Progress, Watchdog, stop_reason, trial_dirname, trial_name
+from urn_study.sweep.records import SweepLock, SweepRecord, find_record, new_record, save_record
+from urn_study.sweep.resume import Earlier, earlier_state
+from urn_study.sweep.searchers import BoundarySearch, check_searcher, optuna_searcher, optuna_space
+from urn_study.sweep.trainable import REPORT_EVERY_S, SweepContext, disk_full, error_line, train_pack
+
+
+def run_sweep(study_path: str | Path, smoke: bool = False, address: str | None = None, tracking_uri: str | None = None,
+              searcher: str = "grid", max_concurrent: int | None = None, resume: str | None = None,
+              storage: str | None = None, num_cpus: int | None = None, stall_timeout_s: float = 1800.0,
+              out=None) -> int:
+    """Run (or resume) a sweep of a study file; returns 0 when every trial finished, 128 + the signal's number
+    when it was stopped by SIGINT or SIGTERM (the state saved for ``--resume``), else 1."""
+    out = out or sys.stdout
+    study = load_study(study_path, smoke=smoke)
+    if resume:
+        record = find_record(study, resume)
+        searcher = record.searcher
+        record.tracking_uri = tracking.resolve_tracking_uri(tracking_uri or record.tracking_uri)
+    else:
+        record = new_record(study, searcher, tracking.resolve_tracking_uri(tracking_uri), storage)
+    check_searcher(study, searcher)
+    if max_concurrent is not None and max_concurrent < 1:
+        raise ConfigError(f"--max-concurrent: must be at least 1, got {max_concurrent}")
+    if num_cpus is not None and num_cpus < 1:
+        raise ConfigError(f"--num-cpus: must be at least 1, got {num_cpus}")
+    if not stall_timeout_s > REPORT_EVERY_S:
+        raise ConfigError(f"--stall-timeout: must be more than {REPORT_EVERY_S:g} s (trials report that often at "
+                          f"most), got {stall_timeout_s:g}")
+    if not address:
+        check_local_resources(study, num_cpus)
+    tracking.check_tracking(record.tracking_uri)
+    check_storage(record.storage)
+    try:
+        with SweepLock(record.sweep_id):
+            return _run_locked(study, record, searcher, smoke, address, max_concurrent, resume, num_cpus,
+                               stall_timeout_s, out)
+    except Exception as err:
+        if not disk_full(str(err)):
+            raise
+        raise ConfigError(f"the disk is full ({error_line(str(err))}); free space, then continue with: urn-study "
+                          f"sweep {study.path}{' --smoke' if smoke else ''} --resume {record.sweep_id}") from None
+
+
+def _run_locked(study: Study, record: SweepRecord, searcher: str, smoke: bool, address: str | None,
+                max_concurrent: int | None, resume: str | None, num_cpus: int | None, stall_timeout_s: float,
+                out) -> int:
+    save_record(record)
+    experiment_id = tracking.ensure_experiment(record.tracking_uri, study.name)
+    if searcher == "boundary":
+        n_trials = study.boundary_search().budget  # at most: the search may stop before
+    else:
+        n_trials = study.samples if searcher == "optuna" else len(study.trials())
+    parent = tracking.open_sweep_run(record.tracking_uri, experiment_id, study.name, record.sweep_id,
+                                     {"searcher": searcher, "trials": n_trials, "study_file": record.study_file,
+                                      "smoke": smoke, "fingerprint": record.fingerprint,
+                                      "trials_per_worker": study.trials_per_worker}, study.path)
+    print(f"{'resuming' if resume else 'starting'} sweep {record.sweep_id}: {n_trials} trials of {study.name} "
+          f"({searcher}), {study.resources.cpu:g} CPU + {study.resources.gpu:g} GPU each\n"
+          f"  MLflow: {record.tracking_uri} (experiment {study.name!r}); Ray results: {record.experiment_path}",
+          file=out, flush=True)
+    resume_command = f"urn-study sweep {study.path}{' --smoke' if smoke else ''} --resume {record.sweep_id}"
+    status, started = "FAILED", False
+    stop = _Interrupts()
+    try:
+        state = earlier_state(record, experiment_id) if resume else Earlier()
+        if resume:
+            print(f"  {len(state.finished)} trials finished before; the rest run now, from the newest of "
+                  f"{sum(len(c) for c in state.checkpoints.values())} checkpoints the earlier runs left",
+                  file=out, flush=True)
+        started = start_ray(address, num_cpus)
+        space, base, trials = _search_space(study, searcher, state.finished)
+        context = SweepContext(study.name, record.sweep_id, record.tracking_uri, experiment_id, parent, study.metric,
+                               base, trials, study.resources.cpu, state.checkpoints)
+        with stop:
+            grid = _tuner(study, record, context, space, searcher, max_concurrent, n_trials, state,
+                          stall_timeout_s).fit() if space is not None else None
+        rows = summary_rows(study, record, experiment_id, searcher, grid)
+        reason = stop_reason(grid)
+        if reason:
+            print(f"stopped: the disk is full ({reason}) under {results_dir()} or the tracking store; free space, "
+                  f"then continue with: {resume_command}", file=out, flush=True)
+            return 1
+        if stop.signal:
+            status = "KILLED"
+            done = sum(r["status"] == "FINISHED" for r in rows)
+            print(f"stopped by {signal.Signals(stop.signal).name}: {done} of {n_trials} trials finished, the others "
+                  f"saved at their last checkpoint; continue with: {resume_command}", file=out, flush=True)
+            return 128 + stop.signal
+        print(format_summary(rows, study), file=out, flush=True)
+        # a boundary search may end before its budget: then every trial it asked for is the whole sweep
+        complete = bool(rows) and all(r["status"] == "FINISHED" for r in rows) and (
+            searcher == "boundary" or len(rows) >= n_trials)
+        status = "FINISHED" if complete else "FAILED"
+        if any(disk_full(r.get("error", "")) for r in rows):
+            print(f"the disk is full under {results_dir()} or the tracking store: free space there", file=out, flush=True)
+        if not complete:
+            print(f"not every trial finished; continue with: {resume_command}", file=out, flush=True)
+        return 0 if complete else 1
+    finally:
+        try:
+            tracking.close_sweep_run(record.tracking_uri, experiment_id, record.sweep_id, parent, status)
+        except Exception as err:  # noqa: BLE001 - a full disk, a store gone: the resume ends the run instead
+            print(f"urn-study: could not end the sweep's MLflow run ({error_line(str(err))}); its resume will",
+                  file=sys.stderr, flush=True)
+        if started:
+            ray.shutdown()
+
+
+class _Interrupts:
+    """While Tune runs (``with``): SIGINT and SIGTERM stop the sweep the way Tune stops on SIGUSR1 (trials end,
+    the experiment state is saved for --resume) and ``signal`` says which came; a second one stops at once
+    (KeyboardInterrupt). Tune's own SIGINT handler is off (TUNE_DISABLE_SIGINT_HANDLER): it would print
+    Tune's resume hint, not ours, and SIGTERM would not pass through it."""
+
+    def __init__(self):
+        self.signal = 0
+        self.saved: dict = {}
+
+    def __enter__(self) -> "_Interrupts":
+        if threading.current_thread() is threading.main_thread():
+            self.saved = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame) -> None:
+        tune_handler = signal.getsignal(signal.SIGUSR1)  # Tune's, while its loop runs; it then resets itself
+        if self.signal or not callable(tune_handler):
+            raise KeyboardInterrupt
+        self.signal = signum
+        tune_handler(signal.SIGUSR1, frame)
+
+
+def check_storage(storage: str) -> None:
+    """A local results folder for Ray must be writable before anything starts (a URI is checked by Ray)."""
+    if "://" in storage and not storage.startswith("file://"):
+        return
+    folder = Path(storage.removeprefix("file://"))
+    probe = folder / f".urn-probe-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"--storage {storage}: Ray cannot write its results there ({err.strerror or err})") from None
+
+
+def check_local_resources(study: Study, num_cpus: int | None) -> None:
+    """On local Ray a trial bigger than the machine would wait forever: say so before Ray starts. (On a
+    cluster, given by --address, nodes may still be added by the autoscaler.)"""
+    where = f"{study.path}: resources"
+    if ray.is_initialized():
+        total = ray.cluster_resources()
+        cpus, gpus, source = total.get("CPU", 0.0), total.get("GPU", 0.0), "the connected Ray"
+    else:
+        cpus = float(num_cpus if num_cpus is not None else os.cpu_count() or 1)
+        gpus = float(_local_gpus()) if study.resources.gpu > 0 else 0.0
+        source = "local Ray" + (" (--num-cpus)" if num_cpus is not None else "")
+    if study.resources.cpu > cpus:
+        raise ConfigError(f"{where}.cpu: a trial asks for {study.resources.cpu:g} CPUs, {source} has {cpus:g}")
+    if study.resources.gpu > gpus:
+        raise ConfigError(f"{where}.gpu: a trial asks for {study.resources.gpu:g} GPU, {source} has {gpus:g} "
+                          "(run on a cluster with --address, or set resources.gpu: 0)")
+
+
+def _local_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def start_ray(address: str | None, num_cpus: int | None) -> bool:
+    """Connect to ``address`` or start local Ray; False if this process was already connected."""
+    # Tune's own tables and the workers' log lines would bury the progress lines: errors still come back
+    # through Tune (the summary prints each failed trial's last error line; the full text is in its folder).
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # A checkpoint with num_to_keep set forces a snapshot of the experiment state: wanted (resume loses less).
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # MLflow is the record: of Tune's own per-report files in every trial folder only result.json is kept
+    # (Tune's results read it; `_tuner` adds its logger), no CSV or TensorBoard copy (~4 ms of driver CPU
+    # per report, taken from the trials on a machine they fill)
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # SIGINT and SIGTERM are ours while Tune runs (_Interrupts): they stop it through its SIGUSR1 handler
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    _quiet_tune_interrupt_messages()
+    if ray.is_initialized():
+        return False
+    if address:
+        ray.init(address=address, log_to_driver=False, logging_level="WARNING")
+    else:
+        # "local": a new instance, even where `ray start` left one running (Ray would join that one silently)
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                 logging_level="WARNING")
+    return True
+
+
+class _TuneLines(logging.Filter):
+    """Ray's log lines, made ours at their source: an interrupted run's lines name Tune's restore, not urn-study's
+    --resume (printed instead): dropped; a failed trial and a failed copy to storage are one line each with the
+    error's last line, not a 150-line trace (the trial's folder keeps the whole error)."""
+
+    # (Tune's own result files of trials that never wrote one: the MLflow runs are the record, read instead)
+    DROPPED = ("Stop signal received", "Experiment has been interrupted", "Trials did not complete",
+               "Failed to fetch metrics")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.msg)
+        if text.startswith(self.DROPPED):
+            return False
+        if text.startswith("Trial task failed for trial") and record.exc_info:
+            record.msg = f"{text.replace('Trial task failed for trial', 'trial')} failed: " \
+                         f"{error_line(str(record.exc_info[1]))}"
+            record.exc_info, record.exc_text, record.args = None, None, ()
+        elif text.startswith("Last sync command failed"):
+            record.msg = f"Ray could not copy results to storage: {error_line(text)}"
+            record.args = ()
+        elif text.startswith("Saving experiment state to storage") and record.exc_info:
+            record.msg = f"Ray could not save its experiment state: {error_line(str(record.exc_info[1]))}"
+            record.exc_info, record.exc_text, record.args = None, None, ()
+        return True
+
+
+def _quiet_tune_interrupt_messages() -> None:
+    for name in ("ray.tune.tune", "ray.tune.execution.tune_controller", "ray.train._internal.syncer",
+                 "ray.tune.execution.experiment_state", "ray.tune.analysis.experiment_analysis"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _TuneLines) for f in logger.filters):
+            logger.addFilter(_TuneLines())
+
+
+def _search_space(study: Study, searcher: str, finished: set[str] = frozenset()) -> tuple[dict | None, dict, dict]:
+    """(Tune param space, base config for optuna trials, trial id -> flat config for grid packs). A grid's packs
+    whose trials all finished before (a resumed sweep) are left out; None when none is left."""
+    if searcher == "optuna":
+        space, base = optuna_space(study)
+        return space, base, {}
+    if searcher == "boundary":
+        return {}, dict(study.base), {}
+    packs = [pack for pack in pack_trials(study.trials(), study.trials_per_worker)
+             if any(t.trial_id not in finished for t in pack)]
+    if not packs:
+        return None, {}, {}
+    space = {"pack": tune.grid_search([[t.trial_id for t in pack] for pack in packs])}
+    return space, {}, {t.trial_id: to_flat(t.config) for t in study.trials()}
+
+
+def _tuner(study: Study, record: SweepRecord, context: SweepContext, space: dict, searcher: str,
+           max_concurrent: int | None, n_trials: int, earlier: "Earlier", stall_timeout_s: float = 1800.0) -> tune.Tuner:
+    """A new Tune experiment for what is left of the sweep: all of it, or, resumed, the trials that did not finish
+    before (under a name of its own beside the earlier runs' folders). Tune's saved state of an earlier run is
+    never restored: it is pickled (whoever can write the results folder would run code here) and a full disk or
+    a kill can leave it cut short; the MLflow records and our own checkpoints say all a resume needs."""
+    resources = {"cpu": study.resources.cpu, "gpu": study.resources.gpu}
+    epochs = max(t.config.train.epochs for t in study.trials())
+    trainable = tune.with_resources(tune.with_parameters(train_pack, context=context), resources)
+    search_alg, samples = None, 1
+    left = n_trials - len(earlier.finished)
+    if searcher == "optuna":
+        search_alg, samples = optuna_searcher(study, record, earlier), left
+    elif searcher == "boundary":
+        search_alg, samples = BoundarySearch(study, study.metric, study.mode, earlier.runs), left
+    tune_config = tune.TuneConfig(
+        metric=study.metric, mode=study.mode, num_samples=max(1, samples), search_alg=search_alg,
+        max_concurrent_trials=max_concurrent, reuse_actors=True, trial_name_creator=trial_name,
+        trial_dirname_creator=trial_dirname)
+    name = f"{record.sweep_id}-resumed-{time.strftime('%Y%m%d-%H%M%S')}" if earlier.resumed else record.sweep_id
+    run_config = tune.RunConfig(
+        name=name, storage_path=record.storage, verbose=0, stop=DiskFull(),
+        failure_config=tune.FailureConfig(max_failures=study.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        callbacks=[Progress(study.name, n_trials, epochs, budget=searcher == "boundary", done_before=len(earlier.finished)),
+                   Watchdog(stall_timeout_s), JsonLoggerCallback()])
+    return tune.Tuner(trainable, param_space=space, tune_config=tune_config, run_config=run_config)
+
+
+def summary_rows(study: Study, record: SweepRecord, experiment_id: str, searcher: str, grid=None) -> list[dict]:
+    """One row per URN trial, from its MLflow run (the record of truth) and, for trials without one,
+    the Tune error."""
+    runs = {}
+    for run in tracking.trial_runs(record.tracking_uri, experiment_id, record.sweep_id):
+        trial_id = run.data.tags.get(tracking.TRIAL_TAG)
+        if trial_id not in runs or run.info.status == "FINISHED":
+            runs[trial_id] = run
+    errors = _tune_errors(grid)
+    expected = [t.trial_id for t in study.trials()] if searcher == "grid" else sorted(runs)
+    rows = []
+    for trial_id in expected:
+        run = runs.get(trial_id)
+        row = {"trial_id": trial_id, "status": run.info.status if run else "NOT RUN"}
+        if run:
+            row.update({k: run.data.params.get(k) for k in study.axes})
+            row.update({"metric": run.data.metrics.get(study.metric), "test_accuracy": run.data.metrics.get("test_accuracy"),
+                        "phase": run.data.tags.get("phase", ""), "depth": run.data.tags.get("depth", "")})
+        if trial_id in errors and row["status"] != "FINISHED":
+            row["error"] = errors[trial_id]
+        rows.append(row)
+    return rows
+
+
+def _tune_errors(grid) -> dict[str, str]:
+    out = {}
+    if grid is None:
+        return out
+    for result in grid:
+        if result.error is None:
+            continue
+        config = result.config or {}
+        message = error_line(str(result.error)) or type(result.error).__name__
+        for trial_id in config.get("pack", []):
+            out[trial_id] = message[:200]
+    return out
+
+
+def format_summary(rows: list[dict], study: Study) -> str:
+    """The table printed at the end of a sweep, then the count of each phase."""
+    axes = study.axes
+    header = ["trial", *[a.split(".")[-1] for a in axes], "status", study.metric, "phase", "depth"]
+    if study.metric == "test_accuracy":
+        header.remove(study.metric)
+        header.insert(len(axes) + 2, "test_acc")
+    table = []
+    for row in rows:
+        value = row.get("metric")
+        table.append([row["trial_id"], *[_short(row.get(a)) for a in axes], row["status"],
+                      "" if value is None else f"{value:.3f}", row.get("phase", ""), row.get("depth", "")])
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *table)]
+    lines = ["", "  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    lines += ["  ".join(str(x).ljust(w) for x, w in zip(line, widths)) for line in table]
+    phases: dict[str, int] = {}
+    for row in rows:
+        if row["status"] == "FINISHED":
+            phases[row.get("phase") or "?"] = phases.get(row.get("phase") or "?", 0) + 1
+    lines.append("phases: " + (", ".join(f"{p} {n}" for p, n in sorted(phases.items(), key=lambda kv: -kv[1]))
+                               or "none finished"))
+    for row in rows:
+        if row.get("error"):
+            lines.append(f"  {row['trial_id']} failed: {row['error']}")
+    return "\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    if value is None:
+        return ""
+    text = str(value)
+    try:
+        number = float(text)
+        return f"{number:g}"
+    except ValueError:
+        return text if len(text) <= 24 else text[:21] + "..."
+
+
+def main(args) -> int:
+    """The ``urn-study sweep`` handler."""
+    return run_sweep(args.study, smoke=args.smoke, address=args.address, tracking_uri=args.tracking_uri,
+                     searcher=args.searcher, max_concurrent=args.max_concurrent, resume=args.resume,
+                     storage=args.storage, num_cpus=args.num_cpus, stall_timeout_s=args.stall_timeout)
