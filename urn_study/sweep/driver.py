@@ -79,7 +79,7 @@ def _run_locked(study: Study, record: SweepRecord, searcher: str, smoke: bool, a
                                       "trials_per_worker": study.trials_per_worker}, study.path)
     print(f"{'resuming' if resume else 'starting'} sweep {record.sweep_id}: {n_trials} trials of {study.name} "
           f"({searcher}), {study.resources.cpu:g} CPU + {study.resources.gpu:g} GPU each\n"
-          f"  MLflow: {record.tracking_uri} (experiment {study.name!r}); Ray results: {record.experiment_path}",
+          f"  MLflow: {record.tracking_uri} (experiment {study.name!r}); Ray results: {record.storage}",
           file=out, flush=True)
     resume_command = f"urn-study sweep {study.path}{' --smoke' if smoke else ''} --resume {record.sweep_id}"
     status, started = "FAILED", False
@@ -130,8 +130,8 @@ def _run_locked(study: Study, record: SweepRecord, searcher: str, smoke: bool, a
 
 
 class _Interrupts:
-    """While Tune runs (``with``): SIGINT and SIGTERM stop the sweep the way Tune stops on SIGUSR1 (trials end,
-    the experiment state is saved for --resume) and ``signal`` says which came; a second one stops at once
+    """While Tune runs (``with``): SIGINT and SIGTERM stop the sweep the way Tune stops on SIGUSR1 (trials end;
+    their records and checkpoints stay for --resume) and ``signal`` says which came; a second one stops at once
     (KeyboardInterrupt). Tune's own SIGINT handler is off (TUNE_DISABLE_SIGINT_HANDLER): it would print
     Tune's resume hint, not ours, and SIGTERM would not pass through it."""
 
@@ -199,7 +199,8 @@ def start_ray(address: str | None, num_cpus: int | None) -> bool:
     # Tune's own tables and the workers' log lines would bury the progress lines: errors still come back
     # through Tune (the summary prints each failed trial's last error line; the full text is in its folder).
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # A checkpoint with num_to_keep set forces a snapshot of the experiment state: wanted (resume loses less).
+    # A checkpoint with num_to_keep set makes Tune snapshot its experiment state each time; its warning on the
+    # time that takes is noise here (a resume does not read that state: resume.py)
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # MLflow is the record: of Tune's own per-report files in every trial folder only result.json is kept
     # (Tune's results read it; `_tuner` adds its logger), no CSV or TensorBoard copy (~4 ms of driver CPU
@@ -207,7 +208,7 @@ def start_ray(address: str | None, num_cpus: int | None) -> bool:
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     # SIGINT and SIGTERM are ours while Tune runs (_Interrupts): they stop it through its SIGUSR1 handler
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
-    _quiet_tune_interrupt_messages()
+    _quiet_tune_lines()
     if ray.is_initialized():
         return False
     if address:
@@ -245,7 +246,7 @@ class _TuneLines(logging.Filter):
         return True
 
 
-def _quiet_tune_interrupt_messages() -> None:
+def _quiet_tune_lines() -> None:
     for name in ("ray.tune.tune", "ray.tune.execution.tune_controller", "ray.train._internal.syncer",
                  "ray.tune.execution.experiment_state", "ray.tune.analysis.experiment_analysis"):
         logger = logging.getLogger(name)
@@ -270,7 +271,7 @@ def _search_space(study: Study, searcher: str, finished: set[str] = frozenset())
 
 
 def _tuner(study: Study, record: SweepRecord, context: SweepContext, space: dict, searcher: str,
-           max_concurrent: int | None, n_trials: int, earlier: "Earlier", stall_timeout_s: float = 1800.0) -> tune.Tuner:
+           max_concurrent: int | None, n_trials: int, earlier: Earlier, stall_timeout_s: float = 1800.0) -> tune.Tuner:
     """A new Tune experiment for what is left of the sweep: all of it, or, resumed, the trials that did not finish
     before (under a name of its own beside the earlier runs' folders). Tune's saved state of an earlier run is
     never restored: it is pickled (whoever can write the results folder would run code here) and a full disk or

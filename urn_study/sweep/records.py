@@ -25,10 +25,6 @@ class SweepRecord:
     created: str
     results: str = ""  # the results folder it was written in: paths under it move with a copied folder
 
-    @property
-    def experiment_path(self) -> str:
-        return f"{self.storage.rstrip('/')}/{self.sweep_id}"
-
 
 def _records_dir() -> Path:
     return results_dir() / "sweeps"

@@ -18,7 +18,7 @@ class Earlier:
 
     runs: list = field(default_factory=list)  # MLflow runs of the sweep's trials, oldest first
     checkpoints: dict = field(default_factory=dict)  # Tune trial name -> checkpoint folders, newest first
-    resumed: bool = False
+    resumed: bool = False  # a --resume (its Tune experiment is named apart from the earlier ones)
 
     @property
     def finished(self) -> set[str]:
@@ -45,7 +45,7 @@ def checkpoints_of(storage: str, sweep_id: str) -> dict[str, list[str]]:
     def folders(path: str) -> list:
         try:
             return [i for i in filesystem.get_file_info(fs.FileSelector(path)) if i.type == fs.FileType.Directory]
-        except (OSError, FileNotFoundError):
+        except OSError:
             return []
 
     found: dict[str, list[tuple[int, str]]] = {}

@@ -23,23 +23,13 @@ from urn_study.checkpoint import CheckpointError, load_state, save_state
 from urn_study.config import parse_config
 
 NUMBER_KEY = "urn_trial_number"  # optuna's trial number, added to each suggested config
-
-
 REPORT_EVERY_S = 10.0  # between checkpoint epochs, an epoch is reported to Tune (progress) this often at most
-
-
 BOUNDARY_KEY = "urn_boundary"  # a boundary-search trial's id, point, seed and round in its Tune config
-
-
 # "EPOCH:FOLDER": every Tune trial stops after reporting its checkpoint of EPOCH, writes FOLDER/<trial>.paused (its
 # pid) and waits for FOLDER/go (all) or FOLDER/<trial>.go (that one). Fault tests inject their fault while the trial
 # waits there, never in a time window.
 PAUSE_ENV = "URN_PAUSE_AT"
-
-
 STOP_KEY = "urn_stop_sweep"  # a trial's report that no trial can go on (a full disk): its reason
-
-
 CHECKPOINT_PREFIX = "urn-checkpoint-"  # + pid: the worker's folder for a checkpoint until Tune has copied it
 
 
@@ -93,7 +83,11 @@ def train_pack(tune_config: dict, context: SweepContext) -> None:
     finally:
         for record in records:
             if not record.finished:
-                record.fail()
+                try:
+                    record.fail()
+                except Exception as err:
+                    if not disk_full(str(err)):  # a full disk: a resume ends the run instead
+                        raise
 
 
 def _members(tune_config: dict, context: SweepContext) -> list[tuple[str, Any]]:
