@@ -256,12 +256,32 @@ def test_drivers_creating_one_fresh_store_at_once_all_get_the_one_experiment(tmp
 # --- signals to the driver ---------------------------------------------------------------------------------
 
 
+def test_sigint_and_sigterm_stop_tune_through_its_own_stop_and_a_second_one_at_once():
+    """What the driver does with SIGINT and SIGTERM while Tune runs (its SIGUSR1 handler: set the stop and
+    reset itself); SIGINT's whole path through a sweep is the test below with SIGTERM."""
+    from urn_study.sweep.driver import _Interrupts
+
+    stopped: list = []
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: stopped.append(signum))
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            stopped.clear()
+            with _Interrupts() as stop:
+                os.kill(os.getpid(), sig)
+                assert stop.signal == sig and stopped == [signal.SIGUSR1]
+                with pytest.raises(KeyboardInterrupt):
+                    os.kill(os.getpid(), sig)
+            assert signal.getsignal(sig) is not stop._handle  # handed back
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_stopped_driver_says_how_to_resume_and_exits_with_the_signals_code(results, tmp_path, sig):
-    """SIGTERM ended in SIGABRT with a native Ray trace, SIGINT in exit 1 with Tune's restore hint. Both now stop
-    the sweep, print one line ending in our --resume command, and exit 128 + the signal; the resume finishes
-    every trial once (SIGTERM's case)."""
+def test_a_stopped_driver_says_how_to_resume_and_exits_with_the_signals_code(results, tmp_path):
+    """SIGTERM ended in SIGABRT with a native Ray trace (and SIGINT in exit 1 with Tune's restore hint). Now the
+    sweep stops, prints one line ending in our --resume command and exits 128 + the signal; the resume finishes
+    every trial once."""
+    sig = signal.SIGTERM
     gate = tmp_path / "gate"
     gate.mkdir()
     path = write_study(tmp_path, f"stop{sig.value}", seeds="[0, 1]")
@@ -274,6 +294,7 @@ def test_a_stopped_driver_says_how_to_resume_and_exits_with_the_signals_code(res
         try:
             wait_for(lambda: list(gate.glob("*.paused")), "the first trial paused at epoch 2", driver)
             driver.send_signal(sig)
+            (gate / "go").touch()  # the paused trial may go on while Tune stops (it need not wait for Tune's kill)
             code = driver.wait(timeout=120)
         finally:
             (gate / "go").touch()
@@ -285,9 +306,8 @@ def test_a_stopped_driver_says_how_to_resume_and_exits_with_the_signals_code(res
     last = text.strip().splitlines()[-1]
     assert last.startswith(f"stopped by {sig.name}:") and last.endswith(f"--resume {last.rsplit(' ', 1)[-1]}")
     assert "Tuner.restore" not in text and "Traceback" not in text and "SIGABRT" not in text
-    if sig == signal.SIGTERM:
-        assert cli.main(["sweep", str(path), "--resume"]) == 0
-        each_trial_once(tracking.resolve_tracking_uri(), path)
+    assert cli.main(["sweep", str(path), "--resume"]) == 0
+    each_trial_once(tracking.resolve_tracking_uri(), path)
 
 
 # --- a frozen worker -------------------------------------------------------------------------------------------
@@ -297,7 +317,7 @@ def test_a_stopped_driver_says_how_to_resume_and_exits_with_the_signals_code(res
 def test_a_frozen_worker_is_stopped_and_its_trial_retried_from_its_checkpoint(results, tmp_path, monkeypatch, capsys):
     """SIGSTOP left the sweep waiting for ever, its progress line silent. The test stops the worker while it waits
     at epoch 2 (after its checkpoint) and then opens the gate, which the stopped process cannot pass: nothing
-    more comes from it, so after --stall-timeout the driver kills it and Tune retries it from epoch 2."""
+    more comes from it, so after --stall-timeout (11 s) the driver kills it and Tune retries it from epoch 2."""
     monkeypatch.setenv(tracking.FLUSH_ENV, "0")
     gate = tmp_path / "gate"
     gate.mkdir()
@@ -318,7 +338,7 @@ def test_a_frozen_worker_is_stopped_and_its_trial_retried_from_its_checkpoint(re
 
     thread = threading.Thread(target=freeze, daemon=True)
     thread.start()
-    assert cli.main(["sweep", str(path), "--num-cpus", "1", "--stall-timeout", "12"]) == 0
+    assert cli.main(["sweep", str(path), "--num-cpus", "1", "--stall-timeout", "11"]) == 0
     thread.join(timeout=60)
     assert stopped, "the worker was never stopped"
     out = capsys.readouterr().out
