@@ -248,11 +248,17 @@ def test_missing_and_unreadable_files(tmp_path):
     error_of(write(tmp_path, "- 1\n- 2\n", "list.yaml"))
 
 
-def test_an_unreadable_data_file_is_one_line_before_anything_starts(tmp_path):
-    """Read once when the study is checked, not failed (and retried) by every trial."""
-    text = TINY.replace("data.name: nlgp", "data.name: mnist\n  data.path: /etc/passwd")
-    message = error_of(write(tmp_path, text))
-    assert "data.path: /etc/passwd: not an .npz archive" in message, message
+def test_an_unreadable_data_file_is_one_line_before_a_sweep_starts(tmp_path, results, capsys):
+    """Read once before the sweep starts, not failed (and retried) by every trial; reading the study itself (for
+    its records) needs no data file."""
+    from urn_study import cli
+
+    path = write(tmp_path, TINY.replace("data.name: nlgp", "data.name: mnist\n  data.path: /etc/passwd"))
+    assert load_study(path).name
+    assert cli.main(["sweep", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{path}: data.path: /etc/passwd: not an .npz archive" in err, err
+    assert not results.exists()
 
 
 def test_yaml_aliases_expanding_past_the_budget_are_refused(tmp_path):

@@ -215,18 +215,18 @@ def load_study(path: str | Path, smoke: bool = False) -> Study:
     if study.resources.gpu > 0 and base.get("train.device") == "cpu":
         raise ConfigError(f"{where}: resources.gpu: trials ask for a GPU but base train.device is cpu")
     study.trials()  # builds (and so checks) every config
-    _check_data_files(where, study.trials())
     return study
 
 
-def _check_data_files(where: str, trials: list[StudyTrial]) -> None:
-    """Read each distinct data file the trials use once, now: a bad one is one line before Ray starts,
-    not every trial failing (and retried) on it."""
-    for path in sorted({t.config.data.path for t in trials if t.config.data.uses("mnist")}):
+def check_data_files(study: Study) -> None:
+    """Read each distinct data file the study's trials use, once: before a sweep, a bad one is one line, not
+    every trial failing (and retried) on it. (Not part of ``load_study``: reading a study's records needs no
+    data.)"""
+    for path in sorted({t.config.data.path for t in study.trials() if t.config.data.uses("mnist")}):
         try:
             read_mnist(path)
         except ConfigError as err:
-            raise ConfigError(f"{where}: {err}") from None
+            raise ConfigError(f"{study.path}: {err}") from None
 
 
 def _check_trial_count(where: str, study: Study) -> None:

@@ -19,7 +19,7 @@ from ray.tune.logger import JsonLoggerCallback
 
 from urn_study import tracking
 from urn_study.config import ConfigError, to_flat
-from urn_study.study import Study, load_study, pack_trials, results_dir
+from urn_study.study import Study, check_data_files, load_study, pack_trials, results_dir
 from urn_study.sweep.progress import DiskFull, Progress, Watchdog, stop_reason, trial_dirname, trial_name
 from urn_study.sweep.records import SweepLock, SweepRecord, find_record, new_record, save_record
 from urn_study.sweep.resume import Earlier, earlier_state
@@ -42,6 +42,7 @@ def run_sweep(study_path: str | Path, smoke: bool = False, address: str | None =
     else:
         record = new_record(study, searcher, tracking.resolve_tracking_uri(tracking_uri), storage)
     check_searcher(study, searcher)
+    check_data_files(study)
     if max_concurrent is not None and max_concurrent < 1:
         raise ConfigError(f"--max-concurrent: must be at least 1, got {max_concurrent}")
     if num_cpus is not None and num_cpus < 1:
