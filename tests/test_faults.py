@@ -158,35 +158,34 @@ def ray_started(results: Path) -> bool:
 
 
 @pytest.mark.slow
-def test_killed_worker_resumes_from_its_checkpoint_to_the_uninterrupted_result(results, tmp_path):
+def test_killed_worker_resumes_from_its_checkpoint_to_the_uninterrupted_result(results, tmp_path, monkeypatch):
+    """The trial waits at epoch 8, after its checkpoint, behind a gate; its process is killed there, then the gate
+    opens: Tune retries it from epoch 8, and it ends where the uninterrupted trial ends."""
     import torch
 
+    from urn_study.sweep.trainable import PAUSE_ENV
     from urn_study.trial import run_trial
 
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    monkeypatch.setenv(PAUSE_ENV, f"8:{gate}")
     path = write_study(tmp_path, "resume", checkpoint_every=2, extra="seeds: [3]\n")
     uri = tracking.resolve_tracking_uri()
 
-    def first_checkpoint():
-        if not ray_started(results) or not list((results / "ray").glob("*/resume-0000_*/checkpoint_*")):
-            return None
-        return running_past(uri, "resume", 2)
+    def kill(paused: Path) -> int:
+        try:
+            os.kill(int(paused.read_text()), signal.SIGKILL)
+        finally:
+            (gate / "go").touch()  # the retry passes epoch 8
+        return 8
 
-    def kill(run):
-        epoch = max(logged_epochs(uri, run.info.run_id))
-        os.kill(int(run.data.tags["urn.pid"]), signal.SIGKILL)
-        return epoch
-
-    with Fault(first_checkpoint, kill) as fault:
+    with Fault(lambda: (gate / "resume-0000.paused").exists() and gate / "resume-0000.paused", kill) as fault:
         assert sweep(str(path), "--num-cpus", "1") == 0
-    killed_at = fault.check()
-    assert 2 < killed_at < 32  # mid-training, after the first checkpoint
+    fault.check()
 
     run = assert_each_trial_once(uri, path, epochs=32)["resume-0000"]
     assert run.data.tags[tracking.ATTEMPTS_TAG] == "2"
-    # from a checkpoint (every 2 epochs) before the end; not bounded by killed_at: the run's epochs are sent
-    # from a thread, so the worker may have saved one past the last epoch its run showed at the kill
-    resumed_from = int(run.data.tags["urn.resumed_from_epoch"])
-    assert 2 <= resumed_from < 32 and resumed_from % 2 == 0
+    assert run.data.tags["urn.resumed_from_epoch"] == "8"
 
     # the same trial, never interrupted, in this process with the thread count the worker used
     threads = torch.get_num_threads()
@@ -209,51 +208,54 @@ def test_killed_worker_resumes_from_its_checkpoint_to_the_uninterrupted_result(r
 
 @pytest.mark.slow
 def test_killed_driver_resumes_without_rerunning_or_doubling_finished_trials(results, tmp_path):
-    # 64 epochs: the second wave's trials stay mid-training (up to epoch 32, Tune's state showing a checkpoint)
-    # for about a second of polls; with 32 and "up to epoch 10", a run could pass the window between two polls
+    """Trials wait at epoch 32 (of 64), after their checkpoint, behind a gate. One is let through and finishes;
+    all others but one too; while that one waits, the driver is killed (SIGKILL; Ray's processes with it).
+    --resume trains the rest, the finished trial untouched, the waiting one from epoch 32 in its own run."""
+    from urn_study.sweep.trainable import PAUSE_ENV
+
     path = write_study(tmp_path, "driver", epochs=64, checkpoint_every=4,
                        extra="grid:\n  regulators.l1: [0, 1.0e-4, 1.0e-3, 1.0e-2]\nseeds: [0]\n")
     uri = tracking.resolve_tracking_uri()
+    gate = tmp_path / "gate"
+    gate.mkdir()
     log = open(tmp_path / "driver.log", "wb")
     driver = subprocess.Popen([sys.executable, "-m", "urn_study.cli", "sweep", str(path), "--num-cpus", "2"],
-                              cwd=tmp_path, env={**os.environ, "URN_RESULTS_DIR": str(results)}, stdout=log,
-                              stderr=subprocess.STDOUT, start_new_session=True)
+                              cwd=tmp_path, env={**os.environ, "URN_RESULTS_DIR": str(results),
+                                                 PAUSE_ENV: f"32:{gate}"},
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
-    def finished_and_checkpointed():
-        if driver.poll() is not None:
-            raise AssertionError(f"the sweep ended (code {driver.returncode}) before it could be killed")
-        if not ray_started(results):
-            return None
+    def paused() -> list[str]:
+        return sorted(p.name.removesuffix(".paused") for p in gate.glob("*.paused"))
+
+    def one_finished() -> set[str]:
+        for trial in set(paused()) - {waiting}:
+            (gate / f"{trial}.go").touch()
         runs = runs_by_trial(uri, "driver")
-        done = {t for t, r in runs.items() if r[0].info.status == "FINISHED"}
-        # mid-training by its run (Tune's saved state may lag behind the trial by several epochs)
-        midway = {t for t, r in runs.items() if r[0].info.status == "RUNNING"
-                  and max(logged_epochs(uri, r[0].info.run_id), default=99) <= 32}
-        return done and set(tune_checkpoints(results, "driver")) & midway
+        return {t for t, r in runs.items() if r[0].info.status == "FINISHED"}
+
+    def wait(condition, what: str):
+        deadline = time.monotonic() + 240
+        while not (value := condition()):
+            assert driver.poll() is None, f"the sweep ended (code {driver.returncode}) before {what}"
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.1)
+        return value
 
     try:
-        deadline = time.monotonic() + 240
-        while not _safely(finished_and_checkpointed):
-            assert time.monotonic() < deadline, "timed out waiting for a finished and a running trial"
-            time.sleep(0.2)
-        driver.send_signal(signal.SIGKILL)  # the driver alone: Ray's processes share its fate
-        driver.wait(timeout=60)
+        waiting = wait(paused, "a trial at the gate")[0]
+        wait(one_finished, "another trial to finish")
     finally:
-        time.sleep(2)
         try:
-            os.killpg(driver.pid, signal.SIGKILL)  # whatever of it is left
+            os.killpg(driver.pid, signal.SIGKILL)  # the driver and Ray's processes
         except ProcessLookupError:
             pass
-        if driver.poll() is None:
-            driver.wait(timeout=60)
+        driver.wait(timeout=60)
         log.close()
 
     before = {trial_id: runs[0] for trial_id, runs in runs_by_trial(uri, "driver").items()}
     finished = {t: r for t, r in before.items() if r.info.status == "FINISHED"}
-    assert finished and len(finished) < 4
+    assert finished and waiting not in finished and before[waiting].info.status == "RUNNING"
     finished_epochs = {t: logged_epochs(uri, r.info.run_id) for t, r in finished.items()}
-    checkpointed = set(tune_checkpoints(results, "driver")) - set(finished)
-    assert checkpointed
 
     assert sweep(str(path), "--resume", "--num-cpus", "2") == 0
     after = assert_each_trial_once(uri, path, epochs=64)
@@ -262,33 +264,9 @@ def test_killed_driver_resumes_without_rerunning_or_doubling_finished_trials(res
         assert again.info.run_id == run.info.run_id and again.info.end_time == run.info.end_time
         assert again.data.tags[tracking.ATTEMPTS_TAG] == run.data.tags[tracking.ATTEMPTS_TAG]
         assert logged_epochs(uri, again.info.run_id) == finished_epochs[trial_id]
-    rest = [after[t] for t in after if t not in finished]
-    assert all(int(r.data.tags[tracking.ATTEMPTS_TAG]) >= 2 for r in rest if r.info.run_id in
-               {b.info.run_id for b in before.values()})
-    for trial_id in checkpointed:  # went on from the checkpoint Tune had recorded
-        assert int(after[trial_id].data.tags["urn.resumed_from_epoch"]) >= 4, trial_id
-
-
-def tune_checkpoints(results: Path, study: str) -> dict[str, int]:
-    """URN trial -> epoch of its checkpoint, for Tune trials that Tune's saved experiment state shows RUNNING
-    with a checkpoint: what a resume starts from. (The driver saves it some time after the worker reported,
-    so the MLflow record runs ahead of it.)"""
-    states = sorted((results / "ray").glob(f"{study}-*/experiment_state-*.json"), key=os.path.getmtime)
-    out: dict[str, int] = {}
-    for trial_json, runtime_json in json.loads(states[-1].read_text())["trial_data"] if states else []:
-        trial, last = json.loads(trial_json), json.loads(runtime_json).get("last_result") or {}
-        if trial.get("status") == "RUNNING" and last.get("checkpoint_dir_name"):
-            out.update({trial_id: int(last["epoch"]) for trial_id in trial["config"]["pack"]})
-    return out
-
-
-def _safely(condition: Callable[[], Any]) -> Any:
-    try:
-        return condition()
-    except AssertionError:
-        raise
-    except Exception:  # the store is being written: ask again
-        return None
+    assert after[waiting].info.run_id == before[waiting].info.run_id
+    assert after[waiting].data.tags["urn.resumed_from_epoch"] == "32"
+    assert int(after[waiting].data.tags[tracking.ATTEMPTS_TAG]) == 2
 
 
 # --- 3. a node of a cluster is removed ---------------------------------------------------------------------

@@ -341,7 +341,7 @@ def test_packs_of_trials_share_a_tune_trial_but_keep_their_own_runs_and_checkpoi
 
 
 SLOW_STUDY = """\
-# Question: long enough to be interrupted (each trial is past epoch 10 for over a second of polls).
+# Question: a study to interrupt (its trials wait at epoch 10, after their checkpoint, behind the test's gate).
 # Run: urn-study sweep long.yaml
 name: long
 base:
@@ -359,70 +359,64 @@ max_failures: 2
 
 
 def _poll(condition, timeout: float, what: str, driver: subprocess.Popen | None = None):
+    """Poll until ``condition`` gives something; fail loudly at the deadline or when the driver has ended."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if driver is not None and driver.poll() is not None:
             raise AssertionError(f"the sweep ended (code {driver.returncode}) before {what}")
-        try:
-            value = condition()
-        except Exception:  # the store may not exist yet
-            value = None
+        value = condition()
         if value:
             return value
-        time.sleep(0.3)
+        time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def _running_past(uri: str, study: str, epoch: int, exclude: set[str] = frozenset()):
-    """A RUNNING trial run that has logged beyond ``epoch`` (so a checkpoint at or before it exists)."""
-    client = tracking.client(uri)
-    for trial_id, runs in finished_runs(uri, study).items():
-        run = runs[0]
-        if trial_id in exclude or run.info.status != "RUNNING":
-            continue
-        steps = [m.step for m in client.get_metric_history(run.info.run_id, "task_loss")]
-        if steps and max(steps) > epoch:
-            return run
-    return None
 
 
 @pytest.mark.slow
 def test_failed_trial_retried_and_interrupted_sweep_resumed_record_each_trial_once(results, tmp_path, monkeypatch):
-    monkeypatch.setenv(tracking.FLUSH_ENV, "0")  # the faults below wait for epochs to show in the runs
+    """Trials wait at epoch 10, after their checkpoint, behind a gate. 1. The first to wait has its process
+    killed, then is let through: Tune retries it from that checkpoint, in the same run, and it finishes (the
+    others but one are let through too). 2. Then, while that one waits at the gate, the whole sweep is killed.
+    3. --resume finishes every trial once, the waiting one from its checkpoint of epoch 10."""
+    from urn_study.sweep.trainable import PAUSE_ENV
+
+    monkeypatch.setenv(tracking.FLUSH_ENV, "0")
     path = write(tmp_path, SLOW_STUDY, "long.yaml")
     uri = tracking.resolve_tracking_uri()
-    env = {**os.environ, "URN_RESULTS_DIR": str(results)}
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    env = {**os.environ, "URN_RESULTS_DIR": str(results), PAUSE_ENV: f"10:{gate}"}
     log = open(tmp_path / "driver.log", "wb")
     driver = subprocess.Popen([sys.executable, "-m", "urn_study.cli", "sweep", str(path), "--num-cpus", "2"],
                               cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    def paused() -> list[str]:
+        return sorted(p.name.removesuffix(".paused") for p in gate.glob("*.paused"))
+
+    def victim_finished() -> bool:
+        for trial in set(paused()) - {waiting}:  # every other trial goes on (its slot frees one for the retry)
+            (gate / f"{trial}.go").touch()
+        return finished_runs(uri, "long")[victim_id][0].info.status == "FINISHED"
+
     try:
-        # the driver creates the store: reading it earlier would race its table creation
-        _poll(lambda: "starting sweep" in (tmp_path / "driver.log").read_text(), 120, "the sweep to start", driver)
-        # 1. a trial's process dies after its checkpoints: Tune retries it from the last, in the same run.
-        # (Past epoch 10, not 5: the driver must have taken in the checkpoint of epoch 5 before the kill,
-        # which a loaded machine can delay by an epoch or two.)
-        victim = _poll(lambda: _running_past(uri, "long", 10), 300, "a trial past its checkpoints", driver)
-        os.kill(int(victim.data.tags["urn.pid"]), signal.SIGKILL)
-        victim_id = victim.data.tags[tracking.TRIAL_TAG]
-        # 2. once a trial has finished and another is past a checkpoint, the whole sweep is killed
-        _poll(lambda: any(r[0].info.status == "FINISHED" for r in finished_runs(uri, "long").values())
-              and _running_past(uri, "long", 10, exclude={victim_id}), 300, "a finished and a running trial", driver)
+        victim_id = _poll(paused, 240, "a trial at the gate", driver)[0]
+        os.kill(int((gate / f"{victim_id}.paused").read_text()), signal.SIGKILL)
+        (gate / f"{victim_id}.go").touch()  # its retry passes the gate
+        waiting = _poll(lambda: [t for t in paused() if t != victim_id], 240, "another trial at the gate", driver)[0]
+        _poll(victim_finished, 240, f"{victim_id} to finish", driver)
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
         driver.wait(timeout=60)
         log.close()
     before = finished_runs(uri, "long")
-    assert any(r[0].info.status == "RUNNING" for r in before.values())  # killed: nothing could end them
-    assert not all(r[0].info.status == "FINISHED" for r in before.values()) or len(before) < 4
+    assert before[waiting][0].info.status == "RUNNING"  # killed: nothing could end it
     # 3. --resume finishes the sweep: every trial recorded once
     assert cli.main(["sweep", str(path), "--resume", "--num-cpus", "2"]) == 0
     study = load_study(path)
     runs = assert_each_trial_once(uri, study, epochs=40)
-    assert int(runs[victim_id].data.tags[tracking.ATTEMPTS_TAG]) >= 2
-    resumed = [r for r in runs.values() if "urn.resumed_from_epoch" in r.data.tags]
-    assert resumed and all(int(r.data.tags["urn.resumed_from_epoch"]) >= 5 for r in resumed)
-    assert victim_id in {r.data.tags[tracking.TRIAL_TAG] for r in resumed}
+    assert runs[victim_id].data.tags[tracking.ATTEMPTS_TAG] == "2"
+    assert runs[victim_id].data.tags["urn.resumed_from_epoch"] == "10"
+    assert runs[waiting].data.tags["urn.resumed_from_epoch"] == "10"
+    assert runs[waiting].info.run_id == before[waiting][0].info.run_id  # it went on in its own run
     # one sweep, one parent run, finished
     client = tracking.client(uri)
     parents = [r for r in client.search_runs([runs[victim_id].info.experiment_id])

@@ -286,7 +286,8 @@ def _pause_point(trial_id: str, epoch: int) -> None:
     if not folder or at != str(epoch):
         return
     gate = Path(folder)
-    (gate / f"{trial_id}.paused").write_text(str(os.getpid()))
+    (gate / f".{trial_id}.tmp").write_text(str(os.getpid()))
+    (gate / f".{trial_id}.tmp").replace(gate / f"{trial_id}.paused")  # whole when seen
     while not (gate / "go").exists() and not (gate / f"{trial_id}.go").exists():
         time.sleep(0.05)
 
