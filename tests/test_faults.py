@@ -208,12 +208,12 @@ def test_killed_worker_resumes_from_its_checkpoint_to_the_uninterrupted_result(r
 
 @pytest.mark.slow
 def test_killed_driver_resumes_without_rerunning_or_doubling_finished_trials(results, tmp_path):
-    """Trials wait at epoch 32 (of 64), after their checkpoint, behind a gate. One is let through and finishes;
+    """Trials wait at epoch 20 (of 40), after their checkpoint, behind a gate. One is let through and finishes;
     all others but one too; while that one waits, the driver is killed (SIGKILL; Ray's processes with it).
-    --resume trains the rest, the finished trial untouched, the waiting one from epoch 32 in its own run."""
+    --resume trains the rest, the finished trial untouched, the waiting one from epoch 20 in its own run."""
     from urn_study.sweep.trainable import PAUSE_ENV
 
-    path = write_study(tmp_path, "driver", epochs=64, checkpoint_every=4,
+    path = write_study(tmp_path, "driver", epochs=40, checkpoint_every=4,
                        extra="grid:\n  regulators.l1: [0, 1.0e-4, 1.0e-3, 1.0e-2]\nseeds: [0]\n")
     uri = tracking.resolve_tracking_uri()
     gate = tmp_path / "gate"
@@ -221,7 +221,7 @@ def test_killed_driver_resumes_without_rerunning_or_doubling_finished_trials(res
     log = open(tmp_path / "driver.log", "wb")
     driver = subprocess.Popen([sys.executable, "-m", "urn_study.cli", "sweep", str(path), "--num-cpus", "2"],
                               cwd=tmp_path, env={**os.environ, "URN_RESULTS_DIR": str(results),
-                                                 PAUSE_ENV: f"32:{gate}"},
+                                                 PAUSE_ENV: f"20:{gate}"},
                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def paused() -> list[str]:
@@ -258,14 +258,14 @@ def test_killed_driver_resumes_without_rerunning_or_doubling_finished_trials(res
     finished_epochs = {t: logged_epochs(uri, r.info.run_id) for t, r in finished.items()}
 
     assert sweep(str(path), "--resume", "--num-cpus", "2") == 0
-    after = assert_each_trial_once(uri, path, epochs=64)
+    after = assert_each_trial_once(uri, path, epochs=40)
     for trial_id, run in finished.items():  # not trained, not reopened, not logged again
         again = after[trial_id]
         assert again.info.run_id == run.info.run_id and again.info.end_time == run.info.end_time
         assert again.data.tags[tracking.ATTEMPTS_TAG] == run.data.tags[tracking.ATTEMPTS_TAG]
         assert logged_epochs(uri, again.info.run_id) == finished_epochs[trial_id]
     assert after[waiting].info.run_id == before[waiting].info.run_id
-    assert after[waiting].data.tags["urn.resumed_from_epoch"] == "32"
+    assert after[waiting].data.tags["urn.resumed_from_epoch"] == "20"
     assert int(after[waiting].data.tags[tracking.ATTEMPTS_TAG]) == 2
 
 

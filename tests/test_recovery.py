@@ -1,7 +1,8 @@
 """Faults that used to lose or corrupt a sweep (issue 18), each injected for real: a damaged checkpoint, a broken
-or foreign file among the sweep records, a copied results folder, a second driver of a running sweep, two drivers
-creating one fresh store, SIGTERM and SIGINT to the driver, checkpoint folders left by killed workers, an
-unwritable results folder. Trials that must be hit mid-training wait at a named epoch behind a gate
+or foreign file among the sweep records, a copied results folder, a second driver of a running sweep, drivers
+creating one fresh store, SIGTERM and SIGINT to the driver, a frozen worker, a full disk, a driver killed in the
+middle of a boundary or Optuna search, pickles planted in the results storage, checkpoint folders left by killed
+workers, an unwritable results folder. Trials that must be hit mid-training wait at a named epoch behind a gate
 (``URN_PAUSE_AT``) that the test opens once its fault is in place: no time window."""
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -112,8 +114,6 @@ def test_a_damaged_newest_checkpoint_resumes_from_the_one_before(results, tmp_pa
     monkeypatch.setenv(trainable.PAUSE_ENV, f"4:{gate}")
     path = write_study(tmp_path, "damaged")
     ray_dir = results / "ray"
-
-    import threading
 
     done: list = []
 
@@ -325,8 +325,6 @@ def test_a_frozen_worker_is_stopped_and_its_trial_retried_from_its_checkpoint(re
     path = write_study(tmp_path, "frozen")
     stopped: list = []
 
-    import threading
-
     def freeze() -> None:
         try:
             paused = wait_for(lambda: list(gate.glob("*.paused")), "the trial paused at epoch 2")
@@ -506,3 +504,18 @@ def test_a_resume_unpickles_nothing_from_the_results_storage(results, tmp_path):
     assert not target.exists()
     runs = each_trial_once(tracking.resolve_tracking_uri(), path, epochs=2)
     assert runs["planted-0001"].data.tags["urn.resumed_from_epoch"] == "1"  # from its checkpoint, read as data
+
+
+def test_a_copied_store_whose_artifacts_lie_in_the_original_folder_is_refused_in_one_line(results, tmp_path,
+                                                                                          capsys):
+    """MLflow keeps each experiment's artifact folder as an absolute path: a copied folder's runs would write
+    into the original's. Said before anything starts, and nothing is written."""
+    import mlflow
+
+    path = write_study(tmp_path, "moved")
+    original = tmp_path / "original" / "mlartifacts" / "moved"
+    mlflow.MlflowClient(tracking.resolve_tracking_uri()).create_experiment("moved", artifact_location=original.as_uri())
+    assert cli.main(["sweep", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"keeps its artifacts in {original}, outside {results}" in err[0], err
+    assert not original.exists() and not list((results / "sweeps").glob("*.json"))  # no run, no sweep record

@@ -346,7 +346,7 @@ SLOW_STUDY = """\
 name: long
 base:
   data.name: digits
-  train.epochs: 40
+  train.epochs: 20
   train.batch_size: 32
   train.snapshot_every: 10
   train.checkpoint_every: 5
@@ -412,7 +412,7 @@ def test_failed_trial_retried_and_interrupted_sweep_resumed_record_each_trial_on
     # 3. --resume finishes the sweep: every trial recorded once
     assert cli.main(["sweep", str(path), "--resume", "--num-cpus", "2"]) == 0
     study = load_study(path)
-    runs = assert_each_trial_once(uri, study, epochs=40)
+    runs = assert_each_trial_once(uri, study, epochs=20)
     assert runs[victim_id].data.tags[tracking.ATTEMPTS_TAG] == "2"
     assert runs[victim_id].data.tags["urn.resumed_from_epoch"] == "10"
     assert runs[waiting].data.tags["urn.resumed_from_epoch"] == "10"

@@ -244,9 +244,23 @@ def ensure_experiment(uri: str, name: str) -> str:
             experiment = mlflow_client.get_experiment_by_name(name)
             if experiment is None:
                 raise
+    _check_artifacts_here(uri, experiment)
     if experiment.lifecycle_stage == "deleted":
         mlflow_client.restore_experiment(experiment.experiment_id)
     return experiment.experiment_id
+
+
+def _check_artifacts_here(uri: str, experiment) -> None:
+    """A store inside this results folder whose experiment keeps its artifacts outside it was copied from another
+    folder (MLflow records artifact folders as absolute paths): its runs would write into the original's."""
+    if not is_local(uri) or not experiment.artifact_location.startswith("file://"):
+        return
+    store, here = Path(uri[len("sqlite:///"):]), results_dir()
+    artifacts = Path(urllib.parse.urlsplit(experiment.artifact_location).path)
+    if store.is_relative_to(here) and not artifacts.is_relative_to(here):
+        raise TrackingError(f"experiment {experiment.name!r} of {store} keeps its artifacts in {artifacts}, outside "
+                            f"{here}: the results folder was copied from another, whose runs it would write into; "
+                            "resume in the original folder, or start the sweep in a fresh one")
 
 
 @contextlib.contextmanager

@@ -68,8 +68,8 @@ def run_sweep(study_path: str | Path, smoke: bool = False, address: str | None =
 def _run_locked(study: Study, record: SweepRecord, searcher: str, smoke: bool, address: str | None,
                 max_concurrent: int | None, resume: str | None, num_cpus: int | None, stall_timeout_s: float,
                 out) -> int:
-    save_record(record)
     experiment_id = tracking.ensure_experiment(record.tracking_uri, study.name)
+    save_record(record)
     if searcher == "boundary":
         n_trials = study.boundary_search().budget  # at most: the search may stop before
     else:
