@@ -283,3 +283,10 @@ def test_a_study_of_too_many_trials_is_refused_before_it_is_built(tmp_path, monk
     # one axis too long for any study is refused before its values are checked one by one
     axis = f"grid: {{regulators.l1: [{', '.join(str(i) for i in range(100_001))}]}}\n"
     assert "grid.regulators.l1: 100,001 values" in error_of(write(tmp_path, TINY.split("grid:")[0] + axis))
+
+
+@pytest.mark.parametrize("section", ["resources", "grid", "refine"])
+def test_a_key_holding_a_newline_is_shown_quoted_in_its_one_line(tmp_path, section):
+    """Found by the fuzz test (a key "\\n" under resources or grid made the message two lines)."""
+    message = error_of(write(tmp_path, TINY + f'{section}:\n  "a\\nb": 1\n'))
+    assert "'a\\nb'" in message, message

@@ -284,7 +284,13 @@ def _check_keys(where: str, prefix: str, raw: dict, allowed: tuple[str, ...]) ->
         if key not in allowed:
             close = difflib.get_close_matches(str(key), allowed, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else f" (allowed: {', '.join(allowed)})"
-            raise ConfigError(f"{where}: {prefix}{key}: unknown study key{hint}")
+            raise ConfigError(f"{where}: {prefix}{_shown(key)}: unknown study key{hint}")
+
+
+def _shown(key: Any) -> str:
+    """A key as a message shows it: as written, or quoted where it holds what would break the line (a newline)."""
+    text = str(key)
+    return text if text.isprintable() else repr(text)
 
 
 def _apply_smoke(where: str, raw: dict) -> dict:
@@ -334,7 +340,7 @@ def _config_key(where: str, section: str, key: Any) -> str:
     if not isinstance(key, str) or key not in valid:
         close = difflib.get_close_matches(str(key), valid, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"{where}: {section}.{key}: unknown config key{hint}")
+        raise ConfigError(f"{where}: {section}.{_shown(key)}: unknown config key{hint}")
     if key == "seed":
         raise ConfigError(f"{where}: {section}.seed: list seeds under 'seeds'")
     return key
