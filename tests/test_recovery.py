@@ -64,10 +64,7 @@ def wait_for(condition, what: str, process: subprocess.Popen | None = None, time
 def each_trial_once(uri: str, study_path: Path, epochs: int = 8) -> dict:
     """Every trial: one run, FINISHED, each epoch logged once."""
     study = load_study(study_path)
-    experiment = tracking.client(uri).get_experiment_by_name(study.name)
-    runs: dict[str, list] = {}
-    for run in tracking.trial_runs(uri, experiment.experiment_id):
-        runs.setdefault(run.data.tags[tracking.TRIAL_TAG], []).append(run)
+    runs = runs_of(uri, study.name)
     assert sorted(runs) == sorted(t.trial_id for t in study.trials())
     for trial_id, found in runs.items():
         assert [r.info.status for r in found] == ["FINISHED"], trial_id

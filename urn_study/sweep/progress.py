@@ -179,10 +179,7 @@ class Watchdog(tune.Callback):
 def _kill_on_node(pid: int, node_id: str) -> None:
     """SIGKILL process ``pid`` on the Ray node ``node_id`` (this machine's own, or through a task placed there)."""
     if not node_id or node_id == ray.get_runtime_context().get_node_id():
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        _kill_here(pid)
         return
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
