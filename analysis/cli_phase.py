@@ -43,42 +43,112 @@ def register(subparsers) -> None:
 
 
 def run_phase(args: argparse.Namespace) -> int:
-    from analysis.phase import pooled_keys
-    from analysis.runs import latest_runs, load_study_runs, resolve_tracking_uri
-    from urn_study.config import all_keys
+    from analysis.runs import resolve_tracking_uri
     from urn_study.study import load_study, results_dir
 
     study = load_study(args.study, smoke=args.smoke)
     uri = resolve_tracking_uri(args.tracking_uri)
+    out = Path(args.out) if args.out else results_dir() / "figures" / study.name
+    sweep = f"urn-study sweep {args.study}{' --smoke' * args.smoke}"
+    recorded, (x, y, facet), written = phase_report(study, uri, out, (args.x, args.y, args.facet), args.refresh, sweep)
+    print(f"phase diagram of {study.name} ({len(_latest_runs(recorded))} trials; x={x}, y={y}, facet={facet}) "
+          f"written to {out}:")
+    for path in written:
+        print(f"  {path.name}")
+    _refresh_sweep_run(study.name, uri, recorded, written)
+    return 0
+
+
+def phase_report(study: Any, uri: str, out: Path, axes: tuple = (None, None, None), refresh: bool = False,
+                 sweep: str = "urn-study sweep", say=print) -> tuple[pd.DataFrame, tuple, list[Path]]:
+    """Write the study's phase report into ``out``: (every recorded run, the axes drawn, the files written).
+    ``sweep`` is the command an error says to run first; ``say`` prints the notes on what was read."""
+    from analysis.phase import pooled_keys
+    from analysis.runs import load_study_runs
+    from urn_study.config import all_keys
+
     try:
-        recorded = load_study_runs(study, uri, refresh=args.refresh)
+        recorded = load_study_runs(study, uri, refresh=refresh)
     except LookupError as err:
-        raise ConfigError(f"{err.args[0]}: run `urn-study sweep {args.study}{' --smoke' * args.smoke}` first") from None
-    runs = latest_runs(recorded)
+        raise ConfigError(f"{err.args[0]}: run `{sweep}` first") from None
+    runs = _latest_runs(recorded)
     if len(runs) < len(recorded):
-        print(f"{len(recorded) - len(runs)} earlier runs of trials run again by a later sweep left out")
+        say(f"{len(recorded) - len(runs)} earlier runs of trials run again by a later sweep left out")
     if "phase" not in runs.columns or runs["phase"].notna().sum() == 0:
-        raise ConfigError(f"study {study.name!r}: no finished trials recorded in {uri}; "
-                          f"run `urn-study sweep {args.study}{' --smoke' * args.smoke}` first")
-    x, y, facet = resolve_axes(study, args.x, args.y, args.facet)
+        raise ConfigError(f"study {study.name!r}: no finished trials recorded in {uri}; run `{sweep}` first")
+    x, y, facet = resolve_axes(study, *axes)
     for flag, key in (("--x", x), ("--y", y), ("--facet", facet)):
         check_axis(flag, key, runs)
     pooled = pooled_keys(runs, (x, y, facet), all_keys())
     if pooled:
-        print(f"note: cells pool trials that differ in {', '.join(pooled)} (not an axis; see runs.csv)")
-    out = Path(args.out) if args.out else results_dir() / "figures" / study.name
+        say(f"note: cells pool trials that differ in {', '.join(pooled)} (not an axis; see runs.csv)")
     from analysis.boundaries import refined_rows
 
     refined = refined_rows(runs)
     if refined.any() and not refined.all():  # a grid sweep and a boundary search of one study: the grid's diagram
-        print(f"the phase diagram reads the {int((~refined).sum())} grid trials; the {int(refined.sum())} trials of "
-              "the boundary search go to boundaries.csv and boundary_map.png")
+        say(f"the phase diagram reads the {int((~refined).sum())} grid trials; the {int(refined.sum())} trials of "
+            "the boundary search go to boundaries.csv and boundary_map.png")
     written = write_phase_report(runs[~refined] if not refined.all() else runs, x, y, facet, out, uri, title=study.name)
-    written += _write_boundaries(runs[refined], study, x, y, facet, out)
-    print(f"phase diagram of {study.name} ({len(runs)} trials; x={x}, y={y}, facet={facet}) written to {out}:")
-    for path in written:
-        print(f"  {path.name}")
-    return 0
+    written += _write_boundaries(runs[refined], study, x, y, facet, out, say)
+    return recorded, (x, y, facet), written
+
+
+def _latest_runs(recorded: pd.DataFrame) -> pd.DataFrame:
+    from analysis.runs import latest_runs
+
+    return latest_runs(recorded)
+
+
+# --- the sweep's run: its summary and report -------------------------------------------------------------
+
+SWEEP_RUN_FILES = ("phase_diagram.png", "phase_diagram.svg", "gallery.png", "phase_grid.csv")  # on the sweep's run
+
+
+def sweep_summary(runs: pd.DataFrame) -> dict[str, float]:
+    """A sweep's figures from its trial runs (one per trial): ``trials``, ``failed`` (not finished), ``diverged``,
+    and per phase read ``trials_<phase>`` and ``best_test_accuracy_<phase>``."""
+    finished = runs[runs["status"] == "FINISHED"]
+    phases = finished["phase"] if "phase" in finished.columns else finished["status"].iloc[:0]
+    summary = {"trials": float(len(runs)), "failed": float(len(runs) - len(finished)),
+               "diverged": float((phases == "diverged").sum())}
+    for phase, group in finished[phases.notna() & (phases != "diverged")].groupby("phase"):
+        summary[f"trials_{phase}"] = float(len(group))
+        best = group["test_accuracy"].max() if "test_accuracy" in group.columns else float("nan")
+        if best == best:  # not NaN
+            summary[f"best_test_accuracy_{phase}"] = float(best)
+    return summary
+
+
+def record_sweep_report(study: Any, uri: str, run_id: str, sweep_id: str) -> None:
+    """At a sweep's end: its summary, phase diagram, gallery and grid on its MLflow run (drawn in a temporary
+    folder; ``urn-study phase`` writes them where the user looks and refreshes them on the run)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="urn-phase-") as folder:
+        recorded, _, written = phase_report(study, uri, Path(folder), say=lambda *_: None)
+        _log_sweep_report(uri, run_id, sweep_id, recorded, written)
+
+
+def _log_sweep_report(uri: str, run_id: str, sweep_id: str, recorded: pd.DataFrame, written: list[Path]) -> None:
+    from urn_study import tracking
+
+    runs = _latest_runs(recorded[recorded["sweep"] == sweep_id]) if "sweep" in recorded.columns else recorded.iloc[:0]
+    tracking.log_sweep_report(uri, run_id, sweep_summary(runs), [p for p in written if p.name in SWEEP_RUN_FILES])
+
+
+def _refresh_sweep_run(study_name: str, uri: str, recorded: pd.DataFrame, written: list[Path]) -> None:
+    """The report just written, on the latest sweep's run (one warning line if the store refuses)."""
+    import sys
+
+    from urn_study import tracking
+
+    try:
+        latest = tracking.latest_sweep_run(uri, study_name)
+        if latest is not None:
+            _log_sweep_report(uri, *latest, recorded, written)
+    except Exception as err:  # noqa: BLE001 - the files are written; only their copy on the run is missing
+        print(f"urn-study: warning: the report was not copied to the sweep's MLflow run ({str(err).splitlines()[0]})",
+              file=sys.stderr)
 
 
 def resolve_axes(study: Any, x: str | None, y: str | None, facet: str | None) -> tuple[str, str | None, str | None]:
@@ -125,7 +195,8 @@ def write_phase_report(runs: pd.DataFrame, x: str, y: str | None, facet: str | N
     return written
 
 
-def _write_boundaries(runs: pd.DataFrame, study: Any, x: str, y: str | None, facet: str | None, out: Path) -> list[Path]:
+def _write_boundaries(runs: pd.DataFrame, study: Any, x: str, y: str | None, facet: str | None, out: Path,
+                      say=print) -> list[Path]:
     """For a study refined by the boundary search: its brackets (CSV) and its points and brackets (a map)."""
     from analysis.boundaries import boundary_table, draw_boundary_map, plan_of
     from analysis.phase import save_figure
@@ -138,7 +209,7 @@ def _write_boundaries(runs: pd.DataFrame, study: Any, x: str, y: str | None, fac
     table.to_csv(out / "boundaries.csv", index=False)
     located = int(table["located"].sum()) if len(table) else 0
     trials = sum(len(r) for r in plan.results.values())
-    print(f"boundary search: {trials} trials, {len(table)} brackets, {located} within a factor {refine.tolerance:g}")
+    say(f"boundary search: {trials} trials, {len(table)} brackets, {located} within a factor {refine.tolerance:g}")
     if x not in refine.axes:
         return [out / "boundaries.csv"]
     return [out / "boundaries.csv", *save_figure(draw_boundary_map(plan, x, y, facet, title=study.name), out / "boundary_map",

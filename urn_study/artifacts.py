@@ -57,6 +57,16 @@ def write_artifacts(result, folder: Path, title: str = "") -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file())
 
 
+def snapshot_images(result) -> list[tuple[int, Any]]:
+    """(epoch, heatmap) of each snapshot of W, its neurons in the final W's level order (so one neuron stays on one
+    row from epoch to epoch): what the MLflow UI steps through."""
+    from analysis.weight_image import weight_image
+
+    levels = result.structure.get("levels")
+    return [(int(epoch), weight_image(w, levels, layout=result.layout, title=f"epoch {epoch}"))
+            for epoch, w in sorted(result.snapshots.items())]
+
+
 def json_default(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()

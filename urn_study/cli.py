@@ -14,7 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="urn-study", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="run one trial in this process (no Ray, no MLflow)")
+    train = sub.add_parser("train", help="run one trial in this process (no Ray; MLflow only with --tracking-uri)")
     train.add_argument("config", nargs="?", help="YAML config with dotted or nested keys")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override one key, e.g. --set regulators.locality=0.01 (repeatable)")
@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="print, last, one JSON object with the results (the null's figures as null_*)")
     train.add_argument("--out", help="folder to save what a sweep's run stores: W, b, W0, snapshots, layout, config, "
                                      "history, the structure record and the heatmap")
+    train.add_argument("--tracking-uri", help="record the trial as one MLflow run in this store (sqlite:///PATH.db or "
+                                              "http://HOST:PORT), as a sweep records each trial; default: no record")
+    train.add_argument("--experiment", default="train", help="its MLflow experiment with --tracking-uri (default: train)")
     train.set_defaults(handler=_train)
 
     for register in _extra_commands():
@@ -53,6 +56,7 @@ def _train(args: argparse.Namespace) -> int:
         from urn_study.data import read_mnist
 
         read_mnist(config.data.path)
+    record = _open_record(args, config)  # a store that cannot be used is said before training
     from urn_study.trial import run_trial  # after the config check: errors come before torch loads
     out = sys.stderr if args.json else sys.stdout
     print(f"training one URN on {config.data.name}: steps={config.model.steps}, epochs={config.train.epochs}, "
@@ -69,18 +73,42 @@ def _train(args: argparse.Namespace) -> int:
             line += (f"  | {m['phase']}{' (uncertain)' if m['uncertain'] else ''} depth {m['depth']:.0f} "
                      f"hidden {m['hidden_width']:.0f} locality {m['locality']:.2f}")
         print(line, file=out, flush=True)
+        if record is not None:
+            record.log_epoch(epoch, m)
 
-    result = run_trial(config, report=progress)
+    try:
+        result = run_trial(config, report=progress)
+        if record is not None:
+            record.finish(result)
+    except BaseException:
+        if record is not None:
+            record.fail()
+        raise
     summary = {k: result.metrics[k] for k in result.metrics}
     if args.out:
         from urn_study.artifacts import write_artifacts
 
         write_artifacts(result, Path(args.out), title="train")
         summary["out"] = str(Path(args.out).resolve())
+    if record is not None:
+        summary["run_id"] = record.run_id
     print(_readable(summary), file=out, flush=True)
     if args.json:
         print(json.dumps(_strict({**summary, "null": result.structure.get("null")})))
     return 0
+
+
+def _open_record(args: argparse.Namespace, config):
+    """With --tracking-uri: the MLflow run of this trial (tracking.TrialRecord), else None."""
+    if args.tracking_uri is None:
+        return None
+    from urn_study import tracking
+
+    uri = tracking.resolve_tracking_uri(args.tracking_uri)
+    tracking.check_tracking(uri)
+    experiment_id = tracking.ensure_experiment(uri, args.experiment)
+    source = tracking.source_tags(args.config, name=None if args.config else "urn-study train")
+    return tracking.TrialRecord.open_single(uri, experiment_id, args.experiment, config, source)
 
 
 def _strict(value):
@@ -96,7 +124,7 @@ def _strict(value):
 
 READABLE = ("test_accuracy", "phase", "uncertain", "margin", "depth", "widths", "block_widths", "carrying_depths",
             "depth_shares", "hidden_cost", "recurrence_cost", "locality", "receptive_field", "w_phase", "w_widths",
-            "null_phase", "null_accuracy", "recovery", "recovery_margin", "epochs", "seconds", "out")
+            "null_phase", "null_accuracy", "recovery", "recovery_margin", "epochs", "seconds", "out", "run_id")
 
 
 def _readable(summary: dict) -> str:

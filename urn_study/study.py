@@ -487,3 +487,18 @@ def pack_trials(trials: list[StudyTrial], per_pack: int) -> list[list[StudyTrial
     packs = [group[i:i + per_pack] for group in groups.values() for i in range(0, len(group), per_pack)]
     order = {t.trial_id: n for n, t in enumerate(trials)}
     return sorted(packs, key=lambda p: order[p[0].trial_id])
+
+
+def study_question(path: str | Path) -> str:
+    """The question a study file's header states (``# Question...: ...`` and its indented ``#`` lines), in one
+    line; "" when it states none."""
+    lines, found = [], False
+    for line in Path(path).read_text().splitlines():
+        if not found and line.startswith("# Question"):
+            found = True
+            lines.append(line.split(":", 1)[1] if ":" in line else "")
+        elif found and line.startswith("#   "):
+            lines.append(line[1:])
+        elif found:
+            break
+    return " ".join(" ".join(lines).split())

@@ -2,8 +2,15 @@
 
 The record of a study (experiment = the study's name; ``<name>-smoke`` for smoke sweeps):
 
+- the experiment: a classic ML one in MLflow 3's UI (``mlflow.experimentKind``), its description
+  (``mlflow.note.content``) the study's question, and a saved view of the runs table (``VIEW_TAG``) showing
+  phase, depth, test accuracy and the study's axes: ``view_url``.
 - parent run, one per sweep: run name = sweep id, tags ``urn.role=sweep``, ``urn.study``, ``urn.sweep``;
-  params: searcher, trials, study_file, smoke, fingerprint, trials_per_worker; the study file as artifact.
+  params: searcher, trials, study_file (relative to the repository), smoke, fingerprint, trials_per_worker; the
+  study file as artifact; when the sweep ends, its summary metrics (``trials_<phase>``, ``best_test_accuracy_<phase>``,
+  ``diverged``, ``failed``) and, under ``phase/``, the phase diagram, gallery and grid (``log_sweep_report``).
+- every run: MLflow's source tags (``mlflow.source.name``: the study or config file relative to its git
+  repository, ``mlflow.source.git.commit``, ``mlflow.source.type``), a trial's copied from its sweep's run.
 - child run, one per trial: run name = trial id, tags ``mlflow.parentRunId``, ``urn.role=trial``,
   ``urn.trial_id``, ``urn.study``, ``urn.sweep``, ``urn.attempts``, where it ran (``urn.node_ip``,
   ``urn.node_id``, ``urn.gpu_ids``, ``urn.device``, ``urn.resources``, ``urn.tune_trial``, ``urn.pid``),
@@ -15,7 +22,8 @@ The record of a study (experiment = the study's name; ``<name>-smoke`` for smoke
   Per-epoch metrics leave in batches from a background thread (``MetricSender``), about
   ``FLUSH_EVERY_S`` (5 s; ``$URN_METRICS_EVERY_S``) after the epoch at most, all of them before the run ends.
   Artifacts: the files of ``urn_study.artifacts`` (W, b, W0, snapshots, layout, config, the structure record,
-  history, heatmap).
+  history, heatmap), and each snapshot's heatmap as an image with its step (key ``W``: the UI's image view).
+- a single ``urn-study train --tracking-uri``: one run like a trial's, without a parent (``TrialRecord.open_single``).
 
 Nothing else in the project imports mlflow for writing; runs always end FINISHED or FAILED.
 """
@@ -38,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from urn_study.artifacts import json_default, write_artifacts
+from urn_study.artifacts import json_default, snapshot_images, write_artifacts
 from urn_study.config import ConfigError, TrialConfig, to_flat
 from urn_study.study import results_dir
 
@@ -59,6 +67,20 @@ BATCH = 100  # MLflow takes at most 100 params / tags per batch (and 1000 metric
 METRIC_BATCH = 1000
 FLUSH_EVERY_S = 5.0  # per-epoch metrics reach the store about this long after their epoch at most
 FLUSH_ENV = "URN_METRICS_EVERY_S"  # overrides FLUSH_EVERY_S (0: send each epoch as soon as it is queued)
+# MLflow 3's UI shows an experiment by its kind: without this tag it guesses GenAI (traces, token costs); the
+# values are those of its bundled UI (mlflow/server/js): custom_model_development is the classic runs view
+EXPERIMENT_KIND_TAG, CLASSIC_ML = "mlflow.experimentKind", "custom_model_development"
+NOTE_TAG = "mlflow.note.content"  # the description the UI shows
+# The runs table's columns live in the browser; a view saved as this experiment tag is what the UI's "Share"
+# button writes, and a link carrying its key (view_url) opens the table with those columns
+VIEW_KEY = "urn-study"
+# MLflow 3.17's UI reads the kind from its "GenAI / Model training" switch (kept in the browser, GenAI at first)
+# rather than from the tag; the switch also follows this query parameter of a link
+WORKFLOW = "machine_learning"
+VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
+TABLE_COLUMNS = ("tags.`phase`", "tags.`depth`", "metrics.`test_accuracy`")
+SOURCE_PREFIX = "mlflow.source."
+IMAGE_KEY = "W"  # the snapshots' heatmaps in the UI's image view, one step per snapshot epoch
 
 
 # MLflow logs each database error (several lines: SQL, parameters) before raising it; the raised error is
@@ -228,18 +250,22 @@ class _Client:
         return call
 
 
-def ensure_experiment(uri: str, name: str) -> str:
-    """The id of the study's experiment, created if needed (by the driver only: creation races).
-    A local store keeps the artifacts under urn_results/mlartifacts; a server decides for itself."""
+def ensure_experiment(uri: str, name: str, description: str | None = None, axes: tuple[str, ...] = ()) -> str:
+    """The id of the study's experiment, created if needed (by the driver only: creation races), with its kind,
+    saved view of the runs table (phase, depth, accuracy, then ``axes`` as params) and, given one, its
+    description; an existing experiment gets them too. A local store keeps the artifacts under
+    urn_results/mlartifacts; a server decides for itself."""
     from mlflow.exceptions import MlflowException
 
+    tags = {EXPERIMENT_KIND_TAG: CLASSIC_ML, VIEW_TAG: table_view(axes),
+            **({NOTE_TAG: description} if description else {})}
     with _creating_store(uri):  # the first use of a new SQLite store creates its tables
         mlflow_client = client(uri)
         experiment = mlflow_client.get_experiment_by_name(name)
     if experiment is None:
         location = (default_artifact_root() / name).as_uri() if is_local(uri) else None
         try:
-            return mlflow_client.create_experiment(name, artifact_location=location)
+            return mlflow_client.create_experiment(name, artifact_location=location, tags=tags)
         except MlflowException:  # created meanwhile by another driver
             experiment = mlflow_client.get_experiment_by_name(name)
             if experiment is None:
@@ -247,7 +273,57 @@ def ensure_experiment(uri: str, name: str) -> str:
     _check_artifacts_here(uri, experiment)
     if experiment.lifecycle_stage == "deleted":
         mlflow_client.restore_experiment(experiment.experiment_id)
+    for key, value in tags.items():
+        if experiment.tags.get(key) != value:
+            mlflow_client.set_experiment_tag(experiment.experiment_id, key, value)
     return experiment.experiment_id
+
+
+def table_view(axes: tuple[str, ...] = ()) -> str:
+    """The runs table's view as the UI saves it (JSON of its state): the columns phase, depth, test accuracy and
+    the study's axes; the trials grouped by phase, each group's row showing its best accuracy (the sweep's
+    run, which has no phase, under "Additional runs")."""
+    columns = [*TABLE_COLUMNS, *(f"params.`{key}`" for key in axes)]
+    group = {"aggregateFunction": "max", "groupByKeys": [{"mode": "tag", "groupByData": "phase"}]}
+    return json.dumps({"selectedColumns": columns, "groupBy": group})
+
+
+def view_url(base: str, experiment_id: str) -> str:
+    """The link that opens an experiment's runs table with the columns of ``table_view``."""
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType={WORKFLOW}&viewStateShareKey={VIEW_KEY}"
+
+
+def repo_path(path: str | Path) -> str:
+    """``path`` relative to the root of its git repository (as a user types it there); else relative to the
+    working directory if under it, else as given."""
+    path = Path(path).resolve()
+    root, _ = _git(path.parent)
+    for base in (root, Path.cwd()):
+        if base is not None and path.is_relative_to(base):
+            return path.relative_to(base).as_posix()
+    return str(path)
+
+
+def source_tags(path: str | Path | None, name: str | None = None) -> dict[str, str]:
+    """MLflow's source tags for a run started from ``path`` (a study or config file): its name relative to the
+    repository (``name`` instead, if given) and the repository's commit, when it is in one."""
+    tags = {f"{SOURCE_PREFIX}type": "LOCAL", f"{SOURCE_PREFIX}name": name or (repo_path(path) if path else "")}
+    _, commit = _git(Path(path).resolve().parent if path else Path.cwd())
+    if commit:
+        tags[f"{SOURCE_PREFIX}git.commit"] = commit
+    return tags
+
+
+def _git(folder: Path) -> tuple[Path | None, str | None]:
+    """(the root of the git repository holding ``folder``, its HEAD commit), or Nones outside one."""
+    import subprocess
+
+    try:
+        lines = subprocess.run(["git", "-C", str(folder), "rev-parse", "--show-toplevel", "HEAD"], capture_output=True,
+                               text=True, timeout=10, check=True).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    return (Path(lines[0]), lines[1]) if len(lines) == 2 else (None, None)
 
 
 def _check_artifacts_here(uri: str, experiment) -> None:
@@ -329,7 +405,8 @@ def open_sweep_run(uri: str, experiment_id: str, study_name: str, sweep_id: str,
         mlflow_client.update_run(run_id, status="RUNNING")
         return run_id
     run = mlflow_client.create_run(experiment_id, run_name=sweep_id,
-                                   tags={ROLE_TAG: "sweep", STUDY_TAG: study_name, SWEEP_TAG: sweep_id})
+                                   tags={ROLE_TAG: "sweep", STUDY_TAG: study_name, SWEEP_TAG: sweep_id,
+                                         **source_tags(study_file)})
     _log_params(mlflow_client, run.info.run_id, params)
     if study_file is not None:
         mlflow_client.log_artifact(run.info.run_id, str(study_file))
@@ -346,6 +423,30 @@ def close_sweep_run(uri: str, experiment_id: str, sweep_id: str, run_id: str, st
         mlflow_client.set_terminated(run.info.run_id, "FAILED")
     mlflow_client.set_terminated(run_id, status)
     return len(orphans)
+
+
+def latest_sweep_run(uri: str, experiment_name: str) -> tuple[str, str] | None:
+    """(run id, sweep id) of the newest sweep's run of an experiment, or None."""
+    mlflow_client = client(uri)
+    experiment = mlflow_client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        return None
+    runs = mlflow_client.search_runs([experiment.experiment_id], filter_string=f"tags.`{ROLE_TAG}` = 'sweep'",
+                                     max_results=1, order_by=["attributes.start_time DESC"])
+    return (runs[0].info.run_id, runs[0].data.tags.get(SWEEP_TAG, "")) if runs else None
+
+
+def log_sweep_report(uri: str, run_id: str, metrics: dict[str, float], files: list[Path]) -> None:
+    """A sweep's summary metrics and its report's files (under ``phase/``) on its run; a refresh replaces them."""
+    from mlflow.entities import Metric
+
+    mlflow_client = client(uri)
+    stamp = _now()
+    items = [Metric(k, float(v), stamp, 0) for k, v in metrics.items()]
+    for start in range(0, len(items), METRIC_BATCH):
+        mlflow_client.log_batch(run_id, metrics=items[start:start + METRIC_BATCH], synchronous=True)
+    for path in files:
+        mlflow_client.log_artifact(run_id, str(path), "phase")
 
 
 def trial_runs(uri: str, experiment_id: str, sweep_id: str | None = None) -> list:
@@ -389,13 +490,26 @@ class TrialRecord:
             history = mlflow_client.get_metric_history(run_id, "task_loss")
             last_step = max((m.step for m in history), default=0)
         else:
+            source = {k: v for k, v in mlflow_client.get_run(parent_run_id).data.tags.items()
+                      if k.startswith(SOURCE_PREFIX)}
             run = mlflow_client.create_run(experiment_id, run_name=trial_id, tags={
                 PARENT_TAG: parent_run_id, ROLE_TAG: "trial", STUDY_TAG: study_name, SWEEP_TAG: sweep_id,
-                TRIAL_TAG: trial_id})
+                TRIAL_TAG: trial_id, **source})
             run_id, attempts, last_step = run.info.run_id, 1, 0
             _log_params(mlflow_client, run_id, to_flat(config))
         _set_tags(mlflow_client, run_id, {ATTEMPTS_TAG: str(attempts), **(tags or {})})
         return cls(uri, run_id, trial_id, last_step, False, {})
+
+    @classmethod
+    def open_single(cls, uri: str, experiment_id: str, experiment_name: str, config: TrialConfig,
+                    tags: dict[str, str]) -> "TrialRecord":
+        """A new run for one trial outside a sweep (``urn-study train``): no parent, named ``train-<time>``."""
+        mlflow_client = client(uri)
+        name = f"train-{time.strftime('%Y%m%d-%H%M%S')}"
+        run = mlflow_client.create_run(experiment_id, run_name=name, tags={
+            ROLE_TAG: "trial", STUDY_TAG: experiment_name, TRIAL_TAG: name, ATTEMPTS_TAG: "1", **tags})
+        _log_params(mlflow_client, run.info.run_id, to_flat(config))
+        return cls(uri, run.info.run_id, name, 0, False, {})
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         _set_tags(self._client, self.run_id, tags)
@@ -428,6 +542,8 @@ class TrialRecord:
         with tempfile.TemporaryDirectory(prefix="urn-artifacts-") as folder:
             write_artifacts(result, Path(folder), title=self.trial_id)
             self._client.log_artifacts(self.run_id, folder)
+        for epoch, image in snapshot_images(result):
+            self._client.log_image(self.run_id, image, key=IMAGE_KEY, step=epoch, synchronous=True)
         self._client.set_terminated(self.run_id, "FINISHED")
         self.finished = True
         self.summary = {**{k: v for k, v in result.metrics.items() if _is_number(v)}, **tags}
@@ -582,7 +698,10 @@ def serve_ui(uri: str | None, port: int, out: Any = None) -> int:
         return 0
     check_tracking(uri)
     _check_port_free(port)
-    print(f"MLflow UI for {uri} at http://127.0.0.1:{port} (loopback only; Ctrl-C stops it)", file=out, flush=True)
+    base = f"http://127.0.0.1:{port}"
+    print(f"MLflow UI for {uri} at {base} (loopback only; Ctrl-C stops it)", file=out, flush=True)
+    for name, experiment_id in _viewed_experiments(uri):
+        print(f"  {name}: {view_url(base, experiment_id)}", file=out, flush=True)
     # its own process group: the server's workers and job runner all stop with it
     process = subprocess.Popen(ui_command(uri, port), start_new_session=True)
 
@@ -597,6 +716,12 @@ def serve_ui(uri: str | None, port: int, out: Any = None) -> int:
         return 0
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _viewed_experiments(uri: str) -> list[tuple[str, str]]:
+    """(name, id) of the experiments carrying the runs table's saved view (the studies'), by name."""
+    experiments = client(uri).search_experiments(filter_string=f"tags.`{VIEW_TAG}` != ''", max_results=1000)
+    return sorted((e.name, e.experiment_id) for e in experiments)
 
 
 def stop_group(process, timeout: float = 15.0) -> None:

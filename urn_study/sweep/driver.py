@@ -19,7 +19,7 @@ from ray.tune.logger import JsonLoggerCallback
 
 from urn_study import tracking
 from urn_study.config import ConfigError, to_flat
-from urn_study.study import Study, check_data_files, load_study, pack_trials, results_dir
+from urn_study.study import Study, check_data_files, load_study, pack_trials, results_dir, study_question
 from urn_study.sweep.progress import DiskFull, Progress, Watchdog, stop_reason, trial_dirname, trial_name
 from urn_study.sweep.records import SweepLock, SweepRecord, find_record, new_record, save_record
 from urn_study.sweep.resume import Earlier, earlier_state
@@ -68,14 +68,15 @@ def run_sweep(study_path: str | Path, smoke: bool = False, address: str | None =
 def _run_locked(study: Study, record: SweepRecord, searcher: str, smoke: bool, address: str | None,
                 max_concurrent: int | None, resume: str | None, num_cpus: int | None, stall_timeout_s: float,
                 out) -> int:
-    experiment_id = tracking.ensure_experiment(record.tracking_uri, study.name)
+    experiment_id = tracking.ensure_experiment(record.tracking_uri, study.name, study_question(study.path),
+                                               tuple(study.axes))
     save_record(record)
     if searcher == "boundary":
         n_trials = study.boundary_search().budget  # at most: the search may stop before
     else:
         n_trials = study.samples if searcher == "optuna" else len(study.trials())
     parent = tracking.open_sweep_run(record.tracking_uri, experiment_id, study.name, record.sweep_id,
-                                     {"searcher": searcher, "trials": n_trials, "study_file": record.study_file,
+                                     {"searcher": searcher, "trials": n_trials, "study_file": tracking.repo_path(study.path),
                                       "smoke": smoke, "fingerprint": record.fingerprint,
                                       "trials_per_worker": study.trials_per_worker}, study.path)
     print(f"{'resuming' if resume else 'starting'} sweep {record.sweep_id}: {n_trials} trials of {study.name} "
@@ -111,6 +112,7 @@ def _run_locked(study: Study, record: SweepRecord, searcher: str, smoke: bool, a
                   f"saved at their last checkpoint; continue with: {resume_command}", file=out, flush=True)
             return 128 + stop.signal
         print(format_summary(rows, study), file=out, flush=True)
+        record_report(study, record.tracking_uri, parent, record.sweep_id)
         # a boundary search may end before its budget: then every trial it asked for is the whole sweep
         complete = bool(rows) and all(r["status"] == "FINISHED" for r in rows) and (
             searcher == "boundary" or len(rows) >= n_trials)
@@ -128,6 +130,19 @@ def _run_locked(study: Study, record: SweepRecord, searcher: str, smoke: bool, a
                   file=sys.stderr, flush=True)
         if started:
             ray.shutdown()
+
+
+def record_report(study: Study, uri: str, run_id: str, sweep_id: str) -> None:
+    """The sweep's summary metrics, phase diagram, gallery and grid on its run; if drawing or recording them fails,
+    the sweep is kept and one warning line says so (``urn-study phase`` draws them again)."""
+    from analysis.cli_phase import record_sweep_report
+
+    try:
+        record_sweep_report(study, uri, run_id, sweep_id)
+    except Exception as err:  # noqa: BLE001 - the trials are recorded; only the report is missing
+        print(f"urn-study: warning: the sweep's summary and phase diagram were not recorded on its MLflow run "
+              f"({error_line(str(err)) or type(err).__name__}); `urn-study phase {study.path}"
+              f"{' --smoke' if study.smoke else ''}` draws them", file=sys.stderr, flush=True)
 
 
 class _Interrupts:
