@@ -13,7 +13,12 @@ $(BIN)/urn-study: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(BIN)/urn-study
 
+# tests/test_ui.py drives Debian's chromium (Playwright never downloads a browser here): installed when missing and
+# apt-get can (as root); elsewhere that test skips, saying why
 setup: $(BIN)/urn-study
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } || \
+		echo "no chromium (apt-get install chromium as root): tests/test_ui.py will be skipped"
 
 demo: setup
 	$(BIN)/urn-study sweep search_spaces/quickstart.yaml

@@ -93,6 +93,19 @@ def test_bad_study_is_one_line_before_ray(results, tmp_path, capsys):
     assert not ray.is_initialized()
 
 
+def test_a_report_that_cannot_be_drawn_costs_one_warning_line_not_the_sweep(results, tmp_path, capsys):
+    from urn_study.sweep.driver import record_report
+
+    study = load_study(write(tmp_path, TINY))
+    uri = tracking.resolve_tracking_uri()
+    experiment = tracking.ensure_experiment(uri, study.name)
+    parent = tracking.open_sweep_run(uri, experiment, study.name, "tiny-sweep", {})
+    record_report(study, uri, parent, "tiny-sweep")  # no trial finished: nothing to draw
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "warning" in err and f"urn-study phase {study.path}" in err
+    assert tracking.client(uri).get_run(parent).data.metrics == {}
+
+
 def test_unreachable_tracking_server_is_said_before_ray(results, tmp_path, capsys, net):
     import ray
 
@@ -262,6 +275,16 @@ class TestSmoke:
         path = ROOT / "search_spaces" / "quickstart.yaml"
         assert cli.main(["sweep", str(path), "--smoke", "--num-cpus", "2"]) == 0
         self.check(path, capsys.readouterr().out)
+        # the sweep's run: its study file from the repository, its summary and its phase report
+        study = load_study(path, smoke=True)
+        client = tracking.client(tracking.resolve_tracking_uri())
+        [sweep] = client.search_runs([client.get_experiment_by_name(study.name).experiment_id], "tags.`urn.role` = 'sweep'")
+        assert sweep.data.params["study_file"] == "search_spaces/quickstart.yaml"
+        assert sweep.data.tags["mlflow.source.name"] == "search_spaces/quickstart.yaml"
+        counts = {k: v for k, v in sweep.data.metrics.items() if k.startswith("trials_")}
+        assert sum(counts.values()) + sweep.data.metrics["diverged"] == len(study.trials()) == sweep.data.metrics["trials"]
+        files = {a.path for a in client.list_artifacts(sweep.info.run_id, "phase")}
+        assert {"phase/phase_diagram.png", "phase/gallery.png", "phase/phase_grid.csv"} <= files
 
     @pytest.mark.parametrize("path", [p for p in STUDY_FILES if p.name != "quickstart.yaml"], ids=lambda p: p.name)
     def test_every_other_study_file_runs_in_smoke_form(self, local_ray, results, path, capsys):

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -166,6 +169,17 @@ def check_trial_run(client, run, config, reports, result):
     assert snapshots == {"snapshots/epoch_0002.npy", "snapshots/epoch_0003.npy", "snapshots/epoch_0002_b.npy",
                          "snapshots/epoch_0003_b.npy"}
     assert json.loads(tags["block_widths"]) == result.metrics["block_widths"] and tags["null_phase"] == "dead"
+    check_snapshot_images(client, run.info.run_id, sorted(result.snapshots))
+
+
+def check_snapshot_images(client, run_id, epochs):
+    """Each snapshot's heatmap logged as an image of key W at its epoch (what the UI's image view steps through)."""
+    from PIL import Image
+
+    images = [a.path for a in client.list_artifacts(run_id, "images") if a.path.endswith(".png")]
+    assert sorted(int(re.search(r"W\+step\+(\d+)\+", p)[1]) for p in images) == epochs
+    with Image.open(client.download_artifacts(run_id, images[0])) as image:
+        assert min(image.size) > 50
 
 
 def record_and_check_one_trial(uri, experiment, trial):
@@ -408,3 +422,81 @@ def test_the_ui_refuses_a_port_already_in_use():
         with pytest.raises(ConfigError, match=rf"--port {port}: 127.0.0.1:{port} is already in use"):
             tracking._check_port_free(port)
     tracking._check_port_free(port)  # free again: no error
+
+
+# --- what the MLflow UI shows ---------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_experiment_is_classic_ml_with_the_studys_question_and_a_table_view(results):
+    from mlflow.tracking import MlflowClient
+
+    uri = tracking.resolve_tracking_uri()
+    experiment_id = tracking.ensure_experiment(uri, "tiny", "does it work?", ("regulators.l1",))
+    client = MlflowClient(uri)
+    tags = client.get_experiment(experiment_id).tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development" and tags["mlflow.note.content"] == "does it work?"
+    view = json.loads(tags["mlflow.sharedViewState.urn-study"])
+    assert view["selectedColumns"] == ["tags.`phase`", "tags.`depth`", "metrics.`test_accuracy`", "params.`regulators.l1`"]
+    assert view["groupBy"]["groupByKeys"] == [{"mode": "tag", "groupByData": "phase"}]
+    # an experiment made before (MLflow's defaults: no kind, no description) gets them when a sweep opens it
+    older = client.create_experiment("older")
+    assert "mlflow.experimentKind" not in client.get_experiment(older).tags
+    assert tracking.ensure_experiment(uri, "older", "why?") == older
+    tags = client.get_experiment(older).tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development" and tags["mlflow.note.content"] == "why?"
+
+
+def test_every_run_records_its_source_and_commit_relative_to_the_repository(results, trial, tmp_path, monkeypatch):
+    config, reports, result = trial
+    study_file = ROOT / "search_spaces" / "quickstart.yaml"
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    monkeypatch.chdir(tmp_path)  # the path is the repository's, wherever the command runs
+    assert tracking.repo_path(study_file) == "search_spaces/quickstart.yaml"
+    uri = tracking.resolve_tracking_uri()
+    experiment_id = tracking.ensure_experiment(uri, "tiny")
+    parent = tracking.open_sweep_run(uri, experiment_id, "tiny", "tiny-sweep", {}, study_file)
+    trial_run = record_trial(uri, experiment_id, parent, "tiny-0000", config, reports, result, upto=1).run_id
+    client = tracking.client(uri)
+    for run_id in (parent, trial_run):
+        tags = client.get_run(run_id).data.tags
+        assert tags["mlflow.source.name"] == "search_spaces/quickstart.yaml" and tags["mlflow.source.type"] == "LOCAL"
+        assert tags["mlflow.source.git.commit"] == commit and len(commit) == 40
+    outside = tmp_path / "mine.yaml"  # no repository: the path from the working folder, no commit
+    outside.write_text("name: mine\n")
+    assert tracking.source_tags(outside) == {"mlflow.source.type": "LOCAL", "mlflow.source.name": "mine.yaml"}
+
+
+TRAIN_ARGS = ["train", *[arg for key, value in TINY.items() for arg in ("--set", f"{key}={value}")]]
+
+
+def test_train_records_one_run_only_when_given_a_store(results, tmp_path, capsys):
+    from urn_study.cli import main
+
+    assert main(TRAIN_ARGS) == 0  # no --tracking-uri: nothing recorded anywhere
+    assert not results.exists() and list(tmp_path.iterdir()) == []
+    capsys.readouterr()
+    uri = f"sqlite:///{tmp_path / 'train.db'}"
+    assert main([*TRAIN_ARGS, "--json", "--tracking-uri", uri, "--experiment", "single"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    client = tracking.client(uri)
+    experiment = client.get_experiment_by_name("single")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    [run] = client.search_runs([experiment.experiment_id])
+    assert run.info.run_id == printed["run_id"] and run.info.status == "FINISHED"
+    assert run.data.params == {k: str(v) for k, v in to_flat(parse_config(TINY)).items()}
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "task_loss")] == [1, 2, 3]
+    assert run.data.tags["phase"] == printed["phase"] and run.data.tags["mlflow.source.name"] == "urn-study train"
+    assert run.data.metrics["test_accuracy"] == pytest.approx(printed["test_accuracy"])
+    assert {"W.npy", "W_heatmap.png", "structure.json", "snapshots"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+    check_snapshot_images(client, run.info.run_id, [2, 3])
+
+
+def test_train_with_a_refused_store_is_one_line_before_training(results, tmp_path, capsys):
+    from urn_study.cli import main
+
+    assert main([*TRAIN_ARGS, "--tracking-uri", f"file://{tmp_path}/store"]) == 2
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and "--tracking-uri" in err and "epoch" not in out
+    assert list(tmp_path.iterdir()) == []

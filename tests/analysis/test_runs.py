@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -272,6 +273,18 @@ def test_phase_command_writes_figures_and_tables(store, tmp_path, capsys):
         [0.0, 0.0, "residual", 1.0, 2], [0.0, 0.01, "locally_connected", 0.5, 2], [0.001, 0.0, "fully_connected", 1.0, 2]]
     assert len(pd.read_csv(tmp_path / "fig" / "runs.csv")) >= 6
     assert time.perf_counter() - start < 30
+    # the latest sweep's run carries the report and the sweep's summary (the planted trials as recorded)
+    client = tracking.client(uri)
+    [sweep] = client.search_runs([client.get_experiment_by_name(STUDY).experiment_id], "tags.`urn.role` = 'sweep'")
+    phases = Counter(r.metrics["phase"] for r in RECORDED.values())
+    summary = sweep.data.metrics
+    assert {k: summary[k] for k in summary if k.startswith("trials_")} == {f"trials_{p}": n for p, n in phases.items()}
+    assert summary["failed"] == 0 and summary["diverged"] == 0 and summary["trials"] == len(RECORDED)
+    assert summary["best_test_accuracy_residual"] == pytest.approx(0.9)
+    files = {a.path for a in client.list_artifacts(sweep.info.run_id, "phase")}
+    assert files == {f"phase/{n}" for n in ("phase_diagram.png", "phase_diagram.svg", "gallery.png", "phase_grid.csv")}
+    recorded_grid = client.download_artifacts(sweep.info.run_id, "phase/phase_grid.csv", str(tmp_path))
+    assert Path(recorded_grid).read_text() == (tmp_path / "fig" / "phase_grid.csv").read_text()
 
 
 def test_phase_command_errors_are_one_line(store, tmp_path, capsys):
