@@ -290,3 +290,11 @@ def test_a_key_holding_a_newline_is_shown_quoted_in_its_one_line(tmp_path, secti
     """Found by the fuzz test (a key "\\n" under resources or grid made the message two lines)."""
     message = error_of(write(tmp_path, TINY + f'{section}:\n  "a\\nb": 1\n'))
     assert "'a\\nb'" in message, message
+
+
+def test_the_question_of_a_study_file_is_its_header_in_one_line(tmp_path):
+    from urn_study.study import study_question
+
+    path = write(tmp_path, "# Question: does it\n#   emerge?\n# Run: urn-study sweep x.yaml\nname: x\n")
+    assert study_question(path) == "does it emerge?"
+    assert study_question(write(tmp_path, "name: x\n")) == ""
