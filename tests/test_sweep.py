@@ -17,7 +17,7 @@ import pytest
 
 from urn_study import cli, tracking
 from urn_study.config import ConfigError, to_flat
-from urn_study.study import load_study
+from urn_study.study import load_study, with_gpus
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY_FILES = sorted((ROOT / "search_spaces").glob("*.yaml"))
@@ -115,6 +115,38 @@ def test_trials_bigger_than_local_ray_are_refused_before_it_starts(results, tmp_
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and str(path) in err and f"{key}:" in err, err
     assert not ray.is_initialized() and not (results / "sweeps").exists()
+
+
+@pytest.mark.parametrize("value, says", [("-1", "got -1"), ("1.5", "got 1.5"), ("nan", "got nan"), ("inf", "got inf")])
+def test_a_bad_gpus_per_trial_is_one_line_before_ray(results, tmp_path, capsys, value, says):
+    import ray
+
+    assert cli.main(["sweep", str(write(tmp_path, TINY)), f"--gpus-per-trial={value}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--gpus-per-trial: a fraction of one GPU (0 to 1) or whole GPUs" in err and says in err
+    assert not ray.is_initialized() and not results.exists()
+
+
+def test_gpus_per_trial_is_refused_where_local_ray_has_no_gpu_or_the_study_pins_the_cpu(results, tmp_path, capsys,
+                                                                                        monkeypatch):
+    import ray
+
+    from urn_study.sweep import driver
+
+    monkeypatch.setattr(driver, "_local_gpus", lambda: 0)  # this machine's GPUs, whatever it has
+    path = write(tmp_path, TINY)
+    assert cli.main(["sweep", str(path), "--gpus-per-trial", "0.25"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "urn-study: error: --gpus-per-trial: a trial asks for 0.25 GPU, local Ray has 0 (run on a cluster " \
+                  "with --address)", err
+    pinned = write(tmp_path, TINY.replace("  data.name: nlgp\n", "  data.name: nlgp\n  train.device: cpu\n"), "cpu.yaml")
+    assert cli.main(["sweep", str(pinned), "--gpus-per-trial", "1", "--address", "auto"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--gpus-per-trial:" in err and "train.device: cpu" in err, err
+    # 0 takes a study's GPU request away: the sweep that would be refused here gets past the check
+    gpu_study = load_study(write(tmp_path, TINY + "resources: {gpu: 0.5}\n", "gpu.yaml"))
+    driver.check_local_resources(with_gpus(gpu_study, 0), num_cpus=2, gpus_flag=True)
+    assert not ray.is_initialized() and not results.exists()
 
 
 def test_resume_needs_an_earlier_sweep(results, tmp_path, capsys):
@@ -295,8 +327,9 @@ class TestSmoke:
 def test_multinode_sweep_logs_over_http_and_packs_four_trials_per_gpu(results, tmp_path, ray_cluster, mlflow_server,
                                                                        capsys):
     cluster, nodes = ray_cluster
-    path = write(tmp_path, TINY + "resources: {cpu: 1, gpu: 0.25}\n")
-    code = cli.main(["sweep", str(path), "--address", cluster.address, "--tracking-uri", mlflow_server])
+    path = write(tmp_path, TINY)  # the study asks for no GPU: --gpus-per-trial gives each trial a quarter of one
+    code = cli.main(["sweep", str(path), "--address", cluster.address, "--tracking-uri", mlflow_server,
+                     "--gpus-per-trial", "0.25"])
     out = capsys.readouterr().out
     assert code == 0, out
     study = load_study(path)
