@@ -23,7 +23,7 @@ from urn_study.study import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-JOB_TIMEOUT_S = 900  # the job's whole life on a loaded 2-core machine (about 3 minutes when measured)
+JOB_TIMEOUT_S = 900  # the job's whole life, with room for a loaded 2-core machine
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def ray_head(tmp_path, net):
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "URN_RESULTS_DIR", "MLFLOW_TRACKING_URI")}
     # its own token: two Ray instances on one machine each need token auth, and no test writes ~/.ray/auth_token
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16), PATH=f"{BIN}{os.pathsep}{env['PATH']}")
-    # the raylet gives up on its agents after a few seconds; on a loaded machine they take longer to start
+    # the raylet's wait for its agents (Python processes, slow to start on a loaded machine), longer
     env["RAY_agent_register_timeout_ms"] = "120000"
     dashboard = net.free_port()
     ports = {flag: net.free_port() for flag in ("port", "node-manager-port", "object-manager-port",
