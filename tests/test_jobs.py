@@ -49,7 +49,7 @@ def ray_head(tmp_path, net):
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait_for_jobs_api(f"http://127.0.0.1:{dashboard}", env["RAY_AUTH_TOKEN"], ports["dashboard-agent-listen-port"],
-                           head)
+                           head, tmp_path / "head.log")
         yield env, f"http://127.0.0.1:{dashboard}", temp, tmp_path / "head.log"
     finally:
         _stop_head(head, temp)
@@ -57,16 +57,19 @@ def ray_head(tmp_path, net):
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def _wait_for_jobs_api(dashboard: str, token: str, agent_port: int, head: subprocess.Popen,
+def _wait_for_jobs_api(dashboard: str, token: str, agent_port: int, head: subprocess.Popen, log: Path,
                        timeout: float = 300.0) -> None:
-    """Until the dashboard's job API answers and the head's agent, which runs the jobs, listens (the dashboard gives
-    the agent 10 s, too short on a loaded machine), or the head has exited."""
+    """Until ``ray start`` says the node is up, the dashboard's job API answers and the head's agent, which runs the
+    jobs, listens (the dashboard gives the agent 10 s, too short on a loaded machine); or the head has exited."""
     deadline = time.monotonic() + timeout
     request = urllib.request.Request(f"{dashboard}/api/jobs/", headers={"Authorization": f"Bearer {token}"})
     while time.monotonic() < deadline:
         if head.poll() is not None:
-            raise RuntimeError(f"ray start --head exited with {head.returncode} before its job API answered")
+            said = log.read_text(errors="replace")[-1500:]
+            raise RuntimeError(f"ray start --head exited with {head.returncode} before its job API answered:\n{said}")
         try:
+            if b"Ray runtime started" not in log.read_bytes():
+                raise ConnectionError("the node is not up yet")
             socket.create_connection(("127.0.0.1", agent_port), timeout=5).close()
             with urllib.request.urlopen(request, timeout=5) as response:
                 if response.status == 200:
