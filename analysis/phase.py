@@ -390,8 +390,8 @@ def draw_phase_diagram(grid: pd.DataFrame, x: str, y: str | None, facet: str | N
     nrows = math.ceil(len(facets) / ncols)
     declared = set(sampled)
     xs = axis_scale(grid[x], sampled=True if x in declared else None)
-    ys = axis_scale(grid[y], sampled=True if y in declared else None) if y is not None else \
-        AxisScale("category", {None: 0.0}, [0.0], [""])
+    ys = (axis_scale(grid[y], sampled=True if y in declared else None) if y is not None
+          else AxisScale("category", {None: 0.0}, [0.0], [""]))
     points = xs.sampled or ys.sampled
     side = 4.6 if points else max(3.2, 0.55 * max(len(xs.ticks), len(ys.ticks)) + 1.5)
     height = side if y is not None else 2.4
