@@ -5,6 +5,7 @@ in a new Tune experiment (resume.py)."""
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import sys
@@ -365,10 +366,29 @@ def format_summary(rows: list[dict], study: Study) -> str:
             phases[row.get("phase") or "?"] = phases.get(row.get("phase") or "?", 0) + 1
     lines.append("phases: " + (", ".join(f"{p} {n}" for p, n in sorted(phases.items(), key=lambda kv: -kv[1]))
                                or "none finished"))
+    best = best_line(rows, study)
+    if best:
+        lines.append(best)
     for row in rows:
         if row.get("error"):
             lines.append(f"  {row['trial_id']} failed: {row['error']}")
     return "\n".join(lines)
+
+
+def best_line(rows: list[dict], study: Study) -> str:
+    """The finished trial with the best value of the study's metric (its mode; the first in trial order among
+    equals): its id, the value, its axes' values (the sampled ones where Optuna drew them), phase and depth.
+    Empty when no finished trial has a value (diverged trials are left out: no phase is read from them)."""
+    candidates = [r for r in rows if r["status"] == "FINISHED" and r.get("phase") != "diverged"
+                  and isinstance(r.get("metric"), (int, float)) and math.isfinite(r["metric"])]
+    if not candidates:
+        return ""
+    sign = 1 if study.mode == "max" else -1
+    best = max(candidates, key=lambda r: sign * r["metric"])  # max keeps the first of equals
+    values = ", ".join(f"{axis}={_short(best.get(axis))}" for axis in study.axes)
+    depth = f", depth {best['depth']}" if best.get("depth") not in (None, "") else ""
+    return (f"best trial ({'highest' if study.mode == 'max' else 'lowest'} {study.metric}): {best['trial_id']}, "
+            f"{best['metric']:.3f}" + (f" at {values}" if values else "") + f" ({best.get('phase') or '?'}{depth})")
 
 
 def _short(value: Any) -> str:
