@@ -306,7 +306,7 @@ def local_ray():
     """One local Ray for a class of sweeps: a sweep run while connected uses it (and leaves it up)."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
     yield
     ray.shutdown()
 
