@@ -88,7 +88,8 @@ def phase_report(study: Any, uri: str, out: Path, axes: tuple = (None, None, Non
     if refined.any() and not refined.all():  # a grid sweep and a boundary search of one study: the grid's diagram
         say(f"the phase diagram reads the {int((~refined).sum())} grid trials; the {int(refined.sum())} trials of "
             "the boundary search go to boundaries.csv and boundary_map.png")
-    written = write_phase_report(runs[~refined] if not refined.all() else runs, x, y, facet, out, uri, title=study.name)
+    written = write_phase_report(runs[~refined] if not refined.all() else runs, x, y, facet, out, uri, title=study.name,
+                                 sampled=tuple(study.sample))
     written += _write_boundaries(runs[refined], study, x, y, facet, out, say)
     return recorded, (x, y, facet), written
 
@@ -178,8 +179,9 @@ def check_axis(flag: str, key: str | None, runs: pd.DataFrame) -> None:
 
 
 def write_phase_report(runs: pd.DataFrame, x: str, y: str | None, facet: str | None, out: Path,
-                       tracking_uri: str | None = None, title: str = "") -> list[Path]:
-    """Write the study table, the phase grid and diagram, the gallery and the lifetime plots into ``out``."""
+                       tracking_uri: str | None = None, title: str = "", sampled: tuple[str, ...] = ()) -> list[Path]:
+    """Write the study table, the phase grid and diagram, the gallery and the lifetime plots into ``out``.
+    ``sampled``: the study's sampled axes (drawn as points, not tiles; a trend's series never split by one)."""
     from analysis.phase import draw_phase_diagram, label_changes, phase_grid, save_figure
 
     out.mkdir(parents=True, exist_ok=True)
@@ -188,8 +190,10 @@ def write_phase_report(runs: pd.DataFrame, x: str, y: str | None, facet: str | N
     grid = phase_grid(runs, x, y, facet)
     grid.to_csv(written[1], index=False)
     label_changes(runs).to_csv(written[2], index=False)
-    written += save_figure(draw_phase_diagram(grid, x, y, facet, title=title), out / "phase_diagram")
-    written += _write_trends(runs, x, y, facet, out, title)
+    written += save_figure(draw_phase_diagram(grid, x, y, facet, title=title, sampled=sampled), out / "phase_diagram")
+    # a trend's lines are never split by a sampled axis: each of its values is one trial's, a line of one point
+    series_y, series_facet = (None if key in sampled else key for key in (y, facet))
+    written += _write_trends(runs, x, series_y, series_facet, out, title)
     written += _write_gallery(runs, out, tracking_uri, title)
     written += _write_lifetimes(runs, out, tracking_uri)
     return written

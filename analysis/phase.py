@@ -2,8 +2,10 @@
 
 ``phase_grid`` turns the study table (one row per trial, see ``analysis.runs``) into plain data: one row
 per (facet, x, y) cell with the majority phase over the seeds, how strongly they agree, the depth and the
-accuracy. ``draw_phase_diagram`` only draws such a grid. ``choose_axes`` picks the axes from a study's
-grid when the user names none.
+accuracy. ``draw_phase_diagram`` only draws such a grid: tiles over grid axes; over a sampled axis (declared
+under the study's ``sample:``, or one of many distinct values, each trial its own) one point per cell at its
+place, since drawn values do not tile. ``choose_axes`` picks the axes from a study's grid and sampled axes
+when the user names none.
 """
 from __future__ import annotations
 
@@ -39,6 +41,9 @@ UNKNOWN_COLOUR = "#ffffff"
 ZERO_LABEL = "0"
 SUMMARIES = ("locality", "hidden_width", "w_skip_share")  # per-cell means beside the phase
 UNCERTAIN_HATCH = "////"  # a cell whose majority label is mostly within its band
+# An axis not declared sampled still reads as sampled when it has at least this many distinct numbers and they
+# are more than half of its cells' values (a grid axis repeats each value across the other axes' values).
+SAMPLED_MIN_VALUES = 16
 WHY = ("hidden_cost", "recurrence_cost", "depth", "w_depth", "locality", "w_locality")  # beside each label change
 
 
@@ -162,8 +167,9 @@ def pooled_keys(df: pd.DataFrame, axes: Iterable[str | None], config_keys: Itera
 class AxisScale(NamedTuple):
     kind: str  # "log", "linear" or "category"
     positions: dict  # axis value -> coordinate drawn
-    ticks: list[float]
+    ticks: list[float]  # empty on a sampled axis: matplotlib places the ticks
     labels: list[str]
+    sampled: bool = False  # values drawn from a range (points at their places), not a grid (tiles)
 
 
 def _is_number(value: Any) -> bool:
@@ -192,11 +198,28 @@ def _label(value: Any) -> str:
     return text
 
 
-def axis_scale(values: Iterable[Any], decades: float = 1.0) -> AxisScale:
+def looks_sampled(values: Iterable[Any]) -> bool:
+    """Whether an axis's values (one per cell) read as drawn from a range rather than listed on a grid: at least
+    ``SAMPLED_MIN_VALUES`` distinct numbers, more than half of the values."""
+    present = [v for v in values if _is_number(v)]
+    distinct = len(set(map(float, present)))
+    return distinct >= SAMPLED_MIN_VALUES and distinct > len(present) / 2
+
+
+def axis_scale(values: Iterable[Any], decades: float = 1.0, sampled: bool | None = None) -> AxisScale:
     """How to place an axis's values: log when they are numbers >= 0 whose positive ones span at least
     ``decades`` decades; zero then sits one (log) step left of the smallest positive value, with its own
-    ``0`` tick. Other numbers: linear; anything else (names, schedules): categories in sorted order."""
+    ``0`` tick. Other numbers: linear; anything else (names, schedules): categories in sorted order.
+    A sampled axis of numbers (``sampled``; None: ``looks_sampled``) places each value at itself, on a log scale
+    when all are > 0 and span ``decades``, with matplotlib's own ticks."""
+    values = list(values)
     distinct = list(dict.fromkeys(v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))))
+    if sampled is None:
+        sampled = looks_sampled(values)
+    if sampled and distinct and all(_is_number(v) for v in distinct):
+        numbers = sorted(float(v) for v in distinct)
+        log = numbers[0] > 0 and math.log10(numbers[-1] / numbers[0]) >= decades
+        return AxisScale("log" if log else "linear", {v: v for v in numbers}, [], [], sampled=True)
     if distinct and all(_is_number(v) for v in distinct):
         numbers = sorted(float(v) for v in distinct)
         positive = [v for v in numbers if v > 0]
@@ -218,6 +241,10 @@ def _apply_scale(ax, scale: AxisScale, which: str, key: str) -> None:
         (ax.set_xscale, ax.set_xticks, ax.set_xticklabels, ax.set_xlim, ax.set_xlabel) if which == "x"
         else (ax.set_yscale, ax.set_yticks, ax.set_yticklabels, ax.set_ylim, ax.set_ylabel))
     set_scale("log" if scale.kind == "log" else "linear")
+    if scale.sampled:
+        set_lim(*_sampled_limits(scale))
+        set_label(f"{key} ({'log, ' if scale.kind == 'log' else ''}sampled)")
+        return
     set_ticks(scale.ticks)
     set_labels(scale.labels, rotation=30 if which == "x" and scale.kind == "log" else 0)
     if which == "x" and scale.kind == "log":
@@ -230,6 +257,16 @@ def _apply_scale(ax, scale: AxisScale, which: str, key: str) -> None:
     if scale.kind == "log" and scale.labels[0] == ZERO_LABEL and len(scale.ticks) > 1:
         gap = math.sqrt(scale.ticks[0] * scale.ticks[1])  # the 0 column is off the log scale: set it apart
         (ax.axvline if which == "x" else ax.axhline)(gap, color="#999999", linestyle=":", linewidth=1.0, zorder=1)
+
+
+def _sampled_limits(scale: AxisScale) -> tuple[float, float]:
+    """The values' range and a margin of 5% of it on either side (in decades on a log axis)."""
+    low, high = min(scale.positions.values()), max(scale.positions.values())
+    if scale.kind == "log":
+        pad = max(0.05 * math.log10(high / low), 0.1)
+        return low / 10 ** pad, high * 10 ** pad
+    pad = 0.05 * (high - low) or 0.5 * abs(low) or 0.5
+    return low - pad, high + pad
 
 
 # --- drawing ---------------------------------------------------------------------------------
@@ -281,6 +318,25 @@ def _draw_cells(ax, part: pd.DataFrame, x: str, y: str | None, xs: AxisScale, ys
                         ha="center", va="center", fontsize=9, fontweight="bold", color=ink, zorder=4)
 
 
+def _draw_points(ax, part: pd.DataFrame, x: str, y: str | None, xs: AxisScale, ys: AxisScale) -> None:
+    """One marker per cell (a sampled point: a trial, or its seeds) at its place, in one scatter: colour = majority
+    phase, paler where the seeds disagree, hollow (a ring of the phase's colour) where the label is uncertain."""
+    where, faces, edges, widths = [], [], [], []
+    for _, cell in part.iterrows():
+        xv, yv = cell[x], (cell[y] if y is not None else None)
+        if xv not in xs.positions or yv not in ys.positions:
+            continue
+        colour = PHASE_COLOURS.get(cell["phase"], UNKNOWN_COLOUR)
+        hollow = is_uncertain(cell)
+        where.append((xs.positions[xv], ys.positions[yv]))
+        faces.append(matplotlib.colors.to_rgba("white" if hollow else colour,
+                                               1.0 if hollow else 0.25 + 0.75 * float(cell["agreement"])))
+        edges.append(matplotlib.colors.to_rgba(colour if hollow else "#333333"))
+        widths.append(2.0 if hollow else 0.6)
+    if where:
+        ax.scatter(*zip(*where), s=48, c=faces, edgecolors=edges, linewidths=widths, zorder=3)
+
+
 def is_uncertain(cell: pd.Series) -> bool:
     """A cell drawn as uncertain: at least half of the trials of its majority phase are labelled within the
     band of some threshold (see analysis.function)."""
@@ -301,8 +357,15 @@ def _middle(lo: float, hi: float, kind: str) -> float:
     return math.sqrt(lo * hi) if kind == "log" else (lo + hi) / 2
 
 
-def _legend_handles(phases: Iterable[str]) -> list:
+def _legend_handles(phases: Iterable[str], points: bool = False) -> list:
     present = [p for p in PHASE_ORDER if p in set(phases)] + sorted(set(phases) - set(PHASE_ORDER))
+    if points:
+        dot = {"marker": "o", "linestyle": "none", "markersize": 8, "markeredgecolor": "#333333"}
+        return [*(Line2D([], [], markerfacecolor=PHASE_COLOURS.get(p, UNKNOWN_COLOUR), label=phase_label(p), **dot)
+                  for p in present),
+                Line2D([], [], markerfacecolor="#777777", alpha=0.6, label="seeds disagree (paler = less)", **dot),
+                Line2D([], [], **{**dot, "markeredgecolor": "#555555"}, markerfacecolor="white", markeredgewidth=2.0,
+                       label="label near a threshold")]
     handles = [Patch(facecolor=PHASE_COLOURS.get(p, UNKNOWN_COLOUR), edgecolor="#333333", label=phase_label(p))
                for p in present]
     handles += [
@@ -317,15 +380,20 @@ def _legend_handles(phases: Iterable[str]) -> list:
 
 
 def draw_phase_diagram(grid: pd.DataFrame, x: str, y: str | None, facet: str | None = None,
-                       title: str = "") -> Figure:
+                       title: str = "", sampled: Iterable[str] = ()) -> Figure:
     """Draw a ``phase_grid``: one panel per facet value, a square per cell coloured by its majority phase,
-    paler and dashed where the seeds disagree, hatched where the label is uncertain, the depth inside."""
+    paler and dashed where the seeds disagree, hatched where the label is uncertain, the depth inside. Where x
+    or y is sampled (listed in ``sampled``, the study's ``sample:`` keys, or ``looks_sampled``) each cell is a
+    point at its place instead, hollow where the label is uncertain."""
     facets = _facets(grid, facet)
     ncols = min(len(facets), 3)
     nrows = math.ceil(len(facets) / ncols)
-    xs = axis_scale(grid[x])
-    ys = axis_scale(grid[y]) if y is not None else AxisScale("category", {None: 0.0}, [0.0], [""])
-    side = max(3.2, 0.55 * max(len(xs.ticks), len(ys.ticks)) + 1.5)
+    declared = set(sampled)
+    xs = axis_scale(grid[x], sampled=True if x in declared else None)
+    ys = (axis_scale(grid[y], sampled=True if y in declared else None) if y is not None
+          else AxisScale("category", {None: 0.0}, [0.0], [""]))
+    points = xs.sampled or ys.sampled
+    side = 4.6 if points else max(3.2, 0.55 * max(len(xs.ticks), len(ys.ticks)) + 1.5)
     height = side if y is not None else 2.4
     fig = Figure(figsize=(side * ncols + 2.6, height * nrows + 0.6))
     axes = fig.subplots(nrows, ncols, squeeze=False)
@@ -340,12 +408,12 @@ def draw_phase_diagram(grid: pd.DataFrame, x: str, y: str | None, facet: str | N
             ax.set_ylim(-0.6, 0.6)
         if facet is not None:
             ax.set_title(f"{facet} = {value}", fontsize=10)
-    fig.legend(handles=_legend_handles(grid["phase"]), loc="center right", title="phase (majority of seeds)",
+    fig.legend(handles=_legend_handles(grid["phase"], points), loc="center right", title="phase (majority of seeds)",
                fontsize=9, title_fontsize=9, frameon=False)
     if title:
         fig.suptitle(title)
     for ax, (_, part) in zip(axes.ravel(), facets):
-        _draw_cells(ax, part, x, y, xs, ys)
+        (_draw_points if points else _draw_cells)(ax, part, x, y, xs, ys)
     fig.tight_layout(rect=(0, 0, 1 - 2.4 / fig.get_figwidth(), 1))
     return fig
 
@@ -367,7 +435,8 @@ def save_figure(fig: Figure, stem: str | Path, formats: Iterable[str] = ("png", 
 
 
 def choose_axes(axes: Any) -> tuple[str, str | None, str | None]:
-    """(x, y, facet) from a study's grid axes (a mapping key -> values, or a Study with such a grid).
+    """(x, y, facet) from a study's grid axes (a mapping key -> values, or a Study with such a grid; its sampled
+    axes count as axes of ``samples`` values each).
 
     x and y: the regulator axes with the most values (file order breaks ties), topped up with other
     axes; facet: a ``data.*`` axis among the rest, else the remaining axis with the most values.
@@ -391,6 +460,10 @@ def choose_axes(axes: Any) -> tuple[str, str | None, str | None]:
 def _grid_axes(axes: Any) -> dict[str, list]:
     if isinstance(axes, dict):
         return {k: list(v) if isinstance(v, (list, tuple)) else [v] for k, v in axes.items()}
+    sample = getattr(axes, "sample", None)
+    if isinstance(sample, dict) and isinstance(getattr(axes, "grid", None), dict):
+        draws = int(getattr(axes, "samples", 1))
+        return {**_grid_axes(axes.grid), **{key: [spec] * draws for key, spec in sample.items()}}
     for attr in ("grid", "axes", "space"):
         value = getattr(axes, attr, None)
         if isinstance(value, dict):

@@ -71,7 +71,8 @@ def draw_trends(table: pd.DataFrame, x: str, series: Iterable[str | None] = (), 
         if NULL_OF.get(column) and f"{NULL_OF[column]}_mean" in table.columns:
             ax.plot([], [], linestyle="--", color="grey", label="untrained W0")
         ax.set_xscale("log" if scale.kind == "log" else "linear")  # zero, on a log axis, at its own tick (axis_scale)
-        ax.set_xticks(scale.ticks, scale.labels)
+        if not scale.sampled:  # a sampled axis keeps matplotlib's own ticks
+            ax.set_xticks(scale.ticks, scale.labels)
         ax.minorticks_off()
         ax.set_title(TITLES.get(column, column), fontsize=10)
         ax.set_xlabel(x)

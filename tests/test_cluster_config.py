@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,36 @@ def test_has_a_head_and_a_gpu_worker_type(cluster):
     gpu_types = [name for name in workers if types[name]["node_config"]["InstanceType"].startswith(("g", "p"))]
     assert gpu_types, "no GPU instance type among the workers"
     assert types[gpu_types[0]].get("max_workers", 0) >= 1
+
+
+# What AWS says of the two instance types (its published figures). ``ray up`` asks AWS, then gives each node type
+# these detected resources with the node type's own ``resources`` over them (AWSNodeProvider.
+# fillout_available_node_types_resources, which needs boto3: done here the same way, offline).
+INSTANCE_RESOURCES = {"m5.2xlarge": {"CPU": 8}, "g5.xlarge": {"CPU": 4, "GPU": 1, "accelerator_type:A10G": 1}}
+
+
+def test_trials_land_on_the_gpu_workers_never_on_the_head(cluster):
+    """Ray's autoscaler packs a trial that asks for a quarter GPU (``--gpus-per-trial 0.25``) or for CPU alone onto
+    GPU workers, four GPU trials a worker, and never onto the head."""
+    from ray.autoscaler._private.node_provider_availability_tracker import NodeAvailabilitySummary
+    from ray.autoscaler._private.resource_demand_scheduler import (
+        _default_utilization_scorer,
+        get_bin_pack_residual,
+        get_nodes_for,
+    )
+
+    config = validated(cluster)
+    types, head = config["available_node_types"], config["head_node_type"]
+    for node_type in types.values():
+        node_type["resources"] = {**INSTANCE_RESOURCES[node_type["node_config"]["InstanceType"]], **node_type["resources"]}
+    gpu_trial, cpu_trial = {"CPU": 1.0, "GPU": 0.25}, {"CPU": 1.0}
+    for trial in (gpu_trial, cpu_trial):
+        left, _ = get_bin_pack_residual([dict(types[head]["resources"])], [trial])
+        assert left == [trial], f"the head ({types[head]['resources']}) would take a trial {trial}"
+    for trials, workers in (([gpu_trial] * 8, 2), ([gpu_trial] * 5, 2), ([cpu_trial] * 4, 1)):
+        to_add, left = get_nodes_for(types, {head: 1}, head, config["max_workers"], trials, functools.partial(
+            _default_utilization_scorer, node_availability_summary=NodeAvailabilitySummary({})))
+        assert (dict(to_add), left) == ({"gpu_worker": workers}, []), (trials, to_add)
 
 
 def test_setup_installs_this_project(cluster):

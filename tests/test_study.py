@@ -72,6 +72,19 @@ def test_study_file_header_says_its_question_and_command(path):
     assert f"urn-study sweep search_spaces/{path.name}" in text, f"{path.name}: the header lacks its run command"
 
 
+def test_a_shipped_study_has_sampled_axes_for_optuna():
+    """`--searcher optuna` needs a study with `sample:` axes: best_accuracy.yaml samples the strengths log-uniformly
+    over the structure study's range, in both forms (its smoke form draws a few)."""
+    path = ROOT / "search_spaces" / "best_accuracy.yaml"
+    full, smoke = load_study(path), load_study(path, smoke=True)
+    for study in (full, smoke):
+        assert {k: s.kind for k, s in study.sample.items()} == {"regulators.locality": "loguniform",
+                                                               "regulators.l1": "loguniform"}
+        assert study.trials_per_worker == 1 and study.metric == "test_accuracy" and study.mode == "max"
+    assert smoke.samples < full.samples and len(smoke.trials()) == smoke.samples
+    assert "--searcher optuna" in path.read_text().split("\nname:")[0]  # the header's command asks for Optuna
+
+
 # --- expansion ---------------------------------------------------------------------------------------
 
 

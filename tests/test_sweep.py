@@ -17,7 +17,7 @@ import pytest
 
 from urn_study import cli, tracking
 from urn_study.config import ConfigError, to_flat
-from urn_study.study import load_study
+from urn_study.study import load_study, with_gpus
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY_FILES = sorted((ROOT / "search_spaces").glob("*.yaml"))
@@ -130,6 +130,38 @@ def test_trials_bigger_than_local_ray_are_refused_before_it_starts(results, tmp_
     assert not ray.is_initialized() and not (results / "sweeps").exists()
 
 
+@pytest.mark.parametrize("value, says", [("-1", "got -1"), ("1.5", "got 1.5"), ("nan", "got nan"), ("inf", "got inf")])
+def test_a_bad_gpus_per_trial_is_one_line_before_ray(results, tmp_path, capsys, value, says):
+    import ray
+
+    assert cli.main(["sweep", str(write(tmp_path, TINY)), f"--gpus-per-trial={value}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--gpus-per-trial: a fraction of one GPU (0 to 1) or whole GPUs" in err and says in err
+    assert not ray.is_initialized() and not results.exists()
+
+
+def test_gpus_per_trial_is_refused_where_local_ray_has_no_gpu_or_the_study_pins_the_cpu(results, tmp_path, capsys,
+                                                                                        monkeypatch):
+    import ray
+
+    from urn_study.sweep import driver
+
+    monkeypatch.setattr(driver, "_local_gpus", lambda: 0)  # this machine's GPUs, whatever it has
+    path = write(tmp_path, TINY)
+    assert cli.main(["sweep", str(path), "--gpus-per-trial", "0.25"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "urn-study: error: --gpus-per-trial: a trial asks for 0.25 GPU, local Ray has 0 (run on a cluster " \
+                  "with --address)", err
+    pinned = write(tmp_path, TINY.replace("  data.name: nlgp\n", "  data.name: nlgp\n  train.device: cpu\n"), "cpu.yaml")
+    assert cli.main(["sweep", str(pinned), "--gpus-per-trial", "1", "--address", "auto"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--gpus-per-trial:" in err and "train.device: cpu" in err, err
+    # 0 takes a study's GPU request away: the sweep that would be refused here gets past the check
+    gpu_study = load_study(write(tmp_path, TINY + "resources: {gpu: 0.5}\n", "gpu.yaml"))
+    driver.check_local_resources(with_gpus(gpu_study, 0), num_cpus=2, gpus_flag=True)
+    assert not ray.is_initialized() and not results.exists()
+
+
 def test_resume_needs_an_earlier_sweep(results, tmp_path, capsys):
     assert cli.main(["sweep", str(write(tmp_path, TINY)), "--resume"]) == 2
     assert "no earlier sweep" in capsys.readouterr().err
@@ -139,12 +171,35 @@ def test_optuna_needs_sampled_axes_and_one_trial_per_worker(tmp_path):
     from urn_study.sweep.searchers import check_searcher
 
     check_searcher(load_study(write(tmp_path, TINY)), "grid")
-    with pytest.raises(ConfigError, match=r"tiny.yaml: sample: .*optuna"):
+    with pytest.raises(ConfigError, match=r"tiny.yaml: sample: .*optuna") as info:
         check_searcher(load_study(write(tmp_path, TINY)), "optuna")
+    assert "add e.g. `sample: {" in str(info.value) and "samples:" in str(info.value)  # says what to add
+    for smoke in (False, True):  # the shipped study with sampled axes passes
+        check_searcher(load_study(ROOT / "search_spaces" / "best_accuracy.yaml", smoke=smoke), "optuna")
     sampled = TINY + "sample:\n  regulators.width: {loguniform: [1.0e-5, 1.0e-3]}\n"
     check_searcher(load_study(write(tmp_path, sampled)), "optuna")
     with pytest.raises(ConfigError, match=r"tiny.yaml: trials_per_worker: must be 1"):
         check_searcher(load_study(write(tmp_path, sampled + "trials_per_worker: 2\n")), "optuna")
+
+
+def test_best_trial_line_names_the_best_finished_trial_by_the_studys_metric_and_mode():
+    import dataclasses
+
+    from urn_study.sweep.driver import best_line, format_summary
+
+    study = load_study(ROOT / "search_spaces" / "best_accuracy.yaml", smoke=True)
+    axes = {"model.steps": "3", "regulators.locality": "0.00031", "regulators.l1": "2.5e-06"}
+
+    def row(trial, metric, status="FINISHED", phase="fully_connected", **values):
+        return {"trial_id": trial, "status": status, "metric": metric, "phase": phase, "depth": 2, **axes, **values}
+    rows = [row("a", 0.91), row("b", 0.97, **{"regulators.locality": "0.0012"}), row("c", 0.99, status="RUNNING"),
+            row("d", 0.999, phase="diverged"), row("e", None), row("f", 0.97), row("g", 0.20, phase="dead")]
+    assert best_line(rows, study) == ("best trial (highest test_accuracy): b, 0.970 at model.steps=3, "
+                                      "regulators.locality=0.0012, regulators.l1=2.5e-06 (fully_connected, depth 2)")
+    assert format_summary(rows, study).splitlines()[-1] == best_line(rows, study)
+    lowest = best_line(rows, dataclasses.replace(study, mode="min"))
+    assert lowest.startswith("best trial (lowest test_accuracy): g, 0.200 at") and lowest.endswith("(dead, depth 2)")
+    assert best_line([row("a", 0.5, status="RUNNING")], study) == ""
 
 
 def test_boundary_search_needs_an_axis_to_bisect_and_one_trial_per_worker(tmp_path):
@@ -264,7 +319,7 @@ def local_ray():
     """One local Ray for a class of sweeps: a sweep run while connected uses it (and leaves it up)."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
     yield
     ray.shutdown()
 
@@ -306,6 +361,25 @@ class TestSmoke:
         assert cli.main(["phase", str(path), "--smoke", "--out", str(tmp_path / "fig")]) == 0
         assert "boundary search:" in capsys.readouterr().out and (tmp_path / "fig" / "boundaries.csv").is_file()
 
+    def test_best_accuracy_smoke_with_optuna_ends_with_its_best_trial(self, local_ray, results, tmp_path, capsys):
+        """The shipped Optuna study end to end: Optuna draws the strengths, the sweep ends with its best trial (as
+        the MLflow records have it), and `phase` gives one row per trial."""
+        path = ROOT / "search_spaces" / "best_accuracy.yaml"
+        assert cli.main(["sweep", str(path), "--smoke", "--searcher", "optuna"]) == 0
+        out = capsys.readouterr().out
+        study = load_study(path, smoke=True)
+        runs = {t: r for t, (r,) in finished_runs(tracking.resolve_tracking_uri(), study.name).items()}
+        assert sorted(runs) == [f"best_accuracy-smoke-o000{n}" for n in range(study.samples)]
+        best_id = max(sorted(runs), key=lambda t: runs[t].data.metrics["test_accuracy"])  # the first of equals
+        best = runs[best_id]
+        line = next(x for x in out.splitlines() if x.startswith("best trial"))
+        values = ", ".join(f"{k}={float(best.data.params[k]):g}" for k in study.axes)
+        assert line == (f"best trial (highest test_accuracy): {best_id}, {best.data.metrics['test_accuracy']:.3f} at "
+                        f"{values} ({best.data.tags['phase']}, depth {best.data.tags['depth']})")
+        assert cli.main(["phase", str(path), "--smoke", "--out", str(tmp_path / "fig")]) == 0
+        grid = (tmp_path / "fig" / "phase_grid.csv").read_text().splitlines()
+        assert len(grid) == 1 + study.samples  # a header, then one row per sampled point
+
     @staticmethod
     def check(path: Path, out: str) -> None:
         study = load_study(path, smoke=True)
@@ -318,8 +392,9 @@ class TestSmoke:
 def test_multinode_sweep_logs_over_http_and_packs_four_trials_per_gpu(results, tmp_path, ray_cluster, mlflow_server,
                                                                        capsys):
     cluster, nodes = ray_cluster
-    path = write(tmp_path, TINY + "resources: {cpu: 1, gpu: 0.25}\n")
-    code = cli.main(["sweep", str(path), "--address", cluster.address, "--tracking-uri", mlflow_server])
+    path = write(tmp_path, TINY)  # the study asks for no GPU: --gpus-per-trial gives each trial a quarter of one
+    code = cli.main(["sweep", str(path), "--address", cluster.address, "--tracking-uri", mlflow_server,
+                     "--gpus-per-trial", "0.25"])
     out = capsys.readouterr().out
     assert code == 0, out
     study = load_study(path)

@@ -31,6 +31,9 @@ def _register_sweep(subparsers) -> None:
     parser.add_argument("--storage", help="Ray results folder or URI (default urn_results/ray; on a multi-node "
                                           "cluster one every node reaches, e.g. s3://bucket/urn-study)")
     parser.add_argument("--num-cpus", type=int, help="local Ray only: CPUs it may use (default: all)")
+    parser.add_argument("--gpus-per-trial", type=float, metavar="GPUS",
+                        help="GPUs each trial asks for, in place of the study's resources.gpu: a fraction packs "
+                             "trials onto one GPU (0.25: four), a whole number gives each trial that many")
     parser.add_argument("--stall-timeout", type=float, default=1800.0, metavar="SECONDS",
                         help="a trial that reports nothing this long (a frozen process) is stopped and retried "
                              "from its checkpoint (default 1800)")

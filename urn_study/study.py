@@ -431,6 +431,19 @@ def _seeds(where: str, raw: Any) -> list[int]:
     return list(raw)
 
 
+def with_gpus(study: Study, gpus: float) -> Study:
+    """The study with every trial asking for ``gpus`` GPUs (``urn-study sweep --gpus-per-trial``): a fraction of one
+    packs trials onto it (0.25: four), a whole number gives each trial that many."""
+    where = "--gpus-per-trial"
+    if not math.isfinite(gpus) or gpus < 0 or (gpus > 1 and not float(gpus).is_integer()):
+        raise ConfigError(f"{where}: a fraction of one GPU (0 to 1) or whole GPUs, got {gpus:g}")
+    if gpus == 0 and study.resources.cpu == 0:
+        raise ConfigError(f"{where}: 0 GPUs, but {study.path} gives a trial no CPU either (resources.cpu: 0)")
+    if gpus > 0 and study.base.get("train.device") == "cpu":
+        raise ConfigError(f"{where}: trials would get a GPU, but {study.path} sets base train.device: cpu")
+    return dataclasses.replace(study, resources=Resources(study.resources.cpu, float(gpus)))
+
+
 def _resources(where: str, raw: Any) -> Resources:
     raw = _mapping(where, "resources", raw)
     _check_keys(where, "resources.", raw, RESOURCE_KEYS)

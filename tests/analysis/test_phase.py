@@ -2,13 +2,18 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import matplotlib.colors
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.collections import PathCollection
+from matplotlib.patches import Rectangle
 
 from analysis.lifetime import draw_lifetime, lifetime_table, pick_representatives, schedule_changes, transitions
 from analysis.phase import (
+    PHASE_COLOURS,
     PHASE_ORDER,
     ZERO_LABEL,
     axis_scale,
@@ -20,8 +25,10 @@ from analysis.phase import (
     pooled_keys,
     save_figure,
 )
+from urn_study.study import load_study
 
 X, Y, F = "regulators.l1", "regulators.locality", "data.name"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def table() -> pd.DataFrame:
@@ -135,6 +142,52 @@ def test_draw_phase_diagram_log_axes_and_many_cells():
     assert [t.get_text() for t in ax.get_xticklabels()][0] == ZERO_LABEL
     legend = {t.get_text() for t in fig.legends[0].get_texts()}
     assert {phase_label(p) for p in PHASE_ORDER} <= legend
+
+
+def sampled_table(n: int) -> pd.DataFrame:
+    """n trials, each at its own point drawn log-uniformly (as Optuna draws a study's ``sample:`` axes); the
+    first two labelled within a band (uncertain)."""
+    rng = np.random.default_rng(3)
+    return pd.DataFrame({Y: 10 ** rng.uniform(-5, -2.5, n), X: 10 ** rng.uniform(-6, -3, n), "seed": 0,
+                         "phase": rng.choice(["fully_connected", "locally_connected", "dead"], n),
+                         "depth": rng.integers(0, 4, n), "uncertain": [True, True] + [False] * (n - 2)})
+
+
+def test_sampled_axes_are_drawn_as_one_point_per_trial_not_tiles():
+    df = sampled_table(30)
+    grid = phase_grid(df, Y, X)
+    assert len(grid) == 30  # the grid CSV: one row per point, here per trial
+    fig = draw_phase_diagram(grid, Y, X)  # 30 distinct values each: read as sampled without being told
+    ax = fig.axes[0]
+    assert not [p for p in ax.patches if isinstance(p, Rectangle)]
+    (points,) = ax.collections
+    assert isinstance(points, PathCollection)
+    np.testing.assert_allclose(points.get_offsets(), grid[[Y, X]].to_numpy())  # each trial at its own place
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"  # the values span decades
+    assert ax.get_xlim()[0] < grid[Y].min() and ax.get_xlim()[1] > grid[Y].max()
+    faces = points.get_facecolors()
+    for face, (_, cell) in zip(faces, grid.iterrows()):
+        if cell["uncertain"] >= 0.5:  # hollow: white inside, a ring of the phase's colour
+            assert tuple(face) == (1.0, 1.0, 1.0, 1.0)
+        else:
+            assert tuple(face[:3]) == pytest.approx(matplotlib.colors.to_rgb(PHASE_COLOURS[cell["phase"]]))
+    assert sum(tuple(f) == (1.0, 1.0, 1.0, 1.0) for f in faces) == 2
+    legend = {t.get_text() for t in fig.legends[0].get_texts()}
+    assert "label near a threshold" in legend and "number = depth" not in legend
+
+
+def test_an_axis_is_drawn_as_points_where_the_study_samples_it_else_as_tiles():
+    grid = phase_grid(sampled_table(5), Y, None)  # too few values to read as sampled by themselves
+    tiles = draw_phase_diagram(grid, Y, None).axes[0]
+    assert len([p for p in tiles.patches if isinstance(p, Rectangle)]) >= 5 and not tiles.collections
+    points = draw_phase_diagram(grid, Y, None, sampled=[Y]).axes[0]
+    assert [len(c.get_offsets()) for c in points.collections] == [5] and not points.patches
+    assert "sampled" in points.get_xlabel()
+
+
+def test_choose_axes_draws_a_studys_sampled_axes_and_facets_its_grid():
+    study = load_study(ROOT / "search_spaces" / "best_accuracy.yaml")
+    assert choose_axes(study) == ("regulators.locality", "regulators.l1", "model.steps")
 
 
 # --- lifetime ------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ in a new Tune experiment (resume.py)."""
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import sys
@@ -19,7 +20,7 @@ from ray.tune.logger import JsonLoggerCallback
 
 from urn_study import tracking
 from urn_study.config import ConfigError, to_flat
-from urn_study.study import Study, check_data_files, load_study, pack_trials, results_dir, study_question
+from urn_study.study import Study, check_data_files, load_study, pack_trials, results_dir, study_question, with_gpus
 from urn_study.sweep.progress import DiskFull, Progress, Watchdog, stop_reason, trial_dirname, trial_name
 from urn_study.sweep.records import SweepLock, SweepRecord, find_record, new_record, save_record
 from urn_study.sweep.resume import Earlier, earlier_state
@@ -30,11 +31,14 @@ from urn_study.sweep.trainable import REPORT_EVERY_S, SweepContext, disk_full, e
 def run_sweep(study_path: str | Path, smoke: bool = False, address: str | None = None, tracking_uri: str | None = None,
               searcher: str = "grid", max_concurrent: int | None = None, resume: str | None = None,
               storage: str | None = None, num_cpus: int | None = None, stall_timeout_s: float = 1800.0,
-              out=None) -> int:
+              gpus_per_trial: float | None = None, out=None) -> int:
     """Run (or resume) a sweep of a study file; returns 0 when every trial finished, 128 + the signal's number
-    when it was stopped by SIGINT or SIGTERM (the state saved for ``--resume``), else 1."""
+    when it was stopped by SIGINT or SIGTERM (the state saved for ``--resume``), else 1. ``gpus_per_trial``
+    replaces the study's resources.gpu (for this run of the command; a resume takes it again)."""
     out = out or sys.stdout
     study = load_study(study_path, smoke=smoke)
+    if gpus_per_trial is not None:
+        study = with_gpus(study, gpus_per_trial)
     if resume:
         record = find_record(study, resume)
         searcher = record.searcher
@@ -51,7 +55,7 @@ def run_sweep(study_path: str | Path, smoke: bool = False, address: str | None =
         raise ConfigError(f"--stall-timeout: must be more than {REPORT_EVERY_S:g} s (trials report that often at "
                           f"most), got {stall_timeout_s:g}")
     if not address:
-        check_local_resources(study, num_cpus)
+        check_local_resources(study, num_cpus, gpus_flag=gpus_per_trial is not None)
     tracking.check_tracking(record.tracking_uri)
     check_storage(record.storage)
     try:
@@ -186,9 +190,10 @@ def check_storage(storage: str) -> None:
         raise ConfigError(f"--storage {storage}: Ray cannot write its results there ({err.strerror or err})") from None
 
 
-def check_local_resources(study: Study, num_cpus: int | None) -> None:
+def check_local_resources(study: Study, num_cpus: int | None, gpus_flag: bool = False) -> None:
     """On local Ray a trial bigger than the machine would wait forever: say so before Ray starts. (On a
-    cluster, given by --address, nodes may still be added by the autoscaler.)"""
+    cluster, given by --address, nodes may still be added by the autoscaler.) ``gpus_flag``: the GPUs a trial
+    asks for come from --gpus-per-trial, not the study file."""
     where = f"{study.path}: resources"
     if ray.is_initialized():
         total = ray.cluster_resources()
@@ -200,8 +205,10 @@ def check_local_resources(study: Study, num_cpus: int | None) -> None:
     if study.resources.cpu > cpus:
         raise ConfigError(f"{where}.cpu: a trial asks for {study.resources.cpu:g} CPUs, {source} has {cpus:g}")
     if study.resources.gpu > gpus:
-        raise ConfigError(f"{where}.gpu: a trial asks for {study.resources.gpu:g} GPU, {source} has {gpus:g} "
-                          "(run on a cluster with --address, or set resources.gpu: 0)")
+        asked = f"a trial asks for {study.resources.gpu:g} GPU, {source} has {gpus:g} (run on a cluster with --address"
+        if gpus_flag:
+            raise ConfigError(f"--gpus-per-trial: {asked})")
+        raise ConfigError(f"{where}.gpu: {asked}, or set resources.gpu: 0)")
 
 
 def _local_gpus() -> int:
@@ -374,10 +381,29 @@ def format_summary(rows: list[dict], study: Study) -> str:
             phases[row.get("phase") or "?"] = phases.get(row.get("phase") or "?", 0) + 1
     lines.append("phases: " + (", ".join(f"{p} {n}" for p, n in sorted(phases.items(), key=lambda kv: -kv[1]))
                                or "none finished"))
+    best = best_line(rows, study)
+    if best:
+        lines.append(best)
     for row in rows:
         if row.get("error"):
             lines.append(f"  {row['trial_id']} failed: {row['error']}")
     return "\n".join(lines)
+
+
+def best_line(rows: list[dict], study: Study) -> str:
+    """The finished trial with the best value of the study's metric (its mode; the first in trial order among
+    equals): its id, the value, its axes' values (the sampled ones where Optuna drew them), phase and depth.
+    Empty when no finished trial has a value (diverged trials are left out: no phase is read from them)."""
+    candidates = [r for r in rows if r["status"] == "FINISHED" and r.get("phase") != "diverged"
+                  and isinstance(r.get("metric"), (int, float)) and math.isfinite(r["metric"])]
+    if not candidates:
+        return ""
+    sign = 1 if study.mode == "max" else -1
+    best = max(candidates, key=lambda r: sign * r["metric"])  # max keeps the first of equals
+    values = ", ".join(f"{axis}={_short(best.get(axis))}" for axis in study.axes)
+    depth = f", depth {best['depth']}" if best.get("depth") not in (None, "") else ""
+    return (f"best trial ({'highest' if study.mode == 'max' else 'lowest'} {study.metric}): {best['trial_id']}, "
+            f"{best['metric']:.3f}" + (f" at {values}" if values else "") + f" ({best.get('phase') or '?'}{depth})")
 
 
 def _short(value: Any) -> str:
@@ -395,4 +421,5 @@ def main(args) -> int:
     """The ``urn-study sweep`` handler."""
     return run_sweep(args.study, smoke=args.smoke, address=args.address, tracking_uri=args.tracking_uri,
                      searcher=args.searcher, max_concurrent=args.max_concurrent, resume=args.resume,
-                     storage=args.storage, num_cpus=args.num_cpus, stall_timeout_s=args.stall_timeout)
+                     storage=args.storage, num_cpus=args.num_cpus, stall_timeout_s=args.stall_timeout,
+                     gpus_per_trial=args.gpus_per_trial)

@@ -175,7 +175,9 @@ def check_searcher(study: Study, searcher: str) -> None:
             raise ConfigError(f"{where}: trials_per_worker: must be 1 with --searcher optuna "
                               f"(got {study.trials_per_worker}); packs are for grids")
         if not study.sample:
-            raise ConfigError(f"{where}: sample: --searcher optuna needs sampled axes (none given)")
+            raise ConfigError(f"{where}: sample: --searcher optuna needs sampled axes, none given: add e.g. "
+                              "`sample: {regulators.l1: {loguniform: [1.0e-6, 1.0e-3]}}` and `samples: 40` (trials), "
+                              "as search_spaces/best_accuracy.yaml does")
         for key, values in study.grid.items():
             if any(not isinstance(v, (int, float, str, bool)) for v in values):
                 raise ConfigError(f"{where}: grid.{key}: optuna takes only plain values (no schedules) as choices")
