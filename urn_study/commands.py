@@ -41,9 +41,16 @@ def _register_sweep(subparsers) -> None:
 
 
 def _sweep(args) -> int:
-    from urn_study.sweep.driver import main
+    from urn_study.sweep.inputs import check_inputs
 
-    return main(args)
+    # every input is checked before Ray is imported: a mistake is one line at once, not after seconds
+    inputs = check_inputs(args.study, smoke=args.smoke, address=args.address, tracking_uri=args.tracking_uri,
+                          searcher=args.searcher, max_concurrent=args.max_concurrent, resume=args.resume,
+                          storage=args.storage, num_cpus=args.num_cpus, stall_timeout_s=args.stall_timeout,
+                          gpus_per_trial=args.gpus_per_trial)
+    from urn_study.sweep.driver import run_checked
+
+    return run_checked(inputs)
 
 
 def _register_ui(subparsers) -> None:
