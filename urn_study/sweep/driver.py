@@ -162,14 +162,14 @@ def start_ray(address: str | None, num_cpus: int | None) -> bool:
     # SIGINT and SIGTERM are ours while Tune runs (_Interrupts): they stop it through its SIGUSR1 handler
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     _quiet_tune_lines()
+    # Ray turns token authentication on for a new local instance and warns that it did, every sweep (the README
+    # says so once). Choosing it with RAY_AUTH_MODE=token would not be warned of, but Ray reads that at import.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     if ray.is_initialized():
         return False
     if address:
         ray.init(address=address, log_to_driver=False, logging_level="WARNING")
     else:
-        # A new local instance turns on token authentication by default and warns that it did, every sweep;
-        # chosen here (Ray reads the mode from this variable only), it is on and said nowhere (README).
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
         # "local": a new instance, even where `ray start` left one running (Ray would join that one silently)
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
                  logging_level="WARNING")
