@@ -15,7 +15,8 @@ def _register_sweep(subparsers) -> None:
                     "MLflow run. The whole study is checked before Ray starts. Results go under "
                     "$URN_RESULTS_DIR (default ./urn_results).")
     parser.add_argument("study", help="the study's YAML file")
-    parser.add_argument("--smoke", action="store_true", help="the study's smoke form: seconds, not minutes")
+    parser.add_argument("--smoke", action="store_true", help="the study's smoke form: a few trials of a few epochs (under a "
+                                                                 "minute, most of it Ray starting)")
     parser.add_argument("--address", help="a Ray cluster to run on (e.g. auto on its head node); default: local Ray")
     parser.add_argument("--tracking-uri", help="an MLflow server (http://127.0.0.1:5000); default: the local "
                                                "SQLite store urn_results/mlflow.db")
