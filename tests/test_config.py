@@ -137,6 +137,7 @@ def test_yaml_aliases_expanding_past_the_budget_are_one_line(tmp_path):
     (["--set", "model.stepz=3"], "model.stepz"),
     (["--set", "train.epochs=many"], "train.epochs"),
     (["/no/such/config.yaml"], "/no/such/config.yaml"),
+    (["--threads", "0"], "--threads"),
 ])
 def test_cli_bad_config_is_one_line_without_traceback(args, fragment):
     proc = subprocess.run([sys.executable, "-m", "urn_study.cli", "train", *args], capture_output=True, text=True)

@@ -108,6 +108,18 @@ def test_digits_pixels_in_unit_range() -> None:
     assert len(y) == 1797 and x.min() == 0.0 and x.max() == 1.0
 
 
+def test_digits_are_scikit_learns_samples() -> None:
+    """Read from the file scikit-learn ships, not through its datasets module (seconds to import): the same data."""
+    from sklearn.datasets import load_digits
+
+    from urn_study.data import _digits_pool
+
+    x, y = _digits_pool()
+    reference = load_digits()
+    np.testing.assert_array_equal(x * 16, reference.data)
+    np.testing.assert_array_equal(y, reference.target)
+
+
 def test_permuted_digits_are_a_fixed_column_permutation() -> None:
     for seed in (0, 1):
         plain = load_dataset(DataConfig(name="digits"), seed)

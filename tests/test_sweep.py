@@ -106,6 +106,20 @@ def test_a_report_that_cannot_be_drawn_costs_one_warning_line_not_the_sweep(resu
     assert tracking.client(uri).get_run(parent).data.metrics == {}
 
 
+def test_bad_inputs_are_said_before_ray_is_imported(results, tmp_path):
+    """Importing Ray alone takes seconds: a malformed study or option is said without it."""
+    good, bad = write(tmp_path, TINY), write(tmp_path, TINY.replace("regulators.l1:", "regulators.l11:"), "bad.yaml")
+    code = textwrap.dedent("""\
+        import sys
+        from urn_study import cli
+        codes = [cli.main(argv.split()) for argv in sys.argv[1:]]
+        print(*codes, sorted(name for name in sys.modules if name.split(".")[0] == "ray"))""")
+    proc = subprocess.run([sys.executable, "-c", code, f"sweep {bad}", f"sweep {good} --searcher optuna",
+                           f"sweep {good} --max-concurrent 0"], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.split() == ["2", "2", "2", "[]"], proc.stdout + proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 3 and "grid.regulators.l11" in proc.stderr
+
+
 def test_unreachable_tracking_server_is_said_before_ray(results, tmp_path, capsys, net):
     import ray
 
@@ -120,9 +134,9 @@ def test_trials_bigger_than_local_ray_are_refused_before_it_starts(results, tmp_
                                                                      monkeypatch):
     import ray
 
-    from urn_study.sweep import driver
+    from urn_study.sweep import inputs
 
-    monkeypatch.setattr(driver, "_local_gpus", lambda: 0)  # this machine's GPUs, whatever it has
+    monkeypatch.setattr(inputs, "_local_gpus", lambda: 0)  # this machine's GPUs, whatever it has
     path = write(tmp_path, TINY + f"resources: {resources}\n")
     assert cli.main(["sweep", str(path), "--num-cpus", "2"]) == 2
     err = capsys.readouterr().err.strip()
@@ -144,9 +158,9 @@ def test_gpus_per_trial_is_refused_where_local_ray_has_no_gpu_or_the_study_pins_
                                                                                         monkeypatch):
     import ray
 
-    from urn_study.sweep import driver
+    from urn_study.sweep import inputs
 
-    monkeypatch.setattr(driver, "_local_gpus", lambda: 0)  # this machine's GPUs, whatever it has
+    monkeypatch.setattr(inputs, "_local_gpus", lambda: 0)  # this machine's GPUs, whatever it has
     path = write(tmp_path, TINY)
     assert cli.main(["sweep", str(path), "--gpus-per-trial", "0.25"]) == 2
     err = capsys.readouterr().err.strip()
@@ -158,7 +172,7 @@ def test_gpus_per_trial_is_refused_where_local_ray_has_no_gpu_or_the_study_pins_
     assert err.count("\n") == 0 and "--gpus-per-trial:" in err and "train.device: cpu" in err, err
     # 0 takes a study's GPU request away: the sweep that would be refused here gets past the check
     gpu_study = load_study(write(tmp_path, TINY + "resources: {gpu: 0.5}\n", "gpu.yaml"))
-    driver.check_local_resources(with_gpus(gpu_study, 0), num_cpus=2, gpus_flag=True)
+    inputs.check_local_resources(with_gpus(gpu_study, 0), num_cpus=2, gpus_flag=True)
     assert not ray.is_initialized() and not results.exists()
 
 
@@ -168,7 +182,7 @@ def test_resume_needs_an_earlier_sweep(results, tmp_path, capsys):
 
 
 def test_optuna_needs_sampled_axes_and_one_trial_per_worker(tmp_path):
-    from urn_study.sweep.searchers import check_searcher
+    from urn_study.sweep.inputs import check_searcher
 
     check_searcher(load_study(write(tmp_path, TINY)), "grid")
     with pytest.raises(ConfigError, match=r"tiny.yaml: sample: .*optuna") as info:
@@ -203,7 +217,7 @@ def test_best_trial_line_names_the_best_finished_trial_by_the_studys_metric_and_
 
 
 def test_boundary_search_needs_an_axis_to_bisect_and_one_trial_per_worker(tmp_path):
-    from urn_study.sweep.searchers import check_searcher
+    from urn_study.sweep.inputs import check_searcher
 
     check_searcher(load_study(write(tmp_path, TINY)), "boundary")
     with pytest.raises(ConfigError, match=r"tiny.yaml: trials_per_worker: must be 1 with --searcher boundary"):

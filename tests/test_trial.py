@@ -1,6 +1,7 @@
 """One trial end to end on digits: the claims of the core issue, measured on real training."""
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -93,6 +94,26 @@ def test_geometry_switched_back_returns_the_original_data():
                              data__switch_epoch=2, data__switch_back_epoch=4, train__lr_schedule="restart")
     acc = [m["test_accuracy"] for _, m in history]
     assert acc[2] < acc[1] - 0.2 and acc[4] > acc[3] + 0.1  # scrambled at epoch 2, back at 4
+
+
+def test_cli_trains_a_small_network_on_one_thread_for_torch_and_numpy():
+    """Every thread beyond one only slows a small network, by 5x on a busy 2-core machine (benchmarks/README.md)."""
+    code = ("import sys, threadpoolctl, torch\nfrom urn_study import cli\ncli.main(sys.argv[1:])\n"
+            "print(torch.get_num_threads(), *{p['num_threads'] for p in threadpoolctl.threadpool_info() "
+            "if p['user_api'] == 'blas'})")
+    proc = subprocess.run([sys.executable, "-c", code, "train", "--set", "train.epochs=1", "--set", "model.steps=2"],
+                          env={**os.environ, "OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"},  # both start at 2
+                          capture_output=True, text=True, check=True)
+    assert proc.stdout.splitlines()[-1].split() == ["1", "1"], proc.stdout
+
+
+def test_threads_of_one_trial_follow_its_size_and_the_idle_cores():
+    from urn_study.cli import default_threads
+
+    assert default_threads(138, cores=16, load=0.0) == 1  # digits
+    assert default_threads(1570, cores=16, load=0.3) == 16  # MNIST with one hidden copy, an idle machine
+    assert default_threads(1570, cores=16, load=5.6) == 10
+    assert default_threads(1570, cores=2, load=15.0) == 1
 
 
 def test_cli_json_output_and_a_folder_numpy_alone_can_run(tmp_path):

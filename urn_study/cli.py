@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -25,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--tracking-uri", help="record the trial as one MLflow run in this store (sqlite:///PATH.db or "
                                               "http://HOST:PORT), as a sweep records each trial; default: no record")
     train.add_argument("--experiment", default="train", help="its MLflow experiment with --tracking-uri (default: train)")
+    train.add_argument("--threads", type=int, help="CPU threads for torch and numpy (default: 1 below "
+                                                   f"{SMALL_NETWORK} neurons; above, the cores idle now)")
     train.set_defaults(handler=_train)
 
     for register in _extra_commands():
@@ -52,16 +55,21 @@ def _train(args: argparse.Namespace) -> int:
     from urn_study.config import load_config, to_flat
 
     config = load_config(args.config, args.overrides)
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads: must be at least 1, got {args.threads}")
     if config.data.uses("mnist"):  # a bad data file is one line before anything is printed
         from urn_study.data import read_mnist
 
         read_mnist(config.data.path)
     record = _open_record(args, config)  # a store that cannot be used is said before training
     from urn_study.trial import run_trial  # after the config check: errors come before torch loads
+    neurons = network_size(config)
+    threads = args.threads or default_threads(neurons, len(os.sched_getaffinity(0)), os.getloadavg()[0])
+    use_threads(threads)
     out = sys.stderr if args.json else sys.stdout
+    regulators = ", ".join(f"{k.split('.')[1]}={v}" for k, v in to_flat(config).items() if k.startswith("regulators.") and v)
     print(f"training one URN on {config.data.name}: steps={config.model.steps}, epochs={config.train.epochs}, "
-          f"regulators " + ", ".join(f"{k.split('.')[1]}={v}" for k, v in to_flat(config).items()
-                                     if k.startswith("regulators.") and v), file=out, flush=True)
+          f"{neurons} neurons, {threads} thread{'s' * (threads > 1)}, regulators {regulators}", file=out, flush=True)
 
     def progress(epoch: int, m: dict) -> None:
         line = (f"epoch {epoch:>3}/{config.train.epochs}  loss {m.get('loss', float('nan')):.4f}  "
@@ -109,6 +117,31 @@ def _open_record(args: argparse.Namespace, config):
     experiment_id = tracking.ensure_experiment(uri, args.experiment)
     source = tracking.source_tags(args.config, name=None if args.config else "urn-study train")
     return tracking.TrialRecord.open_single(uri, experiment_id, args.experiment, config, source)
+SMALL_NETWORK = 1000  # neurons: below, one thread trains fastest (benchmarks/README.md, "Threads of one trial")
+
+
+def network_size(config) -> int:
+    """S: the input lattice, its hidden copies and the outputs."""
+    from urn_study.data import lattice_shape_of, n_classes_of
+
+    return math.prod(lattice_shape_of(config.data)) * (1 + config.model.hidden_channels) + n_classes_of(config.data.name)
+
+
+def default_threads(neurons: int, cores: int, load: float) -> int:
+    """1 for a small network: its matrix products are too small to share out, and each thread more only waits on
+    the others (on a busy machine, for cores other processes hold). A large one: the cores idle now."""
+    if neurons < SMALL_NETWORK:
+        return 1
+    return max(1, cores - round(load))
+
+
+def use_threads(threads: int) -> None:
+    """Torch's threads and numpy's BLAS threads (the structure reading), for the rest of this process."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    threadpool_limits(threads, user_api="blas")
 
 
 def _strict(value):

@@ -15,7 +15,8 @@ def _register_sweep(subparsers) -> None:
                     "MLflow run. The whole study is checked before Ray starts. Results go under "
                     "$URN_RESULTS_DIR (default ./urn_results).")
     parser.add_argument("study", help="the study's YAML file")
-    parser.add_argument("--smoke", action="store_true", help="the study's smoke form: seconds, not minutes")
+    parser.add_argument("--smoke", action="store_true", help="the study's smoke form: a few trials of a few epochs (under a "
+                                                                 "minute, most of it Ray starting)")
     parser.add_argument("--address", help="a Ray cluster to run on (e.g. auto on its head node); default: local Ray")
     parser.add_argument("--tracking-uri", help="an MLflow server (http://127.0.0.1:5000); default: the local "
                                                "SQLite store urn_results/mlflow.db")
@@ -41,9 +42,16 @@ def _register_sweep(subparsers) -> None:
 
 
 def _sweep(args) -> int:
-    from urn_study.sweep.driver import main
+    from urn_study.sweep.inputs import check_inputs
 
-    return main(args)
+    # every input is checked before Ray is imported: a mistake is one line at once, not after seconds
+    inputs = check_inputs(args.study, smoke=args.smoke, address=args.address, tracking_uri=args.tracking_uri,
+                          searcher=args.searcher, max_concurrent=args.max_concurrent, resume=args.resume,
+                          storage=args.storage, num_cpus=args.num_cpus, stall_timeout_s=args.stall_timeout,
+                          gpus_per_trial=args.gpus_per_trial)
+    from urn_study.sweep.driver import run_checked
+
+    return run_checked(inputs)
 
 
 def _register_ui(subparsers) -> None:

@@ -20,12 +20,13 @@ from ray.tune.logger import JsonLoggerCallback
 
 from urn_study import tracking
 from urn_study.config import ConfigError, to_flat
-from urn_study.study import Study, check_data_files, load_study, pack_trials, results_dir, study_question, with_gpus
+from urn_study.study import Study, pack_trials, results_dir, study_question
+from urn_study.sweep.inputs import SweepInputs, check_inputs
 from urn_study.sweep.progress import DiskFull, Progress, Watchdog, stop_reason, trial_dirname, trial_name
-from urn_study.sweep.records import SweepLock, SweepRecord, find_record, new_record, save_record
+from urn_study.sweep.records import SweepLock, SweepRecord, save_record
 from urn_study.sweep.resume import Earlier, earlier_state
-from urn_study.sweep.searchers import BoundarySearch, check_searcher, optuna_searcher, optuna_space
-from urn_study.sweep.trainable import REPORT_EVERY_S, SweepContext, disk_full, error_line, train_pack
+from urn_study.sweep.searchers import BoundarySearch, optuna_searcher, optuna_space
+from urn_study.sweep.trainable import SweepContext, disk_full, error_line, train_pack
 
 
 def run_sweep(study_path: str | Path, smoke: bool = False, address: str | None = None, tracking_uri: str | None = None,
@@ -35,38 +36,23 @@ def run_sweep(study_path: str | Path, smoke: bool = False, address: str | None =
     """Run (or resume) a sweep of a study file; returns 0 when every trial finished, 128 + the signal's number
     when it was stopped by SIGINT or SIGTERM (the state saved for ``--resume``), else 1. ``gpus_per_trial``
     replaces the study's resources.gpu (for this run of the command; a resume takes it again)."""
+    return run_checked(check_inputs(study_path, smoke, address, tracking_uri, searcher, max_concurrent, resume, storage,
+                                    num_cpus, stall_timeout_s, gpus_per_trial), out)
+
+
+def run_checked(inputs: SweepInputs, out=None) -> int:
+    """``run_sweep`` of inputs already checked (inputs.py: the CLI checks them before it imports this module)."""
     out = out or sys.stdout
-    study = load_study(study_path, smoke=smoke)
-    if gpus_per_trial is not None:
-        study = with_gpus(study, gpus_per_trial)
-    if resume:
-        record = find_record(study, resume)
-        searcher = record.searcher
-        record.tracking_uri = tracking.resolve_tracking_uri(tracking_uri or record.tracking_uri)
-    else:
-        record = new_record(study, searcher, tracking.resolve_tracking_uri(tracking_uri), storage)
-    check_searcher(study, searcher)
-    check_data_files(study)
-    if max_concurrent is not None and max_concurrent < 1:
-        raise ConfigError(f"--max-concurrent: must be at least 1, got {max_concurrent}")
-    if num_cpus is not None and num_cpus < 1:
-        raise ConfigError(f"--num-cpus: must be at least 1, got {num_cpus}")
-    if not stall_timeout_s > REPORT_EVERY_S:
-        raise ConfigError(f"--stall-timeout: must be more than {REPORT_EVERY_S:g} s (trials report that often at "
-                          f"most), got {stall_timeout_s:g}")
-    if not address:
-        check_local_resources(study, num_cpus, gpus_flag=gpus_per_trial is not None)
-    tracking.check_tracking(record.tracking_uri)
-    check_storage(record.storage)
+    study, record = inputs.study, inputs.record
     try:
         with SweepLock(record.sweep_id):
-            return _run_locked(study, record, searcher, smoke, address, max_concurrent, resume, num_cpus,
-                               stall_timeout_s, out)
+            return _run_locked(study, record, inputs.searcher, inputs.smoke, inputs.address, inputs.max_concurrent,
+                               inputs.resume, inputs.num_cpus, inputs.stall_timeout_s, out)
     except Exception as err:
         if not disk_full(str(err)):
             raise
         raise ConfigError(f"the disk is full ({error_line(str(err))}); free space, then continue with: urn-study "
-                          f"sweep {study.path}{' --smoke' if smoke else ''} --resume {record.sweep_id}") from None
+                          f"sweep {study.path}{' --smoke' if inputs.smoke else ''} --resume {record.sweep_id}") from None
 
 
 def _run_locked(study: Study, record: SweepRecord, searcher: str, smoke: bool, address: str | None,
@@ -176,47 +162,6 @@ class _Interrupts:
         tune_handler(signal.SIGUSR1, frame)
 
 
-def check_storage(storage: str) -> None:
-    """A local results folder for Ray must be writable before anything starts (a URI is checked by Ray)."""
-    if "://" in storage and not storage.startswith("file://"):
-        return
-    folder = Path(storage.removeprefix("file://"))
-    probe = folder / f".urn-probe-{os.getpid()}"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise ConfigError(f"--storage {storage}: Ray cannot write its results there ({err.strerror or err})") from None
-
-
-def check_local_resources(study: Study, num_cpus: int | None, gpus_flag: bool = False) -> None:
-    """On local Ray a trial bigger than the machine would wait forever: say so before Ray starts. (On a
-    cluster, given by --address, nodes may still be added by the autoscaler.) ``gpus_flag``: the GPUs a trial
-    asks for come from --gpus-per-trial, not the study file."""
-    where = f"{study.path}: resources"
-    if ray.is_initialized():
-        total = ray.cluster_resources()
-        cpus, gpus, source = total.get("CPU", 0.0), total.get("GPU", 0.0), "the connected Ray"
-    else:
-        cpus = float(num_cpus if num_cpus is not None else os.cpu_count() or 1)
-        gpus = float(_local_gpus()) if study.resources.gpu > 0 else 0.0
-        source = "local Ray" + (" (--num-cpus)" if num_cpus is not None else "")
-    if study.resources.cpu > cpus:
-        raise ConfigError(f"{where}.cpu: a trial asks for {study.resources.cpu:g} CPUs, {source} has {cpus:g}")
-    if study.resources.gpu > gpus:
-        asked = f"a trial asks for {study.resources.gpu:g} GPU, {source} has {gpus:g} (run on a cluster with --address"
-        if gpus_flag:
-            raise ConfigError(f"--gpus-per-trial: {asked})")
-        raise ConfigError(f"{where}.gpu: {asked}, or set resources.gpu: 0)")
-
-
-def _local_gpus() -> int:
-    import torch
-
-    return torch.cuda.device_count()
-
-
 def start_ray(address: str | None, num_cpus: int | None) -> bool:
     """Connect to ``address`` or start local Ray; False if this process was already connected."""
     # Tune's own tables and the workers' log lines would bury the progress lines: errors still come back
@@ -232,6 +177,9 @@ def start_ray(address: str | None, num_cpus: int | None) -> bool:
     # SIGINT and SIGTERM are ours while Tune runs (_Interrupts): they stop it through its SIGUSR1 handler
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     _quiet_tune_lines()
+    # Ray turns token authentication on for a new local instance and warns that it did, every sweep (the README
+    # says so once). Choosing it with RAY_AUTH_MODE=token would not be warned of, but Ray reads that at import.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     if ray.is_initialized():
         return False
     if address:
@@ -415,11 +363,3 @@ def _short(value: Any) -> str:
         return f"{number:g}"
     except ValueError:
         return text if len(text) <= 24 else text[:21] + "..."
-
-
-def main(args) -> int:
-    """The ``urn-study sweep`` handler."""
-    return run_sweep(args.study, smoke=args.smoke, address=args.address, tracking_uri=args.tracking_uri,
-                     searcher=args.searcher, max_concurrent=args.max_concurrent, resume=args.resume,
-                     storage=args.storage, num_cpus=args.num_cpus, stall_timeout_s=args.stall_timeout,
-                     gpus_per_trial=args.gpus_per_trial)

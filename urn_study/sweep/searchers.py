@@ -1,5 +1,6 @@
 """The searchers besides the grid: Optuna over the sampled axes (numbered trials, resumable) and the boundary search
-(``urn_study.boundary``) as a Tune searcher; and the checks a searcher would only meet inside Ray."""
+(``urn_study.boundary``) as a Tune searcher. What a searcher needs of the study is checked before Ray starts
+(``inputs.check_searcher``)."""
 from __future__ import annotations
 
 import json
@@ -13,13 +14,10 @@ from ray.tune.search.optuna import OptunaSearch
 
 from urn_study import tracking
 from urn_study.boundary import BoundaryPlan, Issued
-from urn_study.config import ConfigError
 from urn_study.study import Study, results_dir
 from urn_study.sweep.records import SweepRecord
 from urn_study.sweep.resume import Earlier
 from urn_study.sweep.trainable import BOUNDARY_KEY, NUMBER_KEY, finite
-
-SEARCHERS = ("grid", "optuna", "boundary")
 
 
 class NumberedOptunaSearch(OptunaSearch):
@@ -153,34 +151,6 @@ def _summary_of(result: dict) -> dict:
     except (TypeError, ValueError):
         return {}
     return summaries[0] if summaries else {}
-
-
-def check_searcher(study: Study, searcher: str) -> None:
-    """Errors a searcher would only meet inside Ray, raised before it starts (one line, file and key)."""
-    where = str(study.path)
-    if searcher not in SEARCHERS:
-        raise ConfigError(f"--searcher {searcher!r}: one of {', '.join(SEARCHERS)}")
-    if searcher == "boundary":
-        if study.trials_per_worker != 1:
-            raise ConfigError(f"{where}: trials_per_worker: must be 1 with --searcher boundary "
-                              f"(got {study.trials_per_worker}); packs are for grids")
-        if study.sample:
-            raise ConfigError(f"{where}: sample: --searcher boundary refines grid axes; sampled axes are for optuna")
-        for key, values in study.grid.items():
-            if any(not isinstance(v, (int, float, str, bool)) for v in values):
-                raise ConfigError(f"{where}: grid.{key}: the boundary search takes only plain values (no schedules)")
-        study.boundary_search()  # a study without an axis to bisect says so here
-    if searcher == "optuna":
-        if study.trials_per_worker != 1:
-            raise ConfigError(f"{where}: trials_per_worker: must be 1 with --searcher optuna "
-                              f"(got {study.trials_per_worker}); packs are for grids")
-        if not study.sample:
-            raise ConfigError(f"{where}: sample: --searcher optuna needs sampled axes, none given: add e.g. "
-                              "`sample: {regulators.l1: {loguniform: [1.0e-6, 1.0e-3]}}` and `samples: 40` (trials), "
-                              "as search_spaces/best_accuracy.yaml does")
-        for key, values in study.grid.items():
-            if any(not isinstance(v, (int, float, str, bool)) for v in values):
-                raise ConfigError(f"{where}: grid.{key}: optuna takes only plain values (no schedules) as choices")
 
 
 def optuna_space(study: Study) -> tuple[dict, dict]:

@@ -21,9 +21,9 @@ from ray import tune
 from urn_study import tracking
 from urn_study.checkpoint import CheckpointError, load_state, save_state
 from urn_study.config import parse_config
+from urn_study.sweep.inputs import REPORT_EVERY_S
 
 NUMBER_KEY = "urn_trial_number"  # optuna's trial number, added to each suggested config
-REPORT_EVERY_S = 10.0  # between checkpoint epochs, an epoch is reported to Tune (progress) this often at most
 BOUNDARY_KEY = "urn_boundary"  # a boundary-search trial's id, point, seed and round in its Tune config
 # "EPOCH:FOLDER": every Tune trial stops after reporting its checkpoint of EPOCH, writes FOLDER/<trial>.paused (its
 # pid) and waits for FOLDER/go (all) or FOLDER/<trial>.go (that one). Fault tests inject their fault while the trial
