@@ -1,22 +1,23 @@
 """What a sweep prints while it runs: the driver's ``Progress`` callback against Tune's own reporters.
 
-    .venv/bin/python benchmarks/progress_output.py            # 6 trials of 10 reports, 3 repeats: ~3 min
+    .venv/bin/python benchmarks/progress_output.py            # 6 trials of 10 reports, 3 repeats: ~5 min
     .venv/bin/python benchmarks/progress_output.py --smoke    # 2 trials of 3 reports, once: ~30 s
 
-One local Ray (2 CPUs) runs the same small Tune experiment several ways, in turn (A, B, C, B, C, A...), after one
-untimed run that starts Ray's worker processes: trials
-that wait ``--report-s`` seconds between reports (an epoch's training; no CPU, so what differs is the driver's
-work) and report the keys a URN trial reports (``epoch``, losses, accuracy; the last report carries
-``urn_summary`` as a finished trial's does). Ways:
+One local Ray (2 CPUs) runs the same small Tune experiment several ways, in turn (A, B, C, D, B, C, D, A...),
+after one untimed run that starts Ray's worker processes: trials that wait ``--report-s`` seconds between
+reports (an epoch's training; no CPU, so what differs is the driver's work) and report the keys a URN trial
+reports (``epoch``, losses, accuracy; the last report carries ``urn_summary`` as a finished trial's does). Ways:
 
 - ``Progress``: what ``urn-study sweep`` runs: ``verbose=0``, ``RAY_AIR_NEW_OUTPUT=0``, our callback (a line
   every 10 s and at each trial's end);
 - ``CLIReporter``: Tune's classic table (``RAY_AIR_NEW_OUTPUT=0``, Tune's default verbosity);
-- ``new output``: Tune's current default (``RAY_AIR_NEW_OUTPUT=1``, default verbosity).
+- ``new output``: Tune's current default (``RAY_AIR_NEW_OUTPUT=1``, default verbosity);
+- ``silent``: ``verbose=0`` and no callback, the floor against which a reporter's cost shows.
 
 Printed per way: the lines written to the terminal during ``Tuner.fit`` (stdout and stderr, at the file
-descriptors; as in the driver, workers' output is not forwarded), the characters, the wall time of ``fit`` and the driver
-process's CPU seconds during it (every thread of the driver: Tune's loop, the reporter, Ray's client).
+descriptors; as in the driver, workers' output is not forwarded), the characters, the wall time of ``fit``
+and the driver process's CPU seconds during it (every thread of the driver: Tune's loop, the reporter, Ray's
+client).
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from machine import describe  # noqa: E402
 
 from urn_study.model import pick_device  # noqa: E402
 
-WAYS = ("Progress", "CLIReporter", "new output")
+WAYS = ("Progress", "CLIReporter", "new output", "silent")
 
 
 def urn_like_trial(config: dict) -> None:
@@ -56,6 +57,8 @@ def fit(way: str, trials: int, reports: int, report_s: float, storage: Path) -> 
 
     os.environ["RAY_AIR_NEW_OUTPUT"] = "1" if way == "new output" else "0"
     ours = {"verbose": 0, "callbacks": [Progress("bench", trials, reports)]} if way == "Progress" else {}
+    if way == "silent":
+        ours = {"verbose": 0}
     run_config = tune.RunConfig(name=f"{way.replace(' ', '_')}-{time.time_ns()}", storage_path=str(storage), **ours)
     tuner = tune.Tuner(urn_like_trial, run_config=run_config,
                        param_space={"index": tune.grid_search(list(range(trials))), "reports": reports,

@@ -73,7 +73,7 @@ def test_sweep_overhead_smoke_prints_ratio_and_where_time_goes(capsys):
             assert on_core > 0 and waiting >= 0
 
 
-@pytest.mark.slow  # makes an MLflow store of 100 recorded runs, runs `urn-study phase` on it: ~25 s
+@pytest.mark.slow  # makes an MLflow store of 100 recorded runs, runs `urn-study phase` on it and reads it two ways: ~30 s
 def test_analysis_scale_smoke_times_each_step_and_the_phase_command(capsys, tmp_path):
     module = _load("analysis_scale")
     module.main(["--smoke", str(tmp_path / "store")])
@@ -111,7 +111,7 @@ def test_metric_logging_smoke_keeps_every_point_through_an_outage(capsys):
         assert errors == 0 and stored == of == 12
 
 
-@pytest.mark.slow  # starts Ray and runs a two-trial Tune experiment three ways: ~30 s
+@pytest.mark.slow  # starts Ray and runs a two-trial Tune experiment five times (a warm-up, four ways): ~40 s
 def test_progress_output_smoke_counts_what_each_reporter_prints(capsys):
     _load("progress_output").main(["--smoke"])
     out = capsys.readouterr().out
