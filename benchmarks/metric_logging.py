@@ -126,11 +126,11 @@ def start_server(folder: Path, port: int) -> subprocess.Popen:
     """``mlflow server`` on 127.0.0.1:port (the tests' fixture's command), answering when this returns."""
     from conftest import MLFLOW, wait_http
 
-    log = open(folder / "server.log", "ab")
-    process = subprocess.Popen([str(MLFLOW), "server", "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
-                                "--artifacts-destination", str(folder / "served"), "--host", "127.0.0.1",
-                                "--port", str(port), "--workers", "1"],
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(folder / "server.log", "ab") as log:  # the server keeps its own copy of the descriptor
+        process = subprocess.Popen([str(MLFLOW), "server", "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
+                                    "--artifacts-destination", str(folder / "served"), "--host", "127.0.0.1",
+                                    "--port", str(port), "--workers", "1"],
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     wait_http(f"http://127.0.0.1:{port}/health", process=process)
     return process
 
