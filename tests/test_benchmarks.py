@@ -73,7 +73,7 @@ def test_sweep_overhead_smoke_prints_ratio_and_where_time_goes(capsys):
             assert on_core > 0 and waiting >= 0
 
 
-@pytest.mark.slow  # makes an MLflow store of 100 recorded runs, runs `urn-study phase` on it: ~25 s
+@pytest.mark.slow  # makes an MLflow store of 100 recorded runs, runs `urn-study phase` on it and reads it two ways: ~30 s
 def test_analysis_scale_smoke_times_each_step_and_the_phase_command(capsys, tmp_path):
     module = _load("analysis_scale")
     module.main(["--smoke", str(tmp_path / "store")])
@@ -87,3 +87,35 @@ def test_analysis_scale_smoke_times_each_step_and_the_phase_command(capsys, tmp_
     assert (figures / "phase_diagram.png").is_file() and (figures / "gallery.png").is_file()
     module.main(["--smoke", str(tmp_path / "store")])  # a second call reuses the store
     assert "making the store" not in capsys.readouterr().out
+    # the same store read through mlflow.search_runs and a plain parquet file, beside our cache
+    _load("study_table_cache").main(["--smoke", str(tmp_path / "store")])
+    out = capsys.readouterr().out
+    assert "making the store" not in out and "interleaved" in out
+    for label, runs in (("ours, cold", 100), ("ours, warm", 100), ("library, cold", 101), ("library, warm", 101),
+                        ("library, parquet alone", 101)):  # the library's table also holds the sweep's own run
+        seconds, rows = _numbers(out, label)[:2]
+        assert seconds > 0 and rows == runs
+
+
+@pytest.mark.slow  # starts an MLflow server twice (the second time after stopping it mid-run): ~40 s
+def test_metric_logging_smoke_keeps_every_point_through_an_outage(capsys):
+    _load("metric_logging").main(["--smoke"])
+    out = capsys.readouterr().out
+    assert "torch " in out and "cores" in out
+    for way in ("sync", "MetricSender 5 s", "MetricSender 0 s", "mlflow async"):
+        median_ms, longest_ms, stored_s = _numbers(out, f"  {way}")[:3]  # the first table: the SQLite store
+        assert 0 <= median_ms <= longest_ms and stored_s >= 0
+    outage = out[out.index("server down"):]
+    for way in ("MetricSender 5 s", "MetricSender 0 s"):  # queued while the server was away, delivered after
+        _, errors, stored, of = _numbers(outage, f"  {way}")
+        assert errors == 0 and stored == of == 12
+
+
+@pytest.mark.slow  # starts Ray and runs a two-trial Tune experiment five times (a warm-up, four ways): ~40 s
+def test_progress_output_smoke_counts_what_each_reporter_prints(capsys):
+    _load("progress_output").main(["--smoke"])
+    out = capsys.readouterr().out
+    assert "torch " in out and "cores" in out
+    lines = {way: _numbers(out, way)[0] for way in ("Progress", "CLIReporter", "new output")}
+    # ours: one line per finished trial and a final one (nothing else of Ray's or Tune's is printed by fit)
+    assert lines["Progress"] >= 3 and lines["Progress"] < min(lines["CLIReporter"], lines["new output"])
