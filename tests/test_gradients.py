@@ -5,13 +5,14 @@ import itertools
 import pytest
 import torch
 
-from urn_study.model import URN, initial_weights
+from urn_study.config import REGULATORS
+from urn_study.model import ACTIVATIONS, URN, initial_weights
 from urn_study.regulators import add_regulator_gradient, linear_cost, regulator_penalty, waits
 
-NAMES = ("l1", "l2", "locality", "width", "self")
+NAMES = REGULATORS  # every regulator the config knows: a new one joins the check by itself
 
 
-@pytest.mark.parametrize("active", [set(c) for r in range(1, 6) for c in itertools.combinations(NAMES, r)],
+@pytest.mark.parametrize("active", [set(c) for r in range(1, len(NAMES) + 1) for c in itertools.combinations(NAMES, r)],
                          ids=lambda a: "+".join(sorted(a)))
 def test_closed_form_regulator_gradient_equals_autograd(active):
     gen = torch.Generator().manual_seed(len(active))
@@ -31,7 +32,7 @@ def test_closed_form_regulator_gradient_equals_autograd(active):
     torch.testing.assert_close(grad - 0.5, leaf.grad, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("activation", ["relu", "tanh", "identity"])
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
 @pytest.mark.parametrize("input_mode,readout,steps", [("once", "last", 1), ("once", "last", 3), ("clamp", "all", 3),
                                                       ("once", "all", 4)])
 def test_urn_gradients_pass_the_numerical_check(activation, input_mode, readout, steps):

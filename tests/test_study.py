@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from urn_study import study as study_module
 from urn_study.config import ConfigError, to_flat
 from urn_study.study import load_study, pack_trials
 
@@ -123,6 +124,17 @@ def test_smoke_block_overlays_base_and_axes(tmp_path):
     assert {t.config.train.epochs for t in smoke.trials()} == {1}
     assert [t.point["regulators.locality"] for t in smoke.trials()] == [0, 1.0e-3]  # untouched axis kept
     assert load_study(path).trials()[0].config.train.epochs == 2
+
+
+def test_smoke_form_checks_the_full_study_too(tmp_path):
+    """A smoke run is where a study file gets checked: a mistake its smoke block would replace is still found."""
+    path = write(tmp_path, TINY.replace("seeds: [0, 1]", "seeds: many") + "smoke:\n  seeds: [0]\n")
+    assert "seeds: expected a non-empty list of integers" in error_of(path, smoke=True)
+
+
+@pytest.mark.parametrize("text", ["", "# Question: nothing yet\n", "name: empty\nseeds: [0, 1]\n"])
+def test_a_study_that_trains_nothing_of_its_own_is_refused(tmp_path, text):
+    assert "trains nothing of its own" in error_of(write(tmp_path, text))
 
 
 def test_sampled_axes_are_drawn_reproducibly_under_grid(tmp_path):
@@ -292,6 +304,10 @@ def test_a_study_of_too_many_trials_is_refused_before_it_is_built(tmp_path, monk
     # the smoke form is counted as it would run: its axes laid over the study's (2 x 3 from TINY)
     smoke = f"smoke:\n  grid: {{regulators.width: {values}, regulators.l2: {values}}}\n  seeds: {list(range(11))}\n"
     path = write(tmp_path, TINY + smoke)
+    monkeypatch.undo()  # the full form (TINY) is built and checked first; the smoke form must not be
+    full_form = study_module._expand
+    monkeypatch.setattr("urn_study.study._expand",
+                        lambda study: pytest.fail("the smoke trials were built") if study.smoke else full_form(study))
     assert f"{2 * 3 * 40 * 40 * 11:,} trials" in error_of(path, smoke=True)
     # one axis too long for any study is refused before its values are checked one by one
     axis = f"grid: {{regulators.l1: [{', '.join(str(i) for i in range(100_001))}]}}\n"

@@ -315,20 +315,18 @@ def test_trial_run_over_http(mlflow_server, results, trial):
 # --- the heatmap -------------------------------------------------------------------------------------
 
 
-def test_heatmap_orders_neurons_by_level(trial):
+def test_heatmap_orders_neurons_by_level():
+    """Against an order written out by hand: level 0 first, then 1, then 2, inactive (-1) last, each in index order."""
     from analysis.plots import draw_weight_heatmap
-    from analysis.structure import level_blocks, neuron_order
 
-    _, _, result = trial
-    levels = result.structure["levels"]
-    fig = draw_weight_heatmap(result.weights, levels, layout=result.layout, title="t")
-    order = neuron_order(levels)
-    shown = fig.axes[0].images[0].get_array()
-    np.testing.assert_allclose(shown, np.abs(result.weights)[np.ix_(order, order)])
-    blocks = level_blocks(levels)
-    assert sum(stop - start for _, start, stop in blocks) == len(levels)
-    assert [b[0] for b in blocks if b[0] >= 0] == sorted(b[0] for b in blocks if b[0] >= 0)
-    assert all(b[0] == -1 for b in blocks[len([b for b in blocks if b[0] >= 0]):])  # inactive last
+    levels = [2, -1, 0, 1, 0, -1, 1]
+    order = [2, 4, 3, 6, 0, 1, 5]
+    w = np.arange(49, dtype=float).reshape(7, 7) - 24.0
+    fig = draw_weight_heatmap(w, levels, title="t")
+    np.testing.assert_allclose(fig.axes[0].images[0].get_array(), np.abs(w)[np.ix_(order, order)])
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["L0", "L1", "L2", "off"]
+    assert sorted(line.get_xdata()[0] for line in fig.axes[0].lines if line.get_xdata()[0] == line.get_xdata()[1]) == [
+        1.5, 3.5, 4.5]  # block borders between levels 0 | 1 | 2 | off
 
 
 def test_heatmap_signed_and_without_levels():

@@ -54,6 +54,11 @@ def test_reports_every_epoch_with_losses_regulators_accuracies_and_snapshot_stru
         for key in ("task_loss", "loss", "train_accuracy", "test_accuracy", "reg_l1", "reg_locality", "reg_self"):
             assert math.isfinite(m[key])
         assert m["loss"] == pytest.approx(m["task_loss"] + sum(m[f"reg_{r}"] for r in ("l1", "l2", "locality", "width", "self")))
+    # the regulators' figures against their formulas on the final W, in numpy (l1 = 1e-4, locality = 1e-3, alpha = 1)
+    last, absw = history[-1][1], np.abs(result.weights.astype(np.float64))
+    assert last["reg_l1"] == pytest.approx(1e-4 * absw.sum(), rel=1e-4)
+    assert last["reg_locality"] == pytest.approx(1e-3 * (absw * result.layout.distances).sum(), rel=1e-4)
+    assert last["reg_l2"] == last["reg_width"] == last["reg_self"] == 0.0
     snapshot_epochs = [epoch for epoch, m in history if "phase" in m]
     assert snapshot_epochs == [5, 10, 15, 20, 25, 30]
     assert sorted(result.snapshots) == snapshot_epochs

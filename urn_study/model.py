@@ -10,6 +10,13 @@ import torch
 from torch import nn
 
 ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "identity": lambda a: a}
+# d phi / d a from phi's output h, one per activation (a new activation without its backward is a KeyError,
+# never a silent identity)
+BACKWARDS = {
+    "relu": lambda grad, h: torch.ops.aten.threshold_backward(grad, h, 0),  # relu's own backward: grad where h > 0
+    "tanh": lambda grad, h: torch.ops.aten.tanh_backward(grad, h),  # grad * (1 - h^2)
+    "identity": lambda grad, h: grad.clone(),
+}
 
 
 class URN(nn.Module):
@@ -82,12 +89,7 @@ class _Activate(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (h,) = ctx.saved_tensors
-        if ctx.activation == "relu":
-            grad_a = torch.ops.aten.threshold_backward(grad, h, 0)  # relu's own backward: grad where h > 0
-        elif ctx.activation == "tanh":
-            grad_a = torch.ops.aten.tanh_backward(grad, h)  # grad * (1 - h^2)
-        else:
-            grad_a = grad.clone()
+        grad_a = BACKWARDS[ctx.activation](grad, h)
         grad_a[..., ctx.n_act:] = grad[..., ctx.n_act:]
         grad_a[..., :ctx.n_clamped] = 0.0
         return grad_a, None, None, None

@@ -175,7 +175,10 @@ def load_study(path: str | Path, smoke: bool = False) -> Study:
     raw = load_yaml(path)
     where = str(path)
     _check_keys(where, "", raw, STUDY_KEYS)
+    if not raw.keys() & {"base", "grid", "sample"}:
+        raise ConfigError(f"{where}: the study trains nothing of its own: give a base config, grid axes or sample axes")
     if smoke:
+        load_study(path)  # a smoke run is where a study file gets checked: its full form must be valid too
         raw = _apply_smoke(where, raw)
     name = raw.get("name", path.stem)
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
