@@ -117,6 +117,8 @@ def _open_record(args: argparse.Namespace, config):
     experiment_id = tracking.ensure_experiment(uri, args.experiment)
     source = tracking.source_tags(args.config, name=None if args.config else "urn-study train")
     return tracking.TrialRecord.open_single(uri, experiment_id, args.experiment, config, source)
+
+
 SMALL_NETWORK = 1000  # neurons: below, one thread trains fastest (benchmarks/README.md, "Threads of one trial")
 
 
