@@ -213,35 +213,71 @@ def test_trial_run_in_a_local_store(results, trial):
     assert client.get_run(parent).info.status == "FINISHED"
 
 
-def test_metric_sender_sends_in_batches_from_its_thread_and_keeps_what_the_store_refuses():
-    import threading
+def _wait_for(condition, what: str, timeout: float = 30.0) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` if it never does (no window to tune: a bound)."""
     import time
 
-    sent, down = [], threading.Event()
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.02)
+
+
+def test_metric_sender_sends_in_batches_from_its_thread_and_keeps_what_the_store_refuses(caplog):
+    import logging
+    import threading
+
+    sent, refused, down = [], threading.Semaphore(0), threading.Event()
 
     def send(items):
         if down.is_set():
-            raise tracking.TrackingError("store away")
+            refused.release()
+            raise tracking.TrackingError("store away\n(the server's own traceback)")
         sent.append((threading.current_thread().name, list(items)))
 
+    caplog.set_level(logging.WARNING, logger="urn_study.tracking")
     sender = tracking.MetricSender(send, every_s=0.05)
     down.set()
     sender.add([1, 2])
     sender.add([3])
-    time.sleep(0.3)  # several turns of the thread, each refused
-    assert sent == [] and sender.queued == 3
+    for turn in range(2):  # two turns of the sender's thread, each refused
+        assert refused.acquire(timeout=30), f"the sender's thread never tried (turn {turn})"
+    assert sent == [] and sender.queued == 3 and sender.failing
     with pytest.raises(tracking.TrackingError):
         sender.flush()
     down.clear()
-    deadline = time.monotonic() + 10
-    while sender.queued and time.monotonic() < deadline:
-        time.sleep(0.02)
+    _wait_for(lambda: not sender.failing, "the thread sending again")
     assert [name for name, _ in sent] == ["urn-metrics"] and sent[0][1] == [1, 2, 3]  # one batch, in order
+    # said once when the store went away (its first line), once when it came back: not a line per try
+    said = [r.getMessage() for r in caplog.records if r.name == "urn_study.tracking"]
+    assert len(said) == 2 and "store away" in said[0] and "3 queued" in said[0] and "traceback" not in said[0], said
+    assert "again" in said[1]
     sender.add(list(range(2500)))
     sender.close()
     batches = [items for _, items in sent[1:]]
     assert sum(batches, []) == list(range(2500)) and max(len(b) for b in batches) <= 1000
     sender._thread.join(timeout=1)
+    assert not sender._thread.is_alive()
+
+
+def test_a_store_that_never_comes_back_loses_no_metric_silently():
+    """The sender keeps every metric while the store refuses them; its close says so (TrackingError), the metrics
+    still queued for the trial's own handling (the run ends FAILED with what did arrive)."""
+    import threading
+
+    tries = threading.Semaphore(0)
+
+    def send(items):
+        tries.release()
+        raise tracking.TrackingError("store away")
+
+    sender = tracking.MetricSender(send, every_s=0.0)
+    sender.add([1, 2, 3])
+    assert tries.acquire(timeout=30), "the sender's thread never tried"
+    with pytest.raises(tracking.TrackingError, match="store away"):
+        sender.close()
+    assert sender.queued == 3 and sender.failing
+    sender._thread.join(timeout=30)
     assert not sender._thread.is_alive()
 
 

@@ -86,6 +86,7 @@ IMAGE_KEY = "W"  # the snapshots' heatmaps in the UI's image view, one step per 
 # MLflow logs each database error (several lines: SQL, parameters) before raising it; the raised error is
 # what urn-study reports, in one line
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+_log = logging.getLogger(__name__)
 
 
 class TrackingError(ConfigError):
@@ -590,6 +591,7 @@ class MetricSender:
         self._queued = threading.Event()  # something waits to be sent
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.failing = False  # the last send from the thread failed (said once, in a warning)
 
     @property
     def queued(self) -> int:
@@ -612,9 +614,18 @@ class MetricSender:
             self._queued.clear()
             try:
                 self.flush()
-            except Exception:  # noqa: BLE001 - still queued; the trial's own flush or close raises it
+            except Exception as err:  # noqa: BLE001 - still queued; the trial's own flush or close raises it
+                if not self.failing:  # one line when the store goes away, one when it is back: not one per try
+                    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+                    _log.warning("metrics wait for the tracking store, training goes on (%d queued): %s", self.queued,
+                                 first)
+                self.failing = True
                 self._queued.set()
                 self._stop.wait(max(self.every_s, 1.0))
+            else:
+                if self.failing:
+                    _log.warning("metrics reach the tracking store again")
+                self.failing = False
 
     def flush(self) -> None:
         with self._send_lock:
