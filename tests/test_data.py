@@ -339,6 +339,7 @@ BAD = [
     ("switch_to", {"switch_to": "digits", "switch_epoch": 3}),  # to itself
     ("switch_to", {"switch_to": "nlgp", "switch_epoch": 3}),  # (8, 8) -> (16,): neurons cannot move
     ("switch_to", {"name": "nlgp", "dims": 2, "side": 8, "switch_to": "digits", "switch_epoch": 3}),  # 10 > 2 classes
+    ("switch_to", {"name": "digits", "dims": 2, "side": 8, "switch_to": "nlgp", "switch_epoch": 1}),  # 2 < 10 classes
     ("switch_epoch", {"switch_to": "digits_permuted"}),
     ("switch_epoch", {"switch_epoch": -1}),
     ("side", {"name": "nlgp", "side": 10**6}),  # 60 GiB of samples: refused before allocating
@@ -361,7 +362,6 @@ def test_check_names_the_field(field: str, kwargs: dict) -> None:
         {"name": "nlgp", "gain": 0.0},
         {"xi0": 2.0, "xi1": 2.0},  # equal lengths only matter when nlgp is used
         {"switch_to": "digits_permuted", "switch_epoch": 5},
-        {"name": "digits", "dims": 2, "side": 8, "switch_to": "nlgp", "switch_epoch": 1},
         {"name": "nlgp", "switch_to": "teacher", "switch_epoch": 2},
     ],
 )

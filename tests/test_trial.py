@@ -223,3 +223,34 @@ def test_a_network_too_big_for_memory_is_refused_before_its_data_are_generated(m
     config = parse_config({"data.name": "nlgp", "data.side": 100000})
     with pytest.raises(ConfigError, match=r"^200002 neurons need about \d+ GiB for their weights alone \(at most 16\)"):
         run_trial(config)
+
+
+@pytest.mark.parametrize("hidden_layout,output_position", [("random", "free"), ("lattice", "center")])
+def test_hidden_layout_and_output_rule_in_training(hidden_layout, output_position):
+    """The wiring cost a trial pays, against the rule written out in numpy from the saved positions: Euclidean
+    distance on digits' (open) 8 x 8 lattice; `free` outputs cost nothing to wire, `center` ones their distance
+    from the lattice's centre. Random hidden neurons sit off the lattice's points."""
+    result, history = _train(train__epochs=2, regulators__locality=1e-3, model__hidden_layout=hidden_layout,
+                             model__output_position=output_position)
+    layout, absw = result.layout, np.abs(result.weights.astype(np.float64))
+    positions = layout.positions
+    distance = np.sqrt(((positions[:, None, :] - positions[None, :, :]) ** 2).sum(-1))
+    if output_position == "free":
+        distance[-10:, :] = distance[:, -10:] = 0.0
+    assert history[-1][1]["reg_locality"] == pytest.approx(1e-3 * (absw * distance).sum(), rel=1e-4)
+    hidden = positions[64:128]
+    on_lattice = np.all(hidden == np.round(hidden), axis=1)
+    assert on_lattice.all() if hidden_layout == "lattice" else not on_lattice.any()
+    assert result.metrics["test_accuracy"] > 0.5  # it trains (chance: 0.1)
+
+
+def test_constant_learning_rate_does_not_depend_on_the_length_of_training():
+    """Under `constant` the first epoch is the same whatever the number of epochs; under the cosine it is not (the
+    decay is spread over the whole training)."""
+    def first_epoch(schedule: str, epochs: int) -> np.ndarray:
+        result, _ = _train(train__epochs=epochs, train__snapshot_every=1, train__lr_schedule=schedule)
+        return result.snapshots[1]
+
+    np.testing.assert_array_equal(first_epoch("constant", 2), first_epoch("constant", 3))
+    assert not np.array_equal(first_epoch("cosine", 2), first_epoch("cosine", 3))
+

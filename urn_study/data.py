@@ -135,9 +135,9 @@ class DataConfig:
         if before != after:
             _fail("switch_to", f"{self.switch_to!r} lives on lattice {after}, {self.name!r} on {before}: "
                   "the neurons cannot move")
-        if n_classes_of(self.switch_to) > n_classes_of(self.name):
-            _fail("switch_to", f"{self.switch_to!r} has more classes than the "
-                  f"{n_classes_of(self.name)} outputs of {self.name!r}")
+        if n_classes_of(self.switch_to) != n_classes_of(self.name):  # the outputs and their samples' count stay
+            _fail("switch_to", f"{self.switch_to!r} has {n_classes_of(self.switch_to)} classes, {self.name!r} "
+                  f"{n_classes_of(self.name)}: a switch keeps the outputs, so both must have as many classes")
 
     def switched(self) -> "DataConfig":
         """The config of the dataset after the switch (same geometry parameters, no further switch)."""
