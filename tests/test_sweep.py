@@ -181,6 +181,32 @@ def test_resume_needs_an_earlier_sweep(results, tmp_path, capsys):
     assert "no earlier sweep" in capsys.readouterr().err
 
 
+def test_resume_by_sweep_id_and_of_a_changed_study(results, tmp_path, capsys):
+    """Without Ray: the records two sweeps left, found by id or as the latest; a study whose trials changed since is
+    refused in one line, and so is an id that is not this study's."""
+    from urn_study.sweep.inputs import check_inputs
+    from urn_study.sweep.records import SweepRecord, new_record, save_record
+
+    path = write(tmp_path, TINY)
+    study = load_study(path)
+    uri = tracking.resolve_tracking_uri()
+    first = new_record(study, "grid", uri, None)
+    save_record(first)
+    second = SweepRecord(**{**first.__dict__, "sweep_id": first.sweep_id + "-b", "created": first.created + "~",
+                            "searcher": "boundary"})
+    save_record(second)
+    assert check_inputs(path, resume=first.sweep_id).record.sweep_id == first.sweep_id
+    latest = check_inputs(path, resume="latest")
+    assert latest.record.sweep_id == second.sweep_id and latest.searcher == "boundary"  # the record's searcher
+    other = write(tmp_path, TINY.replace("name: tiny", "name: other"), "other.yaml")
+    assert cli.main(["sweep", str(other), "--resume", first.sweep_id]) == 2
+    assert f"sweep {first.sweep_id!r} belongs to study 'tiny'" in capsys.readouterr().err
+    path.write_text(TINY.replace("train.epochs: 2", "train.epochs: 3"))  # the same study, other trials
+    assert cli.main(["sweep", str(path), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the study changed since sweep" in err and second.sweep_id in err
+
+
 def test_optuna_needs_sampled_axes_and_one_trial_per_worker(tmp_path):
     from urn_study.sweep.inputs import check_searcher
 
