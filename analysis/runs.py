@@ -1,9 +1,10 @@
 """A study's recorded trials as one tidy table, and re-reading their structure with other thresholds.
 
-``load_study_runs`` reads the trial runs of a study's MLflow experiment (local store or server) into a
-DataFrame, one row per trial: the config keys typed back from MLflow's strings, the final metrics, the
-phase, depth, widths and locality, the run's status. ``reclassify`` re-runs the functional reading
-(``analysis.measure``) on each trial's saved W, b and W0 with other thresholds, without retraining.
+``load_study_runs`` reads the trial runs of a study's MLflow experiment (local store or server, through
+``urn_study.tracking``: the one module that imports mlflow) into a DataFrame, one row per trial: the config keys
+typed back from MLflow's strings, the final metrics, the phase, depth, widths and locality, the run's status.
+``reclassify`` re-runs the functional reading (``analysis.measure``) on each trial's saved W, b and W0 with other
+thresholds, without retraining.
 
 Scale: MLflow's search reads every param, tag and metric of every run (2 to 4 s per 1,000 runs from a
 local SQLite store on 2 cores), so the raw records are cached in a parquet file, one per (store,
@@ -27,15 +28,15 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-# The record layout: the artifacts' names (urn_study.artifacts), the trial tag and final tags (urn_study.tracking).
+# The record layout: the artifacts' names (urn_study.artifacts), the trial tag and final tags (urn_study.tracking);
+# the store itself is read through tracking's reading functions (tracking.search_runs...).
+from urn_study import tracking
 from urn_study.artifacts import BIAS, INITIAL, LAYOUT, WEIGHTS
 from urn_study.study import results_dir
-from urn_study.tracking import FINAL_TAGS, TRIAL_TAG, is_local, resolve_tracking_uri
+from urn_study.tracking import FINAL_TAGS, TRIAL_TAG, UNFINISHED, is_local, resolve_tracking_uri
 
 CACHE_VERSION = 2
 WATERMARK_MARGIN_MS = 10_000  # re-read runs that ended up to 10 s before the latest the cache holds (clock skew)
-PAGE = 10_000
-UNFINISHED = ("RUNNING", "SCHEDULED")
 PARAM, METRIC, TAG = "param:", "metric:", "tag:"  # prefixes of the raw record columns (cache only)
 BASE_COLUMNS = ("trial_id", "run_id", "status", "start_time", "end_time")
 
@@ -131,46 +132,28 @@ def tidy_table(records: pd.DataFrame, trial_tag: str = TRIAL_TAG) -> pd.DataFram
     return table.sort_values(["trial_id", "start_time"], kind="stable").reset_index(drop=True)
 
 
-# --- reading the store -----------------------------------------------------------------------
+# --- reading the store (through urn_study.tracking, the one module that speaks MLflow) ----------------
 
 
-def run_record(run) -> dict[str, Any]:
-    """One MLflow run as a flat record: info, ``param:``, ``metric:`` (latest value) and ``tag:`` columns."""
-    info, data = run.info, run.data
-    record: dict[str, Any] = {"run_id": info.run_id, "run_name": info.run_name, "status": info.status,
-                              "start_time": info.start_time, "end_time": info.end_time,
-                              "artifact_uri": info.artifact_uri}
-    record.update({PARAM + k: v for k, v in data.params.items()})
-    record.update({METRIC + k: float(v) for k, v in data.metrics.items()})
-    record.update({TAG + k: v for k, v in data.tags.items() if not k.startswith("mlflow.")})
-    record[TAG + "parent_run_id"] = data.tags.get("mlflow.parentRunId")
+def run_record(run: dict[str, Any]) -> dict[str, Any]:
+    """One run (``tracking.run_fields``) as a flat record: info, ``param:``, ``metric:`` (latest value) and
+    ``tag:`` columns."""
+    record: dict[str, Any] = {k: run[k] for k in ("run_id", "run_name", "status", "start_time", "end_time",
+                                                  "artifact_uri")}
+    record.update({PARAM + k: v for k, v in run["params"].items()})
+    record.update({METRIC + k: v for k, v in run["metrics"].items()})
+    record.update({TAG + k: v for k, v in run["tags"].items()})
+    record[TAG + "parent_run_id"] = run["parent_run_id"]
     return record
 
 
-def _search(client, experiment_id: str, filter_string: str = "", view: str = "active") -> list:
-    from mlflow.entities import ViewType
-
-    view_type = {"active": ViewType.ACTIVE_ONLY, "deleted": ViewType.DELETED_ONLY}[view]
-    runs, token = [], None
-    while True:
-        page = client.search_runs([experiment_id], filter_string=filter_string, run_view_type=view_type,
-                                  max_results=PAGE, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
-
-
-def _changed_runs(client, experiment_id: str, cached: pd.DataFrame, watermark: int) -> tuple[list, set[str]]:
+def _changed_runs(tracking_uri: str, experiment_id: str, cached: pd.DataFrame,
+                  watermark: int) -> tuple[list[dict], set[str]]:
     """Runs to re-read since the cache was written, and the ids of runs now deleted."""
-    found = {r.info.run_id: r for r in _search(client, experiment_id, f"attributes.end_time >= {watermark}")}
-    for status in UNFINISHED:
-        found.update({r.info.run_id: r for r in _search(client, experiment_id, f"attributes.status = '{status}'")})
+    found = {run["run_id"]: run for run in tracking.runs_changed_since(tracking_uri, experiment_id, watermark)}
     pending = [rid for rid in cached.loc[cached["status"].isin(UNFINISHED), "run_id"] if rid not in found]
-    for start in range(0, len(pending), 100):
-        ids = ", ".join(f"'{rid}'" for rid in pending[start:start + 100])
-        found.update({r.info.run_id: r for r in _search(client, experiment_id, f"attributes.run_id IN ({ids})")})
-    deleted = {r.info.run_id for r in _search(client, experiment_id, view="deleted")}
+    found.update({run["run_id"]: run for run in tracking.runs_by_id(tracking_uri, experiment_id, pending)})
+    deleted = {run["run_id"] for run in tracking.search_runs(tracking_uri, experiment_id, view="deleted")}
     deleted |= set(pending) - set(found)  # unfinished before, now neither active nor deleted: purged
     return list(found.values()), deleted
 
@@ -236,16 +219,16 @@ def _write_cache(files: tuple[Path, Path], key: dict, frame: pd.DataFrame) -> No
     meta_tmp.replace(meta_file)
 
 
-def study_records(client, experiment_id: str, files: tuple[Path, Path] | None, key: dict,
+def study_records(tracking_uri: str, experiment_id: str, files: tuple[Path, Path] | None, key: dict,
                   refresh: bool = False) -> pd.DataFrame:
     """Raw records of every active run of the experiment: from the cache plus the runs changed since, or
     (``refresh``, no usable cache, ``files`` None) from a full search. Writes the cache back."""
     cached = _read_cache(files, key) if files is not None and not refresh else None
     if cached is None:
-        frame = _records_frame(run_record(r) for r in _search(client, experiment_id))
+        frame = _records_frame(run_record(r) for r in tracking.search_runs(tracking_uri, experiment_id))
     else:
         frame, watermark = cached
-        changed, deleted = _changed_runs(client, experiment_id, frame, watermark)
+        changed, deleted = _changed_runs(tracking_uri, experiment_id, frame, watermark)
         fresh = _records_frame(run_record(r) for r in changed)
         keep = ~frame["run_id"].isin(set(fresh["run_id"]) | deleted)
         frame = _normalise(pd.concat([frame[keep], fresh], ignore_index=True))
@@ -257,19 +240,12 @@ def study_records(client, experiment_id: str, files: tuple[Path, Path] | None, k
 # --- the public loaders ----------------------------------------------------------------------
 
 
-def _experiment(client, study: Any):
-    """The MLflow experiment of a study: a Study (its name), an experiment name, or an experiment id."""
+def _experiment(tracking_uri: str, study: Any) -> tuple[str, str]:
+    """(id, name) of the MLflow experiment of a study: a Study (its name), an experiment name, or an experiment id."""
     name = getattr(study, "name", study)
-    experiment = client.get_experiment_by_name(str(name))
-    if experiment is None and str(name).isdigit():
-        from mlflow.exceptions import MlflowException
-
-        try:
-            experiment = client.get_experiment(str(name))
-        except MlflowException:  # no such id
-            experiment = None
+    experiment = tracking.find_experiment(tracking_uri, str(name))
     if experiment is None:
-        raise LookupError(f"no study {name!r} recorded in {client.tracking_uri} (run its sweep first)")
+        raise LookupError(f"no study {name!r} recorded in {tracking_uri} (run its sweep first)")
     return experiment
 
 
@@ -278,20 +254,17 @@ def load_study_runs(study: Any, tracking_uri: str | None = None, refresh: bool =
     """One row per trial run of a study: trial_id, run_id, status, start/end time, every config key
     typed back (numbers, bools, strings; schedules as their recorded text), the final metrics, and the
     tags (phase, depth as integers, widths as lists...). Cached beside the store (see the module docstring)."""
-    from mlflow.tracking import MlflowClient
-
     tracking_uri = resolve_tracking_uri(tracking_uri)
     store = Path(tracking_uri[len("sqlite:///"):]) if is_local(tracking_uri) else None
     if store is not None and not store.is_file():  # MLflow would create an empty store there: reading writes nothing
         raise LookupError(f"no study {getattr(study, 'name', study)!r} recorded: no MLflow store at {store}")
-    client = MlflowClient(tracking_uri)
-    experiment = _experiment(client, study)
+    experiment_id, experiment_name = _experiment(tracking_uri, study)
     files = None
     if use_cache:
         folder = Path(cache_dir) if cache_dir is not None else default_cache_dir(tracking_uri)
-        files = _cache_files(folder, tracking_uri, experiment.experiment_id, experiment.name)
-    key = {"version": CACHE_VERSION, "tracking_uri": tracking_uri, "experiment_id": experiment.experiment_id}
-    records = study_records(client, experiment.experiment_id, files, key, refresh)
+        files = _cache_files(folder, tracking_uri, experiment_id, experiment_name)
+    key = {"version": CACHE_VERSION, "tracking_uri": tracking_uri, "experiment_id": experiment_id}
+    records = study_records(tracking_uri, experiment_id, files, key, refresh)
     return tidy_table(records, TRIAL_TAG)
 
 
@@ -338,22 +311,7 @@ def _local_artifact(artifact_uri: str | None, name: str) -> Path | None:
 
 def download_artifact(run_id: str, name: str, tracking_uri: str | None, folder: str | Path) -> Path:
     """A run's artifact copied into ``folder``; raises FileNotFoundError naming the run if absent."""
-    import mlflow.artifacts
-    from mlflow.exceptions import MlflowException
-
-    previous = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # one bar per file would flood the output
-    try:
-        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=name, dst_path=str(folder),
-                                                   tracking_uri=resolve_tracking_uri(tracking_uri))
-    except (MlflowException, OSError) as err:
-        raise FileNotFoundError(f"run {run_id}: no artifact {name!r} ({str(err).splitlines()[0]})") from None
-    finally:
-        if previous is None:
-            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
-        else:
-            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = previous
-    return Path(path)
+    return tracking.download_run_artifact(resolve_tracking_uri(tracking_uri), run_id, name, folder)
 
 
 def load_trial_artifacts(run: Any, tracking_uri: str | None = None,

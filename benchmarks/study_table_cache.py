@@ -118,11 +118,8 @@ def measure(uri: str, folder: Path, n_runs: int, repeats: int) -> None:
 def warm_parts(uri: str, experiment_id: str, cache_dir: Path, repeats: int) -> dict[str, float]:
     """``load_study_runs``' warm path taken apart (medians): the cache read, the store asked for changed runs,
     the cache written back, the table typed."""
-    from mlflow.tracking import MlflowClient
-
     from analysis import runs
 
-    client = MlflowClient(uri)
     files = runs._cache_files(cache_dir, uri, experiment_id, STUDY)
     key = {"version": runs.CACHE_VERSION, "tracking_uri": uri, "experiment_id": experiment_id}
     parts: dict[str, list[float]] = {"reading the cache": [], "asking for changed runs": [], "writing it back": [],
@@ -132,7 +129,7 @@ def warm_parts(uri: str, experiment_id: str, cache_dir: Path, repeats: int) -> d
         frame, watermark = runs._read_cache(files, key)
         parts["reading the cache"].append(time.perf_counter() - start)
         start = time.perf_counter()
-        runs._changed_runs(client, experiment_id, frame, watermark)
+        runs._changed_runs(uri, experiment_id, frame, watermark)
         parts["asking for changed runs"].append(time.perf_counter() - start)
         start = time.perf_counter()
         runs._write_cache(files, key, frame)

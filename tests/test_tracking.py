@@ -1,10 +1,14 @@
 """The MLflow record: store resolution, trial runs found again (never doubled), artifacts, the heatmap."""
 from __future__ import annotations
 
+import ast
 import json
+import os
 import re
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +68,49 @@ def test_unreachable_server_is_one_clear_line(net):
         tracking.check_tracking(uri, timeout=2)
     message = str(info.value)
     assert uri in message and "not reachable" in message and "\n" not in message
+
+
+class _Answers(BaseHTTPRequestHandler):
+    """Answers every request with the status in ``server.status`` and an HTML page (as a proxy or a gateway does)."""
+
+    def _answer(self):
+        self.send_response(self.server.status)
+        self.send_header("Content-Type", "text/html")
+        self.end_headers()
+        self.wfile.write(b"<html><body>no</body></html>")
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("status, silent", [(None, True), (503, True), (403, False)])
+def test_a_server_that_stops_answering_is_one_line_and_one_that_answers_an_error_keeps_it(net, monkeypatch, status,
+                                                                                        silent):
+    """Nothing listening, or 5xx until MLflow's retries are spent: the server stopped answering (TrackingError, one
+    line). A page answering 403: the server answered, and its error is MLflow's own (not read as an outage)."""
+    from mlflow.exceptions import MlflowException
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # MLflow's own retries would wait minutes
+    server = None
+    port = net.free_port()
+    if status is not None:
+        server = ThreadingHTTPServer(("127.0.0.1", port), _Answers)
+        server.status = status
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        with pytest.raises(MlflowException if not silent else tracking.TrackingError) as info:
+            tracking.client(uri).get_run("0" * 32)
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+    if silent:
+        assert str(info.value).count("\n") == 0 and f"{uri} stopped answering (get_run)" in str(info.value)
+    else:
+        assert "403" in str(info.value) and not isinstance(info.value, tracking.TrackingError)
 
 
 def test_unwritable_local_store_is_refused(tmp_path):
@@ -534,3 +581,56 @@ def test_train_with_a_refused_store_is_one_line_before_training(results, tmp_pat
     out, err = capsys.readouterr()
     assert err.count("\n") == 1 and "--tracking-uri" in err and "epoch" not in out
     assert list(tmp_path.iterdir()) == []
+
+
+# --- MLflow in one module --------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+MLFLOW_HOME = "urn_study/tracking.py"  # the record edge: the one project module that imports mlflow
+# Exempt: benchmarks/ time MLflow's own calls (mlflow.search_runs) beside the project's, and tests/ check what
+# MLflow holds with its own client and start its server: there MLflow is the reference, not the project's way in.
+MLFLOW_EXEMPT = ("benchmarks", "tests")
+NOT_PROJECT = {"__pycache__", "urn_results", "site-packages", "node_modules", "build", "dist"}  # never descended
+
+
+def mlflow_imports(source: str) -> list[int]:
+    """Lines of ``source`` (Python) importing mlflow or a module of it, at any depth (imports inside functions too)."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names = [node.module or ""]
+        else:
+            continue
+        if any(name == "mlflow" or name.startswith("mlflow.") for name in names):
+            lines.append(node.lineno)
+    return lines
+
+
+def project_sources(root: Path):
+    """(path relative to ``root``, Python source) of every .py file and every notebook's code cell outside the
+    exempt folders, hidden folders and build or results folders. Read, not imported."""
+    for folder, subfolders, files in os.walk(root):
+        here = Path(folder).relative_to(root)
+        subfolders[:] = [d for d in subfolders if not d.startswith(".") and d not in NOT_PROJECT
+                         and not (here == Path(".") and d in MLFLOW_EXEMPT) and not d.endswith(".egg-info")]
+        for name in files:
+            path = here / name
+            if name.endswith(".py"):
+                yield path.as_posix(), (root / path).read_text()
+            elif name.endswith(".ipynb"):
+                for cell in json.loads((root / path).read_text())["cells"]:
+                    if cell["cell_type"] == "code":
+                        code = "".join(cell["source"]).splitlines()
+                        yield path.as_posix(), "\n".join(line for line in code if not line.lstrip().startswith(("%", "!")))
+
+
+def test_mlflow_is_imported_by_the_record_edge_alone():
+    """No file of the project but urn_study/tracking.py imports mlflow: reading records goes through it too."""
+    found = {f"{path}:{line}" for path, source in project_sources(ROOT) if path != MLFLOW_HOME
+             for line in mlflow_imports(source)}
+    assert not found, f"mlflow imported outside {MLFLOW_HOME}: {sorted(found)}"
+    assert mlflow_imports((ROOT / MLFLOW_HOME).read_text())  # the check sees tracking's own (lazy) imports
+    assert {"analysis/runs.py", "urn_study/cli.py"} <= {path for path, _ in project_sources(ROOT)}  # it looked
+

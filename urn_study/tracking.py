@@ -25,7 +25,8 @@ The record of a study (experiment = the study's name; ``<name>-smoke`` for smoke
   history, heatmap), and each snapshot's heatmap as an image with its step (key ``W``: the UI's image view).
 - a single ``urn-study train --tracking-uri``: one run like a trial's, without a parent (``TrialRecord.open_single``).
 
-Nothing else in the project imports mlflow for writing; runs always end FINISHED or FAILED.
+Nothing else in the project imports mlflow, for writing or reading (``analysis.runs`` reads a study
+through the functions under "reading a study's records"); runs always end FINISHED or FAILED.
 """
 from __future__ import annotations
 
@@ -54,6 +55,10 @@ from urn_study.study import results_dir
 # HTTPS; its UI too). Off unless the user set MLFLOW_DISABLE_TELEMETRY: offline by default, and ~0.3 s of CPU
 # per trial worker here. Set before mlflow is imported (this module imports it lazily; workers inherit it).
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# MLflow draws a progress bar for every download, one per artifact file: reading a study's saved arrays
+# (analysis.runs) would flood the output. Off unless the user set it; MLflow reads it at each download and
+# takes no argument for it, so it is set here once, at import, not changed around a call.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 ROLE_TAG, STUDY_TAG, SWEEP_TAG, TRIAL_TAG = "urn.role", "urn.study", "urn.sweep", "urn.trial_id"
 ATTEMPTS_TAG = "urn.attempts"
@@ -243,12 +248,22 @@ class _Client:
             try:
                 return attribute(*args, **kwargs)
             except MlflowException as err:
-                if not str(err.message).startswith("API request to"):  # the server answered: a real error
+                if not no_answer(err):  # the server answered: a real error
                     raise
                 raise TrackingError(f"MLflow server {masked(self._uri)} stopped answering ({name}), still after "
                                     "MLFLOW_HTTP_REQUEST_MAX_RETRIES retries with backoff") from None
 
         return call
+
+
+def no_answer(err: BaseException) -> bool:
+    """Whether MLflow raised ``err`` because its server gave no answer: the connection refused or cut, a timeout,
+    or its retries spent on transient statuses (429, 5xx: a proxy before a server that is down). MLflow's REST
+    client raises a plain MlflowException then, chained to the ``requests`` error; a server that answers with an
+    error gives a RestException, or an MlflowException with no such error behind it."""
+    from requests import exceptions as http
+
+    return isinstance(err.__cause__ or err.__context__, (http.ConnectionError, http.RetryError, http.Timeout))
 
 
 def ensure_experiment(uri: str, name: str, description: str | None = None, axes: tuple[str, ...] = ()) -> str:
@@ -362,10 +377,15 @@ def _now() -> int:
 
 def _find_runs(mlflow_client, experiment_id: str, tags: dict[str, str]) -> list:
     query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    return _all_pages(mlflow_client, experiment_id, filter_string=query, max_results=1000,
+                      order_by=["attributes.start_time ASC"])
+
+
+def _all_pages(mlflow_client, experiment_id: str, **search: Any) -> list:
+    """Every run a search of one experiment finds, page after page (``search``: MlflowClient.search_runs' own)."""
     runs, token = [], None
     while True:
-        page = mlflow_client.search_runs([experiment_id], filter_string=query, max_results=1000,
-                                         order_by=["attributes.start_time ASC"], page_token=token)
+        page = mlflow_client.search_runs([experiment_id], page_token=token, **search)
         runs.extend(page)
         token = page.token
         if not token:
@@ -454,6 +474,79 @@ def trial_runs(uri: str, experiment_id: str, sweep_id: str | None = None) -> lis
     """The trial runs of an experiment (of one sweep if given), oldest first."""
     tags = {ROLE_TAG: "trial", **({SWEEP_TAG: sweep_id} if sweep_id else {})}
     return _find_runs(client(uri), experiment_id, tags)
+
+
+# --- reading a study's records (analysis.runs makes them a table) -------------------------------------
+
+READ_PAGE = 10_000  # runs per page when reading a whole study: fewer round trips than MLflow's default 1,000
+UNFINISHED = ("RUNNING", "SCHEDULED")  # run statuses that may still change
+
+
+def find_experiment(uri: str, study: str) -> tuple[str, str] | None:
+    """(id, name) of the experiment named ``study``, else (digits) of the experiment of that id; None if neither."""
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = client(uri)
+    experiment = mlflow_client.get_experiment_by_name(study)
+    if experiment is None and study.isdigit():
+        try:
+            experiment = mlflow_client.get_experiment(study)
+        except MlflowException:  # no such id
+            experiment = None
+    return None if experiment is None else (experiment.experiment_id, experiment.name)
+
+
+def search_runs(uri: str, experiment_id: str, filter_string: str = "", view: str = "active") -> list[dict[str, Any]]:
+    """Every run of an experiment that ``filter_string`` (MLflow's search syntax) selects, among its active runs
+    (``view="active"``) or its deleted ones (``"deleted"``), each as a plain record (``run_fields``)."""
+    from mlflow.entities import ViewType
+
+    views = {"active": ViewType.ACTIVE_ONLY, "deleted": ViewType.DELETED_ONLY}
+    if view not in views:
+        raise ValueError(f"view: 'active' or 'deleted', not {view!r}")
+    runs = _all_pages(client(uri), experiment_id, filter_string=filter_string, run_view_type=views[view],
+                      max_results=READ_PAGE)
+    return [run_fields(run) for run in runs]
+
+
+def runs_changed_since(uri: str, experiment_id: str, since_ms: int) -> list[dict[str, Any]]:
+    """The active runs that ended at or after ``since_ms`` (milliseconds since the epoch, MLflow's clock) or have
+    not ended (``UNFINISHED``), each once."""
+    found = {run["run_id"]: run for run in search_runs(uri, experiment_id, f"attributes.end_time >= {since_ms}")}
+    for status in UNFINISHED:
+        found.update({run["run_id"]: run for run in search_runs(uri, experiment_id, f"attributes.status = '{status}'")})
+    return list(found.values())
+
+
+def runs_by_id(uri: str, experiment_id: str, run_ids: list[str]) -> list[dict[str, Any]]:
+    """The active runs of an experiment among ``run_ids`` (asked for 100 at a time: one filter per batch)."""
+    found: list[dict[str, Any]] = []
+    for start in range(0, len(run_ids), 100):
+        ids = ", ".join(f"'{run_id}'" for run_id in run_ids[start:start + 100])
+        found += search_runs(uri, experiment_id, f"attributes.run_id IN ({ids})")
+    return found
+
+
+def run_fields(run) -> dict[str, Any]:
+    """One MLflow run as plain data: run_id, run_name, status, start_time and end_time (milliseconds),
+    artifact_uri, parent_run_id (None for a sweep's run), and dicts of its params, metrics (latest values, floats)
+    and tags (the project's own: MLflow's ``mlflow.*`` left out)."""
+    info, data = run.info, run.data
+    return {"run_id": info.run_id, "run_name": info.run_name, "status": info.status, "start_time": info.start_time,
+            "end_time": info.end_time, "artifact_uri": info.artifact_uri, "parent_run_id": data.tags.get(PARENT_TAG),
+            "params": dict(data.params), "metrics": {k: float(v) for k, v in data.metrics.items()},
+            "tags": {k: v for k, v in data.tags.items() if not k.startswith("mlflow.")}}
+
+
+def download_run_artifact(uri: str, run_id: str, name: str, folder: str | Path) -> Path:
+    """The artifact ``name`` of a run copied into ``folder`` (which exists); FileNotFoundError naming the run and the
+    artifact if it has none, TrackingError if the server stopped answering."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return Path(client(uri).download_artifacts(run_id, name, str(folder)))
+    except (MlflowException, OSError) as err:
+        raise FileNotFoundError(f"run {run_id}: no artifact {name!r} ({str(err).splitlines()[0]})") from None
 
 
 # --- one trial (child run) -----------------------------------------------------------------------
