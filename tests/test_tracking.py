@@ -323,9 +323,9 @@ def test_a_store_that_never_comes_back_loses_no_metric_silently():
     assert tries.acquire(timeout=30), "the sender's thread never tried"
     with pytest.raises(tracking.TrackingError, match="store away"):
         sender.close()
-    assert sender.queued == 3 and sender.failing
     sender._thread.join(timeout=30)
     assert not sender._thread.is_alive()
+    assert sender.queued == 3 and sender.failing  # the thread's own try said so (read after it ended: no race)
 
 
 def test_epochs_reach_the_store_from_the_sender_thread_without_a_flush(results, trial, monkeypatch):
