@@ -24,7 +24,7 @@ from matplotlib.figure import Figure  # not pyplot: no global state, no GUI back
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
-from analysis.structure import PHASES
+from urn_study.reading.structure import PHASES
 
 PHASE_ORDER = (*PHASES, "diverged")
 # Fixed colours, so one phase looks the same in every figure; chosen to stay apart for colour-blind readers.
@@ -339,7 +339,7 @@ def _draw_points(ax, part: pd.DataFrame, x: str, y: str | None, xs: AxisScale, y
 
 def is_uncertain(cell: pd.Series) -> bool:
     """A cell drawn as uncertain: at least half of the trials of its majority phase are labelled within the
-    band of some threshold (see analysis.function)."""
+    band of some threshold (see urn_study.reading.function)."""
     share = cell.get("uncertain")
     return share is not None and not pd.isna(share) and float(share) >= 0.5
 

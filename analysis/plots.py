@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure  # not pyplot: no global state, no GUI backend (Agg when saved)
 
-from analysis.structure import level_blocks, ordered_by_level
+from urn_study.reading.structure import level_blocks, ordered_by_level
 
 
 def draw_weight_heatmap(W: np.ndarray, levels: Any = None, layout: Any = None, title: str = "", signed: bool = False,

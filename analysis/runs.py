@@ -346,8 +346,8 @@ LIST_COLUMNS = ("widths", "block_widths", "carrying_depths", "depth_shares")
 def trial_probe(config):
     """The held-out samples a trial was measured on, generated again from its config (data are seeded); after a
     mid-training switch of data, the data it ended on."""
-    from analysis.measure import probe_of
     from urn_study.data import load_dataset
+    from urn_study.reading.measure import probe_of
 
     data = config.data
     if data.switched_at(config.train.epochs - 1):
@@ -360,8 +360,8 @@ def reread_structure(row: Any, thresholds=None, tracking_uri: str | None = None,
     """The Measurement (analysis.measure) of one trial's saved W and b, read with ``thresholds`` (an
     ``analysis.function.Thresholds``) against its saved W0, on its held-out samples generated again
     (``trial_probe``) or on ``probe(config, artifacts)`` when given (other samples, planted networks)."""
-    from analysis.function import Thresholds
-    from analysis.measure import measure, measure_null
+    from urn_study.reading.function import Thresholds
+    from urn_study.reading.measure import measure, measure_null
 
     config = trial_config(row)
     artifacts = load_trial_artifacts(row, tracking_uri, (WEIGHTS, BIAS, INITIAL, LAYOUT))

@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/lesion_cost.py --smoke    # S = 202 only, once: seconds
 
 For each size, a trial is trained for a few epochs through the real ``run_trial`` (digits, hidden_channels 2
-or 15, T = 3, l1 1e-4), then its final W is measured as the trial measures it (``analysis.measure``: the
+or 15, T = 3, l1 1e-4), then its final W is measured as the trial measures it (``urn_study.reading.measure``: the
 functional report with every lesion and the |W| descriptors at every snapshot, the degree-keeping shuffle
 too at the final one) on its 450 held-out samples, ``--repeats`` times; the null (W0, with its random
 reference networks; once per trial, and shared by the trials of a worker with the same seed, model and data)
@@ -24,11 +24,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe  # noqa: E402
 
-import analysis.function as function  # noqa: E402
-from analysis.measure import measure, measure_null, probe_of  # noqa: E402
+import urn_study.reading.function as function  # noqa: E402
 from urn_study.config import parse_config, to_flat  # noqa: E402
 from urn_study.data import load_dataset  # noqa: E402
 from urn_study.model import pick_device  # noqa: E402
+from urn_study.reading.measure import measure, measure_null, probe_of  # noqa: E402
 from urn_study.trial import run_trial  # noqa: E402
 
 SIZES = {202: 2, 1034: 15}  # S -> hidden channels on digits (64 inputs, 10 outputs)
@@ -44,7 +44,7 @@ def timed(repeats: int, call) -> tuple[float, object]:
 
 
 def counted_runs(call) -> tuple[object, int, int]:
-    """Call with ``analysis.function.run`` counted: (result, forward runs, lesions in them)."""
+    """Call with ``urn_study.reading.function.run`` counted: (result, forward runs, lesions in them)."""
     original, calls = function.run, []
 
     def counting(net, x, masks=None, means=None, weights=None):

@@ -144,6 +144,7 @@ def ray_sweep(study_path: Path, uri: str, cores: int) -> dict:
     import ray
 
     from urn_study import tracking
+    from urn_study.commands import sweep_report  # the report `urn-study sweep` draws at the end, as before
     from urn_study.sweep import driver, records
 
     t0 = time.time()
@@ -152,7 +153,7 @@ def ray_sweep(study_path: Path, uri: str, cores: int) -> dict:
     counters = kernel_counters()
     log = io.StringIO()
     with contextlib.redirect_stdout(log):  # Tune's progress lines
-        code = driver.run_sweep(study_path, tracking_uri=uri, num_cpus=cores, out=log)
+        code = driver.run_sweep(study_path, tracking_uri=uri, num_cpus=cores, out=log, report=sweep_report)
     t2 = time.time()
     kernel = between(counters, kernel_counters())
     ray.shutdown()
@@ -184,9 +185,9 @@ def record_costs(config, uri: str) -> Counter:
     No Ray: Tune's own share (its reports, copying checkpoints to storage) is what this leaves out."""
     import torch
 
-    from analysis.weight_image import weight_image
     from urn_study import tracking
     from urn_study.checkpoint import save_state
+    from urn_study.reading.weight_image import weight_image
     from urn_study.trial import run_trial
 
     costs: Counter = Counter()

@@ -1,9 +1,9 @@
 """Every code name docs/model.md cites exists, so the page cannot rot silently.
 
 In backticks the page cites config keys (``regulators.locality``: one of ``urn_study.config.all_keys``), files
-(``analysis/function.py``, ``search_spaces/lifetime.yaml``: present in the repository), Python names
-(``analysis.function.Thresholds.cost``: the module imports and has that attribute) and commands
-(``python -m analysis.untrained``: the module imports). Other spans (values such as ``clamp``, file names of
+(``urn_study/reading/function.py``, ``search_spaces/lifetime.yaml``: present in the repository), Python names
+(``urn_study.reading.function.Thresholds.cost``: the module imports and has that attribute) and commands
+(``python -m urn_study.reading.untrained``: the module imports). Other spans (values such as ``clamp``, file names of
 a trial's record such as ``W0.npy``) are not names of the code and are left alone.
 """
 import importlib
@@ -69,8 +69,8 @@ def test_every_cited_name_exists():
     assert not problems, f"docs/model.md cites what the code does not have: {problems}"
 
 
-@pytest.mark.parametrize("span,why", [("regulators.localty", "no config key"), ("analysis/fucntion.py", "no file"),
-                                      ("analysis.function.Thresholds.costs", "has no"),
+@pytest.mark.parametrize("span,why", [("regulators.localty", "no config key"), ("urn_study/reading/fucntion.py", "no file"),
+                                      ("urn_study.reading.function.Thresholds.costs", "has no"),
                                       ("urn_study.regulator.linear_cost", "has no"),
                                       ("python -m analysis.untrainde", "no module")])
 def test_the_checker_catches_a_misspelt_name(span, why):

@@ -94,13 +94,13 @@ def test_bad_study_is_one_line_before_ray(results, tmp_path, capsys):
 
 
 def test_a_report_that_cannot_be_drawn_costs_one_warning_line_not_the_sweep(results, tmp_path, capsys):
-    from urn_study.sweep.driver import record_report
+    from urn_study.commands import sweep_report
 
     study = load_study(write(tmp_path, TINY))
     uri = tracking.resolve_tracking_uri()
     experiment = tracking.ensure_experiment(uri, study.name)
     parent = tracking.open_sweep_run(uri, experiment, study.name, "tiny-sweep", {})
-    record_report(study, uri, parent, "tiny-sweep")  # no trial finished: nothing to draw
+    sweep_report(study, uri, parent, "tiny-sweep")  # no trial finished: nothing to draw
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "warning" in err and f"urn-study phase {study.path}" in err
     assert tracking.client(uri).get_run(parent).data.metrics == {}

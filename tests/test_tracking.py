@@ -414,7 +414,7 @@ def test_heatmap_orders_neurons_by_level():
 
 def test_heatmap_signed_and_without_levels():
     from analysis.plots import draw_weight_heatmap
-    from analysis.structure import level_blocks
+    from urn_study.reading.structure import level_blocks
 
     w = np.array([[0.0, -2.0], [1.0, 0.5]])
     fig = draw_weight_heatmap(w, None, signed=True)
@@ -429,7 +429,7 @@ def _heatmap_pixels(image) -> np.ndarray:
 
 
 def test_run_heatmap_orders_by_level_and_marks_level_boundaries():
-    from analysis.weight_image import LINE, magma, weight_image
+    from urn_study.reading.weight_image import LINE, magma, weight_image
 
     # neurons 0 and 2 at level 0, 1 at level 1, 3 inactive: order 0, 2, 1, 3; W[1, 0] (0 -> 1) the largest
     w = np.zeros((4, 4))
@@ -452,7 +452,7 @@ def test_run_heatmap_orders_by_level_and_marks_level_boundaries():
 def test_run_heatmap_colours_are_matplotlibs_magma():
     import matplotlib
 
-    from analysis.weight_image import magma
+    from urn_study.reading.weight_image import magma
 
     values = np.linspace(0.0, 1.0, 256)
     reference = np.rint(matplotlib.colormaps["magma"](values)[:, :3] * 255)
@@ -462,7 +462,7 @@ def test_run_heatmap_colours_are_matplotlibs_magma():
 
 
 def test_run_heatmap_keeps_a_single_strong_weight_of_a_large_matrix():
-    from analysis.weight_image import magma, weight_image
+    from urn_study.reading.weight_image import magma, weight_image
 
     w = np.full((1000, 1000), 1e-3)
     w[777, 333] = 2.0

@@ -3,7 +3,7 @@
 - ``W.npy``, ``b.npy``: the trained network; ``W0.npy``: its untrained W (b0 = 0), the null of every measure;
 - ``snapshots/epoch_0005.npy`` and ``snapshots/epoch_0005_b.npy``: W and b along training;
 - ``layout.json`` (neuron positions and blocks), ``config.json`` (every config key, dotted);
-- ``structure.json``: the record of the final W (``analysis.measure``: what it computes, its |W|
+- ``structure.json``: the record of the final W (``urn_study.reading.measure``: what it computes, its |W|
   descriptors, the null); ``history.json``: the per-epoch metrics; ``W_heatmap.png``: |W| ordered by level.
 
 ``W``, ``b``, ``layout.json`` and ``config.json`` are enough to run the network again with numpy alone (the ten
@@ -33,7 +33,7 @@ def snapshot_names(epoch: int) -> tuple[str, str]:
 
 def write_artifacts(result, folder: Path, title: str = "") -> list[Path]:
     """A TrialResult's arrays, layout, reports and heatmap as files under ``folder``; returns them."""
-    from analysis.weight_image import weight_image
+    from urn_study.reading.weight_image import weight_image
 
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / WEIGHTS, np.asarray(result.weights))
@@ -60,7 +60,7 @@ def write_artifacts(result, folder: Path, title: str = "") -> list[Path]:
 def snapshot_images(result) -> list[tuple[int, Any]]:
     """(epoch, heatmap) of each snapshot of W, its neurons in the final W's level order (so one neuron stays on one
     row from epoch to epoch): what the MLflow UI steps through."""
-    from analysis.weight_image import weight_image
+    from urn_study.reading.weight_image import weight_image
 
     levels = result.structure.get("levels")
     return [(int(epoch), weight_image(w, levels, layout=result.layout, title=f"epoch {epoch}"))

@@ -4,7 +4,7 @@ The search starts from the study's coarse grid, each point with ``start_seeds`` 
 the grid along a refined axis (the other axes held at one of their grid values), wherever two neighbouring points
 read different phases, it adds the point half-way between them in log space, until the bracket is within the
 tolerance (high / low <= ``tolerance``) or the trial budget is spent. The two ends of a bracket decide where
-the boundary is: an end whose label is near its thresholds (a margin below 1: ``analysis.function``) or whose
+the boundary is: an end whose label is near its thresholds (a margin below 1: ``urn_study.reading.function``) or whose
 seeds disagree gets more seeds until one label holds the majority of ``max_seeds`` (two agreeing of three); an
 end read clearly, and every point far from a boundary, keeps the ``start_seeds`` it started with. Categorical axes (data, steps) are
 never bisected: each of their values is a line of its own. Zero on a refined axis stands one log step below

@@ -1,6 +1,8 @@
 """Sub-commands beyond ``train``: each entry adds itself to the parser. Heavy imports stay inside handlers."""
 from __future__ import annotations
 
+import sys
+
 REGISTER: list = []
 
 from analysis.cli_phase import register as _register_phase  # noqa: E402
@@ -51,7 +53,22 @@ def _sweep(args) -> int:
                           gpus_per_trial=args.gpus_per_trial)
     from urn_study.sweep.driver import run_checked
 
-    return run_checked(inputs)
+    return run_checked(inputs, report=sweep_report)
+
+
+def sweep_report(study, uri: str, run_id: str, sweep_id: str) -> None:
+    """The sweep's summary metrics, phase diagram, gallery and grid on its run (the sweep's driver calls this when
+    its summary is printed); if drawing or recording them fails, the sweep is kept and one warning line says so
+    (``urn-study phase`` draws them again)."""
+    from analysis.cli_phase import record_sweep_report
+    from urn_study.sweep.trainable import error_line
+
+    try:
+        record_sweep_report(study, uri, run_id, sweep_id)
+    except Exception as err:  # noqa: BLE001 - the trials are recorded; only the report is missing
+        print(f"urn-study: warning: the sweep's summary and phase diagram were not recorded on its MLflow run "
+              f"({error_line(str(err)) or type(err).__name__}); `urn-study phase {study.path}"
+              f"{' --smoke' if study.smoke else ''}` draws them", file=sys.stderr, flush=True)
 
 
 def _register_ui(subparsers) -> None:

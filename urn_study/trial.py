@@ -16,12 +16,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from analysis.measure import Measurement, Null, measure, measure_null, probe_of
-from analysis.recovery import recovery_with_nulls
 from urn_study.config import REGULATORS, ConfigError, TrialConfig, change_epochs
 from urn_study.data import Dataset, lattice_shape_of, load_dataset, n_classes_of
 from urn_study.layout import Layout, make_layout
 from urn_study.model import URN, initial_weights, pick_device
+from urn_study.reading.measure import Measurement, Null, measure, measure_null, probe_of
+from urn_study.reading.recovery import recovery_with_nulls
 from urn_study.regulators import add_regulator_gradient, linear_cost, regulator_values, strengths_at, waits, wiring_costs
 
 Report = Callable[[int, dict], None]
@@ -46,7 +46,7 @@ class TrialState:
 class TrialResult:
     config: TrialConfig
     metrics: dict  # final figures: test_accuracy, phase, depth, widths, locality, ... seconds
-    structure: dict  # the whole record of the final W (analysis.measure): function, w_ descriptors, null
+    structure: dict  # the whole record of the final W (urn_study.reading.measure): function, w_ descriptors, null
     weights: np.ndarray  # final W (S, S)
     bias: np.ndarray
     layout: Layout

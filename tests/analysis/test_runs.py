@@ -1,7 +1,7 @@
 """A tiny study recorded with urn_study.tracking's own functions, loaded back as a table, re-read with other
 thresholds, cached, and drawn by ``urn-study phase``.
 
-The trials are planted networks (analysis.planted) of known phase, measured on Gaussian samples labelled by
+The trials are planted networks (urn_study.reading.planted) of known phase, measured on Gaussian samples labelled by
 their own outputs (the task is what they compute) and recorded as a sweep records them, so the table's
 values are known exactly; one real trial (``run_trial``) checks the path from training.
 """
@@ -15,14 +15,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.function import Network, Probe, Thresholds, run
-from analysis.measure import measure, measure_null
-from analysis.planted import plant_fully_connected, plant_locally_connected, plant_residual
 from analysis.runs import latest_runs, load_study_runs, load_trial_artifacts, reclassify
 from urn_study import tracking
 from urn_study.config import parse_config, to_flat
 from urn_study.layout import make_layout
 from urn_study.model import initial_weights
+from urn_study.reading.function import Network, Probe, Thresholds, run
+from urn_study.reading.measure import measure, measure_null
+from urn_study.reading.planted import plant_fully_connected, plant_locally_connected, plant_residual
 from urn_study.trial import FINAL_LISTS, TrialResult
 
 STUDY = "tiny"

@@ -1,7 +1,8 @@
 """``urn-study sweep``: check the whole study, open the MLflow record (tracking.py), start or join Ray, run one Tune
-trial per pack of URN trials (or what the searcher asks for), print the summary. Whether a trial is done is
-decided by its MLflow run: a finished run is never trained or recorded again; ``--resume`` runs what is left
-in a new Tune experiment (resume.py)."""
+trial per pack of URN trials (or what the searcher asks for), print the summary, then hand the sweep's run to
+the caller's ``report`` (the CLI draws the phase report there: this edge does not import the analysis above
+it). Whether a trial is done is decided by its MLflow run: a finished run is never trained or recorded again;
+``--resume`` runs what is left in a new Tune experiment (resume.py)."""
 from __future__ import annotations
 
 import logging
@@ -12,7 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import ray
 from ray import tune
@@ -28,26 +29,30 @@ from urn_study.sweep.resume import Earlier, earlier_state
 from urn_study.sweep.searchers import BoundarySearch, optuna_searcher, optuna_space
 from urn_study.sweep.trainable import SweepContext, disk_full, error_line, train_pack
 
+Report = Callable[[Study, str, str, str], None]  # (study, tracking URI, the sweep's run id, sweep id)
+
 
 def run_sweep(study_path: str | Path, smoke: bool = False, address: str | None = None, tracking_uri: str | None = None,
               searcher: str = "grid", max_concurrent: int | None = None, resume: str | None = None,
               storage: str | None = None, num_cpus: int | None = None, stall_timeout_s: float = 1800.0,
-              gpus_per_trial: float | None = None, out=None) -> int:
+              gpus_per_trial: float | None = None, out=None, report: Report | None = None) -> int:
     """Run (or resume) a sweep of a study file; returns 0 when every trial finished, 128 + the signal's number
     when it was stopped by SIGINT or SIGTERM (the state saved for ``--resume``), else 1. ``gpus_per_trial``
-    replaces the study's resources.gpu (for this run of the command; a resume takes it again)."""
+    replaces the study's resources.gpu (for this run of the command; a resume takes it again). ``report`` is
+    called once the summary is printed, with (study, tracking URI, the sweep's run id, sweep id), before that
+    run ends; it must not raise (``urn_study.commands.sweep_report`` turns a failure into one warning line)."""
     return run_checked(check_inputs(study_path, smoke, address, tracking_uri, searcher, max_concurrent, resume, storage,
-                                    num_cpus, stall_timeout_s, gpus_per_trial), out)
+                                    num_cpus, stall_timeout_s, gpus_per_trial), out, report)
 
 
-def run_checked(inputs: SweepInputs, out=None) -> int:
+def run_checked(inputs: SweepInputs, out=None, report: Report | None = None) -> int:
     """``run_sweep`` of inputs already checked (inputs.py: the CLI checks them before it imports this module)."""
     out = out or sys.stdout
     study, record = inputs.study, inputs.record
     try:
         with SweepLock(record.sweep_id):
             return _run_locked(study, record, inputs.searcher, inputs.smoke, inputs.address, inputs.max_concurrent,
-                               inputs.resume, inputs.num_cpus, inputs.stall_timeout_s, out)
+                               inputs.resume, inputs.num_cpus, inputs.stall_timeout_s, out, report)
     except Exception as err:
         if not disk_full(str(err)):
             raise
@@ -57,7 +62,7 @@ def run_checked(inputs: SweepInputs, out=None) -> int:
 
 def _run_locked(study: Study, record: SweepRecord, searcher: str, smoke: bool, address: str | None,
                 max_concurrent: int | None, resume: str | None, num_cpus: int | None, stall_timeout_s: float,
-                out) -> int:
+                out, report: Report | None) -> int:
     experiment_id = tracking.ensure_experiment(record.tracking_uri, study.name, study_question(study.path),
                                                tuple(study.axes))
     save_record(record)
@@ -102,7 +107,8 @@ def _run_locked(study: Study, record: SweepRecord, searcher: str, smoke: bool, a
                   f"saved at their last checkpoint; continue with: {resume_command}", file=out, flush=True)
             return 128 + stop.signal
         print(format_summary(rows, study), file=out, flush=True)
-        record_report(study, record.tracking_uri, parent, record.sweep_id)
+        if report is not None:
+            report(study, record.tracking_uri, parent, record.sweep_id)
         # a boundary search may end before its budget: then every trial it asked for is the whole sweep
         complete = bool(rows) and all(r["status"] == "FINISHED" for r in rows) and (
             searcher == "boundary" or len(rows) >= n_trials)
@@ -120,19 +126,6 @@ def _run_locked(study: Study, record: SweepRecord, searcher: str, smoke: bool, a
                   file=sys.stderr, flush=True)
         if started:
             ray.shutdown()
-
-
-def record_report(study: Study, uri: str, run_id: str, sweep_id: str) -> None:
-    """The sweep's summary metrics, phase diagram, gallery and grid on its run; if drawing or recording them fails,
-    the sweep is kept and one warning line says so (``urn-study phase`` draws them again)."""
-    from analysis.cli_phase import record_sweep_report
-
-    try:
-        record_sweep_report(study, uri, run_id, sweep_id)
-    except Exception as err:  # noqa: BLE001 - the trials are recorded; only the report is missing
-        print(f"urn-study: warning: the sweep's summary and phase diagram were not recorded on its MLflow run "
-              f"({error_line(str(err)) or type(err).__name__}); `urn-study phase {study.path}"
-              f"{' --smoke' if study.smoke else ''}` draws them", file=sys.stderr, flush=True)
 
 
 class _Interrupts:

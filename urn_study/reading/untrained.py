@@ -1,10 +1,10 @@
 """What untrained networks read as: W0 of the studies' inits, by function and by the |W| pattern.
 
-    python -m analysis.untrained --out docs/figures/untrained      # the table docs/results.md quotes (~2 min)
+    python -m urn_study.reading.untrained --out docs/figures/untrained      # the table docs/results.md quotes (~2 min)
 
 One row per (init scale, input mode, T, dataset, seed): the W0 a trial of that config starts from
 (``urn_study.model.initial_weights``, zero biases), read on the dataset's held-out samples exactly as a trial
-reads its W (``analysis.measure.measure_null``): the functional phase, its accuracy against the best of the
+reads its W (``urn_study.reading.measure.measure_null``): the functional phase, its accuracy against the best of the
 random reference networks, and beside it the |W| pattern's label and figures (``w_*``), which is what the
 platform reported for every W before the functional reading.
 """
@@ -18,10 +18,10 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from analysis.measure import measure_null, probe_of
 from urn_study.data import DataConfig, load_dataset
 from urn_study.layout import make_layout
 from urn_study.model import initial_weights
+from urn_study.reading.measure import measure_null, probe_of
 
 INIT_SCALES = (0.05, 0.1)  # every init the shipped studies use
 MODES = ("once", "clamp")

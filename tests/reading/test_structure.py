@@ -4,7 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from analysis.structure import (
+from urn_study.layout import make_layout
+from urn_study.reading.structure import (
     feedback_edges,
     hop_spectrum,
     neuron_levels,
@@ -14,7 +15,6 @@ from analysis.structure import (
     receptive_field_locality,
     structure_report,
 )
-from urn_study.layout import make_layout
 
 A_, B_, C_, D_, E_ = 2.0, 3.0, 1.0, 0.5, 0.5  # I->H, H->O, I->O, H wait, I wait
 

@@ -1,6 +1,6 @@
-"""The functional reading (analysis.function) on networks built here by hand, held out from the tuning.
+"""The functional reading (urn_study.reading.function) on networks built here by hand, held out from the tuning.
 
-The builders below are this file's own (not analysis/planted.py, on which the thresholds were tuned): a
+The builders below are this file's own (not urn_study/reading/planted.py, on which the thresholds were tuned): a
 1D chain of inputs, hidden neurons at random positions, a few outputs; each network is run on Gaussian
 samples and labelled by its own predictions (``Probe.self_labelled``): the task is what it computes, so a
 lesion that changes the predictions costs accuracy. Every hidden neuron gets a bias that centres its input,
@@ -11,10 +11,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from analysis.function import Network, Probe, Thresholds, functional_report, run, trace
 from urn_study.data import DataConfig, load_dataset
 from urn_study.layout import make_layout
 from urn_study.model import initial_weights
+from urn_study.reading.function import Network, Probe, Thresholds, functional_report, run, trace
 
 LAYOUT = make_layout((12,), n_out=3, hidden_channels=3, hidden_layout="random", seed=4)  # 12 + 36 + 3
 INPUTS = np.arange(12)
@@ -315,7 +315,7 @@ def _walk_sum_returning(net: Network, x: np.ndarray, origin: int) -> np.ndarray:
 
 @pytest.mark.parametrize("mode", ["once", "clamp"])
 def test_returned_signals_match_an_enumeration_of_walks(mode):
-    from analysis.function import returned_logits
+    from urn_study.reading.function import returned_logits
 
     layout = make_layout((2,), n_out=1, hidden_channels=1)  # 2 inputs, 2 hidden, 1 output: S = 5
     rng = np.random.default_rng(3)

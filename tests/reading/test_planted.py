@@ -15,8 +15,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from analysis.function import Network, Probe, functional_report
-from analysis.planted import (
+from urn_study.layout import make_layout
+from urn_study.reading.function import Network, Probe, functional_report
+from urn_study.reading.planted import (
     add_noise,
     plant_dead,
     plant_fully_connected,
@@ -26,9 +27,8 @@ from analysis.planted import (
     plant_shallow,
     recurrent_steps,
 )
-from analysis.recovery import recovery_score, recovery_with_nulls
-from analysis.structure import structure_report
-from urn_study.layout import make_layout
+from urn_study.reading.recovery import recovery_score, recovery_with_nulls
+from urn_study.reading.structure import structure_report
 
 GRID = make_layout((8, 8), n_out=10, hidden_channels=2)
 CHAIN = make_layout((16,), n_out=4, hidden_channels=3)

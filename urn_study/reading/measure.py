@@ -1,9 +1,9 @@
 """Everything recorded about one W of a trial: what it computes, what its |W| looks like, and both against chance.
 
 ``measure`` puts together
-- the functional report (``analysis.function``): the phase, depth, widths and their margins, read by lesions
+- the functional report (``urn_study.reading.function``): the phase, depth, widths and their margins, read by lesions
   on held-out samples; its fields are the record's top level (``phase``, ``depth``, ``widths``, ...);
-- the |W| descriptors (``analysis.structure``), prefixed ``w_`` (``w_skip_share``, ``w_locality``, the
+- the |W| descriptors (``urn_study.reading.structure``), prefixed ``w_`` (``w_skip_share``, ``w_locality``, the
   pattern label ``w_phase``...): cheap, kept beside the phase, never deciding it;
 - the null: the same on the trial's untrained W0 (``null_``), and the |W| descriptors of a shuffle of the
   pruned W that keeps every neuron's in- and out-degree (``shuffle_``).
@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from analysis.function import FunctionReport, Network, Probe, Thresholds, functional_report
-from analysis.structure import StructureReport, degree_preserving_shuffle, prune, structure_report
 from urn_study.layout import Layout
+from urn_study.reading.function import FunctionReport, Network, Probe, Thresholds, functional_report
+from urn_study.reading.structure import StructureReport, degree_preserving_shuffle, prune, structure_report
 
 PROBE_SIZE = 1000  # held-out samples a lesion pass reads at most (a fixed, seeded subset beyond that)
 # the |W| descriptors worth a null; the others (levels, widths) describe the pattern only

@@ -30,7 +30,7 @@ with numpy on held-out samples (the *probe*) and removes parts of it to see what
 - **Shallow**: the whole hidden block can be removed at no cost.
 - **Locality** of the receptive fields of the kept level-1 neurons, each pixel weighted by the functional
   weight of its edge (sqrt of the logit variance it passes, frozen gates), with the shuffle baseline of
-  ``analysis.structure.receptive_field_locality``. Data with little variance at the border make even a
+  ``urn_study.reading.structure.receptive_field_locality``. Data with little variance at the border make even a
   random network's fields look local, so **locally connected** needs the locality above its threshold
   *and* above the untrained network's by a margin.
 
@@ -48,8 +48,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from analysis.structure import receptive_field_extent, receptive_field_locality
 from urn_study.layout import Layout
+from urn_study.reading.structure import receptive_field_extent, receptive_field_locality
 
 BLOCKS = ("input", "hidden", "output")
 REFERENCES = 32  # random untrained networks that set the bar of "does the task" when no null is given

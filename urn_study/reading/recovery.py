@@ -4,7 +4,7 @@ The teacher (``urn_study.data``) has ``depth`` weight layers: depth - 1 locally 
 input lattice, each neuron seeing ``receptive_field`` sites per lattice axis, then a dense readout. Its
 ``widths`` count the neurons per level with the inputs first and the outputs last, as the reports' do.
 
-What the score compares, and why: the functional depth (``analysis.function``) and the field of the
+What the score compares, and why: the functional depth (``urn_study.reading.function``) and the field of the
 neurons that carry the task at level 1, against the teacher's. The widths are reported but left out of the
 score: the teacher's levels are as wide as the lattice, which any layered network on the lattice matches
 (a dense MLP scored 1 on them), so they tell nothing about recovery. The field is scored between the
@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from analysis.planted import neighbourhoods
-from analysis.structure import receptive_field_extent
 from urn_study.layout import Layout
+from urn_study.reading.planted import neighbourhoods
+from urn_study.reading.structure import receptive_field_extent
 
 
 def widths_score(emerged: list[int], teacher: list[int]) -> float:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from analysis.structure import level_blocks, ordered_by_level
+from urn_study.reading.structure import level_blocks, ordered_by_level
 
 # matplotlib's "magma" at 17 evenly spaced points (linear between them: within 2.3 / 255 of it)
 MAGMA = ("000004", "0a0822", "1d1147", "36106b", "51127c", "6a1c81", "832681", "9c2e7f", "b73779", "d0416f",
