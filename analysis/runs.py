@@ -3,7 +3,7 @@
 ``load_study_runs`` reads the trial runs of a study's MLflow experiment (local store or server, through
 ``urn_study.tracking``: the one module that imports mlflow) into a DataFrame, one row per trial: the config keys
 typed back from MLflow's strings, the final metrics, the phase, depth, widths and locality, the run's status.
-``reclassify`` re-runs the functional reading (``analysis.measure``) on each trial's saved W, b and W0 with other
+``reclassify`` re-runs the functional reading (``urn_study.reading.measure``) on each trial's saved W, b and W0 with other
 thresholds, without retraining.
 
 Scale: MLflow's search reads every param, tag and metric of every run (2 to 4 s per 1,000 runs from a
@@ -357,8 +357,8 @@ def trial_probe(config):
 
 
 def reread_structure(row: Any, thresholds=None, tracking_uri: str | None = None, probe=None):
-    """The Measurement (analysis.measure) of one trial's saved W and b, read with ``thresholds`` (an
-    ``analysis.function.Thresholds``) against its saved W0, on its held-out samples generated again
+    """The Measurement (urn_study.reading.measure) of one trial's saved W and b, read with ``thresholds`` (an
+    ``urn_study.reading.function.Thresholds``) against its saved W0, on its held-out samples generated again
     (``trial_probe``) or on ``probe(config, artifacts)`` when given (other samples, planted networks)."""
     from urn_study.reading.function import Thresholds
     from urn_study.reading.measure import measure, measure_null
@@ -374,7 +374,7 @@ def reread_structure(row: Any, thresholds=None, tracking_uri: str | None = None,
 
 def reclassify(df: pd.DataFrame, thresholds=None, tracking_uri: str | None = None, probe=None) -> pd.DataFrame:
     """A copy of the study table with the phase and the functional figures (``REPORT_COLUMNS``) re-read from
-    each trial's saved W, b and W0 with other ``thresholds`` (``analysis.function.Thresholds``), no
+    each trial's saved W, b and W0 with other ``thresholds`` (``urn_study.reading.function.Thresholds``), no
     retraining; ``probe`` as in ``reread_structure``. The recorded phase is kept in ``recorded_phase``;
     diverged trials and trials without saved arrays keep their values (``reclassified`` says which rows were
     re-read)."""
