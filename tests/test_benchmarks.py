@@ -81,7 +81,8 @@ def test_analysis_scale_smoke_times_each_step_and_the_phase_command(capsys, tmp_
     assert "torch " in out and "cores" in out
     steps = [_numbers(out, label)[0] for label in ("load_study_runs, warm", "latest_runs", "phase_grid",
                                                    "draw_phase_diagram + PNG")]
-    assert all(step > 0 for step in steps) and _numbers(out, "total: warm load to PNG")[0] >= max(steps)
+    # each step timed (printed to 0.01 s: a quick one reads 0.00), and the total covers the slowest
+    assert all(step >= 0 for step in steps) and _numbers(out, "total: warm load to PNG")[0] >= max(steps)
     assert _numbers(out, "urn-study phase")[0] > 0 and "target: 100 runs" in out
     figures = tmp_path / "store" / "figures" / "scale"
     assert (figures / "phase_diagram.png").is_file() and (figures / "gallery.png").is_file()
