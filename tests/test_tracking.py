@@ -423,7 +423,7 @@ def test_heatmap_signed_and_without_levels():
 
 
 def _heatmap_pixels(image) -> np.ndarray:
-    from analysis import weight_image as wi
+    from urn_study.reading import weight_image as wi
 
     return np.asarray(image)[wi.MARGIN_TOP:, wi.MARGIN_LEFT:]
 
