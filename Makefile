@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test test-fast clean-results
+.PHONY: setup browser demo test test-fast clean-results
 
 $(BIN)/urn-study: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -13,9 +13,11 @@ $(BIN)/urn-study: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(BIN)/urn-study
 
+setup: $(BIN)/urn-study
+
 # tests/test_ui.py drives Debian's chromium (Playwright never downloads a browser here): installed when missing and
 # apt-get can (as root); elsewhere that test skips, saying why
-setup: $(BIN)/urn-study
+browser:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } || \
 		echo "no chromium (apt-get install chromium as root): tests/test_ui.py will be skipped"
@@ -24,7 +26,7 @@ demo: setup
 	$(BIN)/urn-study sweep search_spaces/quickstart.yaml
 	$(BIN)/urn-study phase search_spaces/quickstart.yaml --out urn_results/figures/quickstart
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -q
 
 test-fast: setup
