@@ -24,6 +24,7 @@ PNG and SVG, the gallery), with its parts timed in this process.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -250,13 +251,21 @@ def main(argv: list[str] | None = None) -> None:
         args.runs, args.repeats = 100, 1
 
     print("analysis_scale |", describe(pick_device("auto")))
-    with tempfile.TemporaryDirectory(prefix="urn-analysis-scale-") as scratch:
-        folder = Path(args.folder or scratch).resolve()
+    with store_folder(args.folder, "urn-analysis-scale-") as folder:
+        study_path, uri = make_store(folder, args.runs)
+        measure(study_path, uri, folder, args.runs, args.repeats)
+
+
+@contextlib.contextmanager
+def store_folder(folder: str | None, prefix: str):
+    """``folder`` (else a temporary one) as URN_RESULTS_DIR while the store is made and read (the experiment's
+    artifacts, the figures); the caller's URN_RESULTS_DIR is back afterwards."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as scratch:
+        path = Path(folder or scratch).resolve()
         previous = os.environ.get("URN_RESULTS_DIR")
-        os.environ["URN_RESULTS_DIR"] = str(folder)  # the experiment's artifacts, the figures
+        os.environ["URN_RESULTS_DIR"] = str(path)
         try:
-            study_path, uri = make_store(folder, args.runs)
-            measure(study_path, uri, folder, args.runs, args.repeats)
+            yield path
         finally:
             if previous is None:
                 os.environ.pop("URN_RESULTS_DIR", None)

@@ -24,14 +24,13 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from analysis_scale import STUDY, make_store  # noqa: E402
+from analysis_scale import STUDY, make_store, store_folder  # noqa: E402
 from machine import describe  # noqa: E402
 
 from urn_study.model import pick_device  # noqa: E402
@@ -67,18 +66,9 @@ def main(argv: list[str] | None = None) -> None:
         args.runs, args.repeats = 100, 1
 
     print("study_table_cache |", describe(pick_device("auto")))
-    with tempfile.TemporaryDirectory(prefix="urn-table-cache-") as scratch:
-        folder = Path(args.folder or scratch).resolve()
-        previous = os.environ.get("URN_RESULTS_DIR")
-        os.environ["URN_RESULTS_DIR"] = str(folder)
-        try:
-            _, uri = make_store(folder, args.runs)
-            measure(uri, folder, args.runs, args.repeats)
-        finally:
-            if previous is None:
-                os.environ.pop("URN_RESULTS_DIR", None)
-            else:
-                os.environ["URN_RESULTS_DIR"] = previous
+    with store_folder(args.folder, "urn-table-cache-") as folder:
+        _, uri = make_store(folder, args.runs)
+        measure(uri, folder, args.runs, args.repeats)
 
 
 def measure(uri: str, folder: Path, n_runs: int, repeats: int) -> None:
