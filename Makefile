@@ -6,11 +6,11 @@ BIN := $(VENV)/bin
 
 .PHONY: setup browser demo test test-fast clean-results
 
-$(BIN)/urn-study: pyproject.toml
+$(BIN)/urn-study: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# torch is pinned to 2.13.0 in pyproject.toml: the CPU build on this disk, no multi-GB download.
-	$(BIN)/pip install --quiet -e '.[test]'
+	# constraints.txt: the versions the tests ran with (torch 2.13.0: the CPU build on this disk, no multi-GB download)
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(BIN)/urn-study
 
 setup: $(BIN)/urn-study

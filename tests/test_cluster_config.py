@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import re
 from pathlib import Path
 
 import pytest
@@ -84,10 +85,17 @@ def test_trials_land_on_the_gpu_workers_never_on_the_head(cluster):
         assert (dict(to_add), left) == ({"gpu_worker": workers}, []), (trials, to_add)
 
 
-def test_setup_installs_this_project(cluster):
-    setup = " ".join(cluster["setup_commands"])
-    assert "torch==2.13.0" in setup and "-e ~/urn-study" in setup
-    assert cluster["file_mounts"].get("~/urn-study") == "."
+def test_setup_installs_this_project_under_the_versions_its_tests_ran_with(cluster):
+    """The nodes install the mounted checkout under a constraints file the checkout holds, and that file pins torch
+    (a range there would take whatever torch is newest, not the one CI ran)."""
+    mounted = {remote: ROOT / local for remote, local in cluster["file_mounts"].items()}
+    install = next(c for c in cluster["setup_commands"] if " -e " in c).split()
+    project = install[install.index("-e") + 1]
+    assert mounted.get(project) == ROOT / ".", (project, mounted)
+    constraints = install[install.index("-c") + 1]
+    assert constraints.startswith(project + "/"), constraints
+    pins = (ROOT / constraints[len(project) + 1:]).read_text().splitlines()
+    assert any(re.fullmatch(r"torch==[\d.]+", line) for line in pins), pins
 
 
 def test_mlflow_server_on_the_head_listens_on_loopback_with_sqlite(cluster):
