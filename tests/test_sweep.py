@@ -351,6 +351,36 @@ def test_pack_reporter_reports_to_tune_at_checkpoints_only_while_they_come_often
     assert sent == [(4, False), (8, False), (12, False)]  # rare checkpoints: progress every ~10 s
 
 
+def test_a_trials_warnings_reach_the_drivers_terminal_with_its_next_report(monkeypatch, capsys):
+    """Workers' logs stay out of the driver's terminal, but what the project's own loggers warn of inside a trial (a
+    store that stops taking metrics) rides on the trial's next report, once, and Progress prints it with the trial."""
+    import logging
+
+    from urn_study.sweep import trainable
+    from urn_study.sweep.progress import Progress
+
+    sent = []
+    monkeypatch.setattr(trainable.tune, "report", lambda metrics, checkpoint=None: sent.append(metrics))
+    monkeypatch.setattr(trainable, "REPORT_EVERY_S", 0.0)
+    record = SimpleNamespace(log_epoch=lambda e, m: None)
+    reporter = trainable.PackReporter(["a"], [record], SimpleNamespace(checkpoint_every=50, epochs=3), "test_accuracy")
+    logging.getLogger("urn_study").addHandler(trainable.RELAY)  # as train_pack does
+    try:
+        logging.getLogger("urn_study.tracking").warning("the store stopped taking metrics: %s", "connection refused")
+        logging.getLogger("urn_study.tracking").info("not a warning")
+        reporter.reports()[0](1, {"test_accuracy": 0.5})
+        reporter.reports()[0](2, {"test_accuracy": 0.5})
+    finally:
+        logging.getLogger("urn_study").removeHandler(trainable.RELAY)
+    assert [m.get(trainable.LOG_KEY) for m in sent] == [
+        "warning: the store stopped taking metrics: connection refused", None]
+    trial = SimpleNamespace(trial_id="0001", config={"pack": ["quick-0003"]}, status="RUNNING", last_result={})
+    for result in sent:
+        Progress("s", total_trials=1, epochs=3).on_trial_result(0, [trial], trial, result)
+    out = capsys.readouterr().out
+    assert out.count("stopped taking metrics") == 1 and "quick-0003" in out, out
+
+
 # --- sweeps ------------------------------------------------------------------------------------------------
 
 

@@ -9,11 +9,12 @@ import time
 import ray
 from ray import tune
 
-from urn_study.sweep.trainable import BOUNDARY_KEY, NUMBER_KEY, STOP_KEY
+from urn_study.sweep.trainable import BOUNDARY_KEY, LOG_KEY, NUMBER_KEY, STOP_KEY
 
 
 class Progress(tune.Callback):
-    """Live progress in URN trials: done, running, failed, waiting, epochs, time left. Plain data only:
+    """Live progress in URN trials: done, running, failed, waiting, epochs, time left; and each warning a trial sends
+    with its report (``WarningRelay``), named after its trial. Plain data only:
     Tune pickles it with the experiment and brings it back on resume."""
 
     def __init__(self, study: str, total_trials: int, epochs: int, every_s: float = 10.0, budget: bool = False,
@@ -95,6 +96,11 @@ class Progress(tune.Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
         self._maybe_print(trials)
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        """The warnings the trial's own loggers wrote since its last report (``WarningRelay``), a line each."""
+        for line in (result.get(LOG_KEY) or "").splitlines():
+            print(f"{trial_name(trial)}: {line}", flush=True)
 
     def on_experiment_end(self, trials: list, **info) -> None:
         self._maybe_print(trials, force=True, final=True)

@@ -5,6 +5,7 @@ trial; a retried or resumed trial goes on from the newest whole one."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -31,6 +32,28 @@ BOUNDARY_KEY = "urn_boundary"  # a boundary-search trial's id, point, seed and r
 PAUSE_ENV = "URN_PAUSE_AT"
 STOP_KEY = "urn_stop_sweep"  # a trial's report that no trial can go on (a full disk): its reason
 CHECKPOINT_PREFIX = "urn-checkpoint-"  # + pid: the worker's folder for a checkpoint until Tune has copied it
+LOG_KEY = "urn_log"  # in a report: the warning lines the trial's own loggers wrote since its last report
+
+
+class WarningRelay(logging.Handler):
+    """The warnings of the project's own loggers (``urn_study.*``: a store that stops taking metrics...) inside a
+    Tune trial, kept for its next report: the driver prints them (``Progress``). Ray's worker logs do not reach the
+    driver's terminal (their noise would bury the progress lines); the trial's log keeps every line as well."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.levelname.lower()}: {record.getMessage()}")
+
+    def pending(self) -> dict[str, str]:
+        """``{LOG_KEY: lines}`` for the next report, once; {} when nothing was written."""
+        lines, self.lines = self.lines, []
+        return {LOG_KEY: "\n".join(lines)} if lines else {}
+
+
+RELAY = WarningRelay()
 
 
 @dataclass(frozen=True)
@@ -60,6 +83,7 @@ def train_pack(tune_config: dict, context: SweepContext) -> None:
     if BOUNDARY_KEY in tune_config:  # the refinement round it was added in (0: the coarse grid)
         tags["urn.round"] = str(tune_config[BOUNDARY_KEY]["round"])
     records: list = []
+    logging.getLogger("urn_study").addHandler(RELAY)
     try:
         for trial_id, config in members:
             records.append(tracking.TrialRecord.open(context.tracking_uri, context.experiment_id,
@@ -79,8 +103,9 @@ def train_pack(tune_config: dict, context: SweepContext) -> None:
         summaries = [{"trial_id": trial_id, **record.summary} for (trial_id, _), record in zip(members, records)]
         tune.report({**_whereabouts(), "epoch": max((s.get("epochs", 0) for s in summaries), default=0),
                      context.metric: mean([s.get(context.metric) for s in summaries]),
-                     "urn_summary": json.dumps(summaries, default=str)})
+                     "urn_summary": json.dumps(summaries, default=str), **RELAY.pending()})
     finally:
+        logging.getLogger("urn_study").removeHandler(RELAY)
         for record in records:
             if not record.finished:
                 try:
@@ -227,7 +252,7 @@ class PackReporter:
 
     def _send(self, folder: str | None) -> None:
         metrics: dict[str, Any] = {"epoch": self.epoch, self.metric: mean(list(self.latest.values())),
-                                   **_whereabouts()}
+                                   **_whereabouts(), **RELAY.pending()}
         if len(self.ids) == 1 and self.epoch_metrics:
             metrics.update({k: float(v) for k, v in self.epoch_metrics[0].items()
                             if isinstance(v, (int, float)) and not isinstance(v, bool)})
