@@ -16,10 +16,7 @@ from typing import Any, Union
 import yaml
 
 from urn_study.data import DataConfig
-
-
-class ConfigError(ValueError):
-    """A configuration or study file is wrong; the message names the key and, if any, the file."""
+from urn_study.errors import ConfigError  # raised here; callers may import it from here as well
 
 
 @dataclass

@@ -25,6 +25,8 @@ from typing import NoReturn
 
 import numpy as np
 
+from urn_study.errors import ConfigError
+
 DATASETS = ("digits", "digits_permuted", "nlgp", "teacher", "mnist")
 PERMUTATION_SEED = 20191126  # fixed: every trial sees the same scrambled geometry
 MNIST_SHAPE = (28, 28)
@@ -145,7 +147,6 @@ class DataConfig:
 
 
 def _fail(field: str, message: str) -> NoReturn:
-    from urn_study.config import ConfigError  # here, not at the top: config imports this module
 
     raise ConfigError(f"data.{field}: {message}")
 
