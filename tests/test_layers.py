@@ -3,6 +3,7 @@ the edges (tracking.py: MLflow; urn_study/sweep/: Ray) -> analysis/ (the reading
 (cli.py, commands.py). Read from the source files with ast, nothing imported: every import counts, a lazy one
 inside a function as much as one at the top."""
 import ast
+import graphlib
 from pathlib import Path
 
 import pytest
@@ -37,8 +38,8 @@ def imported(source: str, package: str = "") -> set[str]:
     return {".".join(name.split(".")[:i]) for name in names for i in range(1, name.count(".") + 2)}
 
 
-def imports_of(path: Path) -> set[str]:
-    module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+def imports_of(path: Path, root: Path = ROOT) -> set[str]:
+    module = ".".join(path.relative_to(root).with_suffix("").parts)
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     return imported(path.read_text(), package.removesuffix(".__init__"))
 
@@ -78,3 +79,23 @@ def test_imports_go_one_way(files, forbidden, why):
     assert files
     found = offences(files, forbidden)
     assert not found, why + ":\n" + "\n".join(found)
+
+
+def import_cycle(files: list[Path], root: Path = ROOT) -> list[str]:
+    """One loop of imports among the project's modules ([] if none): a module whose import runs, however lazily,
+    back to itself is two modules that cannot be read, tested or moved apart."""
+    modules = {".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): path for path in files}
+    graph = {name: {other for other in imports_of(path, root) if other in modules and other != name}
+             for name, path in modules.items()}
+    try:
+        list(graphlib.TopologicalSorter(graph).static_order())
+    except graphlib.CycleError as err:
+        return list(err.args[1])
+    return []
+
+
+def test_no_module_imports_its_way_back_to_itself(tmp_path):
+    assert import_cycle(BELOW_THE_CLI + ANALYSIS + sorted(CLI)) == []
+    (tmp_path / "a.py").write_text("from b import x\n")  # the check sees a loop closed by a lazy import
+    (tmp_path / "b.py").write_text("def f():\n    from a import y\n")
+    assert sorted(set(import_cycle(sorted(tmp_path.glob("*.py")), tmp_path))) == ["a", "b"]
