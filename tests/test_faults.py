@@ -509,21 +509,3 @@ def test_many_trials_logging_at_once_to_the_local_store_lose_nothing(results, tm
             assert sorted((m.step, m.value) for m in history) == [(e, e + k / 100) for e in range(1, epochs + 1)]
             counted += len(history)
     assert counted == writers * epochs * metrics  # 2400 records, each once
-
-
-# --- local Ray is this sweep's own -------------------------------------------------------------------------
-
-
-def test_local_ray_never_joins_a_cluster_left_running_on_the_machine(monkeypatch):
-    """Without --address Ray would join the latest `ray start` instance on the machine (found in
-    /tmp/ray/ray_current_cluster) and then refuse --num-cpus: a sweep starts its own instead."""
-    from urn_study.sweep import driver
-
-    calls = []
-    monkeypatch.setattr(driver.ray, "is_initialized", lambda: False)
-    monkeypatch.setattr(driver.ray, "init", lambda **kwargs: calls.append(kwargs))
-    assert driver.start_ray(None, 2)
-    assert driver.start_ray("auto", None)
-    assert calls[0]["address"] == "local" and calls[0]["num_cpus"] == 2
-    assert calls[0]["include_dashboard"] is False  # no web server beside the sweep
-    assert calls[1]["address"] == "auto" and "num_cpus" not in calls[1]

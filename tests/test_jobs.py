@@ -50,7 +50,7 @@ def ray_head(tmp_path, net):
     try:
         _wait_for_jobs_api(f"http://127.0.0.1:{dashboard}", env["RAY_AUTH_TOKEN"], ports["dashboard-agent-listen-port"],
                            head, tmp_path / "head.log")
-        yield env, f"http://127.0.0.1:{dashboard}", temp, tmp_path / "head.log"
+        yield env, f"http://127.0.0.1:{dashboard}", temp, tmp_path / "head.log", f"127.0.0.1:{ports['port']}"
     finally:
         _stop_head(head, temp)
         log.close()
@@ -103,7 +103,7 @@ def _stop_head(head: subprocess.Popen, temp: Path) -> None:
 
 @pytest.mark.slow
 def test_a_sweep_submitted_as_a_ray_job_records_every_trial_where_urn_results_dir_says(ray_head, tmp_path):
-    env, dashboard, temp, head_log = ray_head
+    env, dashboard, temp, head_log, _ = ray_head
     records = tmp_path / "urn_results"  # absolute: the job runs in an uploaded copy under Ray's temp dir
     runtime_env = {"env_vars": {"URN_RESULTS_DIR": str(records)}, "excludes": [".git"]}
     submit = [str(BIN / "ray"), "job", "submit", "--address", dashboard, "--submission-id", "urn-jobs-test",
@@ -131,3 +131,26 @@ def test_a_sweep_submitted_as_a_ray_job_records_every_trial_where_urn_results_di
     (copy,) = [p for p in (temp / "session_latest" / "runtime_resources" / "working_dir_files").iterdir() if p.is_dir()]
     assert (copy / "search_spaces" / "quickstart.yaml").is_file()
     assert not {".git", ".venv", "urn_results"} & {p.name for p in copy.iterdir()}
+
+
+LOCAL_RAY = """
+import ray
+from urn_study.sweep.driver import start_ray
+start_ray(None, 1)
+dashboard = ray._private.worker._global_node.webui_url  # no web server beside a local sweep: None
+print(ray.get_runtime_context().gcs_address, ray.cluster_resources().get("CPU"), dashboard, flush=True)
+ray.shutdown()
+"""
+
+
+@pytest.mark.slow
+def test_a_local_sweeps_ray_is_its_own_beside_a_head_left_running(ray_head):
+    """Ray would join the instance a `ray start` left running (RAY_ADDRESS, or the address it notes in /tmp/ray) and
+    then refuse a sweep's CPU count: a sweep without --address starts its own, with the CPUs it was given."""
+    env, _, _, _, head_address = ray_head
+    done = subprocess.run([sys.executable, "-c", LOCAL_RAY], cwd=ROOT, env={**env, "RAY_ADDRESS": head_address},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    address, cpus, dashboard = done.stdout.split()[-3:]
+    assert address != head_address and float(cpus) == 1.0, (address, cpus, head_address)
+    assert dashboard == "None", dashboard

@@ -351,6 +351,35 @@ def test_pack_reporter_reports_to_tune_at_checkpoints_only_while_they_come_often
     assert sent == [(4, False), (8, False), (12, False)]  # rare checkpoints: progress every ~10 s
 
 
+def test_a_local_ray_that_misses_rays_start_up_wait_is_killed_and_started_again(monkeypatch, capsys):
+    """Ray gives a new node a fixed 30 s: on a busy machine a start can miss it. What that half-started node left
+    running is killed, and Ray started again; after the last try, one line (a ConfigError: exit 2, no traceback)."""
+    from urn_study.sweep import driver
+
+    left, tries = [], []
+
+    def init(**kwargs):  # Ray's failure as Ray raises it, after starting its processes
+        left.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"]))
+        tries.append(kwargs["address"])
+        if len(tries) < 3:
+            raise Exception("The current node timed out during startup. This could happen because some of the "
+                            "raylet failed to startup or the GCS has become overloaded.")
+
+    monkeypatch.setattr(driver.ray, "init", init)
+    monkeypatch.setattr(driver.ray, "shutdown", lambda: None)
+    driver._start_local(1, tries=3)
+    assert tries == ["local"] * 3
+    assert [p.wait(timeout=30) is not None for p in left[:2]] == [True, True]  # killed, not left behind
+    assert left[2].poll() is None  # the node that started is kept
+    left[2].kill()
+    err = capsys.readouterr().err
+    assert err.count("starting it again") == 2 and "(3 of 3)" in err, err
+    tries.clear()
+    with pytest.raises(ConfigError, match="local Ray did not start: .* 2 times"):
+        driver._start_local(1, tries=2)
+    for p in left[3:]:
+        assert p.wait(timeout=30) is not None
+
 def test_a_trials_warnings_reach_the_drivers_terminal_with_its_next_report(monkeypatch, capsys):
     """Workers' logs stay out of the driver's terminal, but what the project's own loggers warn of inside a trial (a
     store that stops taking metrics) rides on the trial's next report, once, and Progress prints it with the trial."""

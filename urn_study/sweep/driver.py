@@ -178,10 +178,44 @@ def start_ray(address: str | None, num_cpus: int | None) -> bool:
     if address:
         ray.init(address=address, log_to_driver=False, logging_level="WARNING")
     else:
-        # "local": a new instance, even where `ray start` left one running (Ray would join that one silently)
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                 logging_level="WARNING")
+        _start_local(num_cpus)
     return True
+
+
+RAY_START_TRIES = 3  # Ray gives a new node a fixed 30 s to register; a busy machine can miss that now and then
+
+
+class RayStartError(ConfigError):
+    """Local Ray did not start: said in one line, before any trial ran."""
+
+
+def _start_local(num_cpus: int | None, tries: int = RAY_START_TRIES, out=sys.stderr) -> None:
+    """A new local instance ("local": even where `ray start` left one running, which Ray would join silently). A node
+    that misses Ray's fixed start-up wait is stopped, what it had started killed, and started again."""
+    import psutil
+
+    me = psutil.Process()
+    for attempt in range(1, tries + 1):
+        before = {child.pid for child in me.children(recursive=True)}
+        try:
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                     logging_level="WARNING")
+            return
+        except Exception as err:
+            if "timed out during startup" not in str(err):
+                raise
+            ray.shutdown()
+            for child in me.children(recursive=True):  # the half-started node's GCS, raylet and helpers
+                if child.pid not in before:
+                    try:
+                        child.kill()
+                    except psutil.NoSuchProcess:
+                        pass
+            if attempt == tries:
+                raise RayStartError(f"local Ray did not start: its node missed Ray's fixed 30 s start-up wait {tries} "
+                                    f"times (is the machine this busy? trials would crawl too)") from err
+            print(f"local Ray's node missed Ray's fixed 30 s start-up wait (a busy machine?): starting it again "
+                  f"({attempt + 1} of {tries})", file=out, flush=True)
 
 
 class _TuneLines(logging.Filter):
