@@ -111,11 +111,17 @@ def test_self_priced_on_waits_takes_the_block_of_the_outputs():
     assert torch.equal(waits(4, 2, "diagonal"), torch.eye(4))
 
 
-def test_device_is_chosen_at_run_time():
-    assert pick_device("cpu").type == "cpu"
-    assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="train.device"):
+@pytest.mark.parametrize("gpu", [True, False], ids=["a-machine-with-a-gpu", "a-machine-without"])
+def test_device_is_chosen_at_run_time(monkeypatch, gpu):
+    """``auto`` takes the GPU where the process sees one and the CPU where not; asking for CUDA where none is visible
+    is one line naming the key; ``cpu`` is the CPU even beside a GPU."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    assert pick_device("auto") == torch.device("cuda" if gpu else "cpu")
+    assert pick_device("cpu") == torch.device("cpu")
+    if gpu:
+        assert pick_device("cuda") == torch.device("cuda")
+    else:
+        with pytest.raises(RuntimeError, match="train.device is 'cuda' but no CUDA device is visible"):
             pick_device("cuda")
 
 
