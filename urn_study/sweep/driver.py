@@ -194,6 +194,8 @@ def _start_local(num_cpus: int | None, tries: int = RAY_START_TRIES, out=sys.std
     that misses Ray's fixed start-up wait is stopped, what it had started killed, and started again."""
     import psutil
 
+    # the raylet waits this long (default 30 s) for its agents, Python processes slow to start on a busy machine
+    os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")
     me = psutil.Process()
     for attempt in range(1, tries + 1):
         before = {child.pid for child in me.children(recursive=True)}
