@@ -1,4 +1,4 @@
-"""``urn-study sweep``: check the whole study, open the MLflow record (tracking.py), start or join Ray, run one Tune
+"""``urn-study sweep``: check the whole study, open the MLflow record (urn_study.tracking), start or join Ray, run one Tune
 trial per pack of URN trials (or what the searcher asks for), print the summary, then hand the sweep's run to
 the caller's ``report`` (the CLI draws the phase report there: this edge does not import the analysis above
 it). Whether a trial is done is decided by its MLflow run: a finished run is never trained or recorded again;
