@@ -27,6 +27,7 @@ from urn_study.sweep.progress import DiskFull, Progress, Watchdog, stop_reason, 
 from urn_study.sweep.records import SweepLock, SweepRecord, save_record
 from urn_study.sweep.resume import Earlier, earlier_state
 from urn_study.sweep.searchers import BoundarySearch, optuna_searcher, optuna_space
+from urn_study.sweep.table_keeper import TableKeeper
 from urn_study.sweep.trainable import SweepContext, disk_full, error_line, train_pack
 
 Report = Callable[[Study, str, str, str], None]  # (study, tracking URI, the sweep's run id, sweep id)
@@ -259,7 +260,8 @@ def _tuner(study: Study, record: SweepRecord, context: SweepContext, space: dict
         failure_config=tune.FailureConfig(max_failures=study.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         callbacks=[Progress(study.name, n_trials, epochs, budget=searcher == "boundary", done_before=len(earlier.finished)),
-                   Watchdog(stall_timeout_s), JsonLoggerCallback()])
+                   Watchdog(stall_timeout_s), JsonLoggerCallback(),
+                   TableKeeper(context.tracking_uri, context.experiment_id, context.sweep_id, context.parent_run_id)])
     return tune.Tuner(trainable, param_space=space, tune_config=tune_config, run_config=run_config)
 
 

@@ -41,12 +41,15 @@ def search_runs(uri: str, experiment_id: str, filter_string: str = "", view: str
     return [run_fields(run) for run in runs]
 
 
-def runs_changed_since(uri: str, experiment_id: str, since_ms: int) -> list[dict[str, Any]]:
-    """The active runs that ended at or after ``since_ms`` (milliseconds since the epoch, MLflow's clock) or have
-    not ended (``UNFINISHED``), each once."""
-    found = {run["run_id"]: run for run in search_runs(uri, experiment_id, f"attributes.end_time >= {since_ms}")}
+def runs_changed_since(uri: str, experiment_id: str, since_ms: int, scope: str = "") -> list[dict[str, Any]]:
+    """The active runs (among those the filter ``scope`` selects, if given) that ended at or after ``since_ms``
+    (milliseconds since the epoch, MLflow's clock) or have not ended (``UNFINISHED``), each once."""
+    def search(condition: str) -> list[dict[str, Any]]:
+        return search_runs(uri, experiment_id, f"{scope} and {condition}" if scope else condition)
+
+    found = {run["run_id"]: run for run in search(f"attributes.end_time >= {since_ms}")}
     for status in UNFINISHED:
-        found.update({run["run_id"]: run for run in search_runs(uri, experiment_id, f"attributes.status = '{status}'")})
+        found.update({run["run_id"]: run for run in search(f"attributes.status = '{status}'")})
     return list(found.values())
 
 

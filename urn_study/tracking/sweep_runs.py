@@ -7,6 +7,7 @@ from typing import Any
 from urn_study.tracking.experiments import source_tags
 from urn_study.tracking.runs import METRIC_BATCH, ROLE_TAG, STUDY_TAG, SWEEP_TAG, _find_runs, _log_params, _now
 from urn_study.tracking.store import client
+from urn_study.tracking.study_table import sweep_trial_runs, write_final_table
 
 # --- the sweep (parent run) ----------------------------------------------------------------------
 
@@ -31,12 +32,15 @@ def open_sweep_run(uri: str, experiment_id: str, study_name: str, sweep_id: str,
 
 def close_sweep_run(uri: str, experiment_id: str, sweep_id: str, run_id: str, status: str) -> int:
     """End the parent run; any trial run of the sweep still RUNNING (its process was killed) ends FAILED
-    (a resume sets it RUNNING again). Returns how many trial runs were ended so."""
+    (a resume sets it RUNNING again), and the sweep's study table is written whole from its trial runs
+    (``study_table``). Returns how many trial runs were ended so."""
     mlflow_client = client(uri)
-    orphans = [r for r in _find_runs(mlflow_client, experiment_id, {ROLE_TAG: "trial", SWEEP_TAG: sweep_id})
-               if r.info.status == "RUNNING"]
+    runs, asked = sweep_trial_runs(uri, experiment_id, sweep_id)
+    orphans = [r for r in runs if r.info.status == "RUNNING"]
     for run in orphans:
         mlflow_client.set_terminated(run.info.run_id, "FAILED")
+    ended = {run.info.run_id: mlflow_client.get_run(run.info.run_id) for run in orphans}
+    write_final_table(uri, run_id, sweep_id, [ended.get(run.info.run_id, run) for run in runs], asked)
     mlflow_client.set_terminated(run_id, status)
     return len(orphans)
 
