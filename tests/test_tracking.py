@@ -220,6 +220,42 @@ def check_trial_run(client, run, config, reports, result):
     check_snapshot_images(client, run.info.run_id, sorted(result.snapshots))
 
 
+def test_a_sweep_trials_artifacts_are_the_files_of_train_out(results, tmp_path, capsys):
+    """One layout on disk (urn_study.artifacts): a trial recorded as the sweep's trainable records it (TrialRecord,
+    run_trials) and ``urn-study train --out`` of the same config leave the same files, with equal arrays and JSON;
+    the run adds only the UI's images of the snapshots (images/)."""
+    from urn_study.cli import main
+    from urn_study.trial import run_trials
+
+    config = parse_config(TINY)
+    out = tmp_path / "out"
+    assert main(["train", *(a for k, v in TINY.items() for a in ("--set", f"{k}={v}")), "--threads", "1",
+                 "--out", str(out)]) == 0
+    capsys.readouterr()
+    uri = tracking.resolve_tracking_uri()
+    experiment_id = tracking.ensure_experiment(uri, "tiny")
+    parent = tracking.open_sweep_run(uri, experiment_id, "tiny", "tiny-sweep", {})
+    record = tracking.TrialRecord.open(uri, experiment_id, parent, "tiny", "tiny-sweep", "tiny-0000", config)
+    [result] = run_trials([config], [record.log_epoch])
+    record.finish(result)
+    run_folder = Path(tracking.client(uri).get_run(record.run_id).info.artifact_uri.removeprefix("file://"))
+
+    def files(folder: Path) -> set[str]:
+        return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+
+    recorded, written = files(run_folder), files(out)
+    assert {f for f in recorded if not f.startswith("images/")} == written
+    assert {"W.npy", "W0.npy", "snapshots/epoch_0002_b.npy", "layout.json", "config.json"} <= written
+    for name in sorted(written):
+        if name.endswith(".npy"):
+            np.testing.assert_array_equal(np.load(run_folder / name), np.load(out / name), err_msg=name)
+        elif name.endswith(".json") and name != "history.json":  # history holds each epoch's seconds
+            assert json.loads((run_folder / name).read_text()) == json.loads((out / name).read_text()), name
+    epochs = [{k: v for k, v in row.items() if "second" not in k} for row in json.loads((out / "history.json").read_text())]
+    assert [{k: v for k, v in row.items() if "second" not in k}
+            for row in json.loads((run_folder / "history.json").read_text())] == epochs
+
+
 def check_snapshot_images(client, run_id, epochs):
     """Each snapshot's heatmap logged as an image of key W at its epoch (what the UI's image view steps through)."""
     from PIL import Image
