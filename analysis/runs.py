@@ -1,19 +1,20 @@
 """A study's recorded trials as one tidy table, and re-reading their structure with other thresholds.
 
 ``load_study_runs`` reads the trial runs of a study's MLflow experiment (local store or server, through
-``urn_study.tracking``: the one module that imports mlflow) into a DataFrame, one row per trial: the config keys
+``urn_study.tracking``: the one package that imports mlflow) into a DataFrame, one row per trial: the config keys
 typed back from MLflow's strings, the final metrics, the phase, depth, widths and locality, the run's status.
 ``reclassify`` re-runs the functional reading (``urn_study.reading.measure``) on each trial's saved W, b and W0 with other
 thresholds, without retraining.
 
 Scale: MLflow's search reads every param, tag and metric of every run (2 to 4 s per 1,000 runs from a
-local SQLite store on 2 cores), so the raw records are cached in a parquet file, one per (store,
-experiment), beside a local store (``study_cache/``) or under ``urn_results/study_cache`` for a server. A
-later load asks the store only for the runs that may have changed since: those that ended at or after
-the cache's watermark (the latest end time it holds, less a margin), those still running, those the
-cache holds as unfinished, and the deleted ones (dropped). What this cannot see: a tag or metric written
-to a run long after it ended, or a run purged from the store without being deleted first; ``refresh=True``
-re-reads everything.
+local SQLite store on 2 cores). So each sweep keeps its runs' raw records as a table on its own run
+(``urn_study.tracking.study_table``), which a load on any machine reads, asking MLflow only for what the tables
+do not cover; and the raw records are cached in a parquet file, one per (store, experiment), beside a local
+store (``study_cache/``) or under ``urn_results/study_cache`` for a server. A later load asks the store only
+for the runs that may have changed since: those that ended at or after the cache's watermark (the latest end
+time it holds, less a margin), those still running, those the cache holds as unfinished, and the deleted ones
+(dropped). What neither can see: a tag or metric written to a run long after it ended, or a run purged from
+the store without being deleted first; ``refresh=True`` re-reads everything by MLflow's search.
 """
 from __future__ import annotations
 
@@ -33,11 +34,11 @@ import pandas as pd
 from urn_study import tracking
 from urn_study.artifacts import BIAS, INITIAL, LAYOUT, WEIGHTS
 from urn_study.study import results_dir
-from urn_study.tracking import FINAL_TAGS, TRIAL_TAG, UNFINISHED, is_local, resolve_tracking_uri
+from urn_study.tracking import FINAL_TAGS, TRIAL_TAG, is_local, resolve_tracking_uri
+from urn_study.tracking.study_table import METRIC, PARAM, TAG, changed_runs, merged, normalise, records_frame, records_from_tables
 
 CACHE_VERSION = 2
 WATERMARK_MARGIN_MS = 10_000  # re-read runs that ended up to 10 s before the latest the cache holds (clock skew)
-PARAM, METRIC, TAG = "param:", "metric:", "tag:"  # prefixes of the raw record columns (cache only)
 BASE_COLUMNS = ("trial_id", "run_id", "status", "start_time", "end_time")
 
 
@@ -135,27 +136,12 @@ def tidy_table(records: pd.DataFrame, trial_tag: str = TRIAL_TAG) -> pd.DataFram
 # --- reading the store (through urn_study.tracking, the one module that speaks MLflow) ----------------
 
 
-def run_record(run: dict[str, Any]) -> dict[str, Any]:
-    """One run (``tracking.run_fields``) as a flat record: info, ``param:``, ``metric:`` (latest value) and
-    ``tag:`` columns."""
-    record: dict[str, Any] = {k: run[k] for k in ("run_id", "run_name", "status", "start_time", "end_time",
-                                                  "artifact_uri")}
-    record.update({PARAM + k: v for k, v in run["params"].items()})
-    record.update({METRIC + k: v for k, v in run["metrics"].items()})
-    record.update({TAG + k: v for k, v in run["tags"].items()})
-    record[TAG + "parent_run_id"] = run["parent_run_id"]
-    return record
-
-
 def _changed_runs(tracking_uri: str, experiment_id: str, cached: pd.DataFrame,
                   watermark: int) -> tuple[list[dict], set[str]]:
     """Runs to re-read since the cache was written, and the ids of runs now deleted."""
-    found = {run["run_id"]: run for run in tracking.runs_changed_since(tracking_uri, experiment_id, watermark)}
-    pending = [rid for rid in cached.loc[cached["status"].isin(UNFINISHED), "run_id"] if rid not in found]
-    found.update({run["run_id"]: run for run in tracking.runs_by_id(tracking_uri, experiment_id, pending)})
+    found, gone = changed_runs(tracking_uri, experiment_id, cached, watermark)
     deleted = {run["run_id"] for run in tracking.search_runs(tracking_uri, experiment_id, view="deleted")}
-    deleted |= set(pending) - set(found)  # unfinished before, now neither active nor deleted: purged
-    return list(found.values()), deleted
+    return found, deleted | gone
 
 
 # --- the cache -------------------------------------------------------------------------------
@@ -174,34 +160,13 @@ def _cache_files(cache_dir: Path, tracking_uri: str, experiment_id: str, name: s
     return cache_dir / f"{stem}.parquet", cache_dir / f"{stem}.json"
 
 
-def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
-    """One dtype per kind of column, whatever the source: strings as objects (None if absent), metrics
-    float, times nullable integer milliseconds."""
-    frame = frame.copy()
-    for column in frame.columns:
-        if column.startswith(METRIC):
-            frame[column] = frame[column].astype(float)
-        elif column in ("start_time", "end_time"):
-            frame[column] = pd.to_numeric(frame[column]).astype("Int64")
-        else:
-            frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
-    return frame
-
-
-def _records_frame(records: Iterable[dict]) -> pd.DataFrame:
-    frame = pd.DataFrame(list(records))
-    if frame.empty:
-        frame = pd.DataFrame(columns=["run_id", "run_name", "status", "start_time", "end_time"])
-    return _normalise(frame)
-
-
 def _read_cache(files: tuple[Path, Path], key: dict) -> tuple[pd.DataFrame, int] | None:
     table, meta_file = files
     try:
         meta = json.loads(meta_file.read_text())
         if meta.get("key") != key or not table.is_file():
             return None
-        return _normalise(pd.read_parquet(table)), int(meta["watermark"])
+        return normalise(pd.read_parquet(table)), int(meta["watermark"])
     except (OSError, ValueError, KeyError):
         return None  # unreadable or from another version: rebuild
 
@@ -220,18 +185,19 @@ def _write_cache(files: tuple[Path, Path], key: dict, frame: pd.DataFrame) -> No
 
 
 def study_records(tracking_uri: str, experiment_id: str, files: tuple[Path, Path] | None, key: dict,
-                  refresh: bool = False) -> pd.DataFrame:
-    """Raw records of every active run of the experiment: from the cache plus the runs changed since, or
-    (``refresh``, no usable cache, ``files`` None) from a full search. Writes the cache back."""
+                  refresh: bool = False, use_tables: bool = True) -> pd.DataFrame:
+    """Raw records of every active run of the experiment: from the local cache plus the runs changed since; else
+    (no usable cache, ``files`` None) from the sweeps' study tables plus what they do not cover
+    (``tracking.study_table``); else (``refresh``, or ``use_tables`` False) from a full search. Writes the cache
+    back."""
     cached = _read_cache(files, key) if files is not None and not refresh else None
-    if cached is None:
-        frame = _records_frame(run_record(r) for r in tracking.search_runs(tracking_uri, experiment_id))
-    else:
+    if cached is not None:
         frame, watermark = cached
-        changed, deleted = _changed_runs(tracking_uri, experiment_id, frame, watermark)
-        fresh = _records_frame(run_record(r) for r in changed)
-        keep = ~frame["run_id"].isin(set(fresh["run_id"]) | deleted)
-        frame = _normalise(pd.concat([frame[keep], fresh], ignore_index=True))
+        frame = merged(frame, *_changed_runs(tracking_uri, experiment_id, frame, watermark))
+    elif use_tables and not refresh:
+        frame = records_from_tables(tracking_uri, experiment_id)
+    else:
+        frame = records_frame(tracking.search_runs(tracking_uri, experiment_id))
     if files is not None:
         _write_cache(files, key, frame)
     return frame
@@ -250,10 +216,12 @@ def _experiment(tracking_uri: str, study: Any) -> tuple[str, str]:
 
 
 def load_study_runs(study: Any, tracking_uri: str | None = None, refresh: bool = False,
-                    cache_dir: str | Path | None = None, use_cache: bool = True) -> pd.DataFrame:
+                    cache_dir: str | Path | None = None, use_cache: bool = True, use_tables: bool = True) -> pd.DataFrame:
     """One row per trial run of a study: trial_id, run_id, status, start/end time, every config key
     typed back (numbers, bools, strings; schedules as their recorded text), the final metrics, and the
-    tags (phase, depth as integers, widths as lists...). Cached beside the store (see the module docstring)."""
+    tags (phase, depth as integers, widths as lists...). Read from the local cache, else from the study tables
+    the sweeps keep on their runs, else (``refresh``, ``use_tables=False``) by MLflow's search of every run; see
+    the module docstring."""
     tracking_uri = resolve_tracking_uri(tracking_uri)
     store = Path(tracking_uri[len("sqlite:///"):]) if is_local(tracking_uri) else None
     if store is not None and not store.is_file():  # MLflow would create an empty store there: reading writes nothing
@@ -264,7 +232,7 @@ def load_study_runs(study: Any, tracking_uri: str | None = None, refresh: bool =
         folder = Path(cache_dir) if cache_dir is not None else default_cache_dir(tracking_uri)
         files = _cache_files(folder, tracking_uri, experiment_id, experiment_name)
     key = {"version": CACHE_VERSION, "tracking_uri": tracking_uri, "experiment_id": experiment_id}
-    records = study_records(tracking_uri, experiment_id, files, key, refresh)
+    records = study_records(tracking_uri, experiment_id, files, key, refresh, use_tables)
     return tidy_table(records, TRIAL_TAG)
 
 

@@ -169,7 +169,7 @@ def copy_record(study, uri: str, experiment: str, template_id: str, out=sys.stdo
         metrics = [Metric(key, final_metrics[key] if step == final_step and key in final_metrics else value,
                           start + int((end - start) * step / (final_step + 1)), step)
                    for key, points in history.items() for step, value in points]
-        params = [Param(k, tracking._param_text(v)) for k, v in to_flat(trial.config).items()]
+        params = [Param(k, tracking.runs._param_text(v)) for k, v in to_flat(trial.config).items()]
         while metrics or params:  # MLflow's limits per batch: 100 params, 1000 entries in all
             some_params, params = params[:tracking.BATCH], params[tracking.BATCH:]
             room = 1000 - len(some_params)

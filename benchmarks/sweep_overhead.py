@@ -186,6 +186,7 @@ def record_costs(config, uri: str) -> Counter:
     import torch
 
     from urn_study import tracking
+    from urn_study.artifacts import write_artifacts
     from urn_study.checkpoint import save_state
     from urn_study.reading.weight_image import weight_image
     from urn_study.trial import run_trial
@@ -210,7 +211,7 @@ def record_costs(config, uri: str) -> Counter:
                            lambda epoch, m: timed(QUEUE, record.log_epoch, epoch, m),
                            lambda state: timed("save checkpoints (save_state)", save_state, state,
                                                Path(folder) / f"epoch_{state.epoch}"))
-            timed("  of which: write the artifacts", tracking.write_artifacts, result, Path(folder) / "artifacts")
+            timed("  of which: write the artifacts", write_artifacts, result, Path(folder) / "artifacts")
         image = timed("  of which: draw the W heatmap", lambda: weight_image(
             result.weights, result.structure.get("levels"), layout=result.layout, title=record.trial_id))
         with tempfile.TemporaryDirectory(prefix="urn-bench-") as folder:

@@ -1,5 +1,5 @@
 """The layers depend one way (README "Where things are"): the core (urn_study/*.py and urn_study/reading/) ->
-the edges (tracking.py: MLflow; urn_study/sweep/: Ray) -> analysis/ (the reading of recorded studies) -> the CLI
+the edges (urn_study/tracking/: MLflow; urn_study/sweep/: Ray) -> analysis/ (the reading of recorded studies) -> the CLI
 (cli.py, commands.py). Read from the source files with ast, nothing imported: every import counts, a lazy one
 inside a function as much as one at the top."""
 import ast
@@ -11,7 +11,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "urn_study"
 CLI = {PACKAGE / "cli.py", PACKAGE / "commands.py"}
-CORE = sorted({*PACKAGE.glob("*.py"), *(PACKAGE / "reading").rglob("*.py")} - CLI - {PACKAGE / "tracking.py"})
+CORE = sorted({*PACKAGE.glob("*.py"), *(PACKAGE / "reading").rglob("*.py")} - CLI)
+TRACKING = sorted((PACKAGE / "tracking").rglob("*.py"))
 SWEEP = sorted((PACKAGE / "sweep").rglob("*.py"))
 ANALYSIS = sorted((ROOT / "analysis").rglob("*.py"))
 BELOW_THE_CLI = sorted(set(PACKAGE.rglob("*.py")) - CLI)
@@ -66,14 +67,17 @@ def later():
 def test_the_file_sets_are_what_they_name():
     assert PACKAGE / "trial.py" in CORE and PACKAGE / "reading" / "measure.py" in CORE
     assert PACKAGE / "sweep" / "driver.py" in SWEEP and ROOT / "analysis" / "runs.py" in ANALYSIS
+    assert PACKAGE / "tracking" / "store.py" in TRACKING and not set(TRACKING) & set(CORE)
 
 
 @pytest.mark.parametrize("files,forbidden,why", [
     (BELOW_THE_CLI, ("analysis",), "only the CLI (cli.py, commands.py) sits above analysis/"),
     (CORE, ("ray", "mlflow", "urn_study.sweep", "urn_study.tracking"), "the core knows no edge"),
     (SWEEP, ("analysis",), "the Ray edge sits below the analysis of records"),
+    (TRACKING, ("ray", "urn_study.sweep", "analysis"), "the record edge knows neither Ray nor the analysis"),
     (ANALYSIS, ("urn_study.sweep",), "the analysis reads records, it does not run sweeps"),
 ], ids=["nothing-below-the-cli-imports-analysis", "the-core-imports-no-edge", "the-sweep-imports-no-analysis",
+        "the-record-edge-imports-no-ray-nor-analysis",
         "analysis-imports-no-sweep"])
 def test_imports_go_one_way(files, forbidden, why):
     assert files

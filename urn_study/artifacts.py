@@ -7,7 +7,9 @@
   descriptors, the null); ``history.json``: the per-epoch metrics; ``W_heatmap.png``: |W| ordered by level.
 
 ``W``, ``b``, ``layout.json`` and ``config.json`` are enough to run the network again with numpy alone (the ten
-lines in the README, "One trial"; ``tests/test_trial.py`` runs them on a saved trial).
+lines in the README, "One trial"; ``tests/test_trial.py`` runs them on a saved trial). ``tests/test_tracking.py``
+checks that a sweep's run and ``train --out`` of one config hold the same files and arrays. A checkpoint
+(``urn_study.checkpoint``) is another kind of thing, resume state, and keeps its own format for that reason.
 """
 from __future__ import annotations
 

@@ -1,4 +1,11 @@
-"""A TrialState on disk: arrays in one .npz (loaded without pickle), the rest as JSON with the arrays' digest."""
+"""A TrialState on disk: arrays in one .npz (loaded without pickle), the rest as JSON with the arrays' digest.
+
+Not the record's layout (``urn_study.artifacts``), on purpose: a checkpoint is resume state, read back only by
+this module, whole or not at all. It holds what a record does not (the optimiser's moments, the Adam step, the
+epoch reached) and must be written and read as one unit: one archive renamed into place, checked against its
+digest, so a kill or a full disk mid-write leaves the previous checkpoint, never a mixed one. A record is read
+file by file by others (numpy alone, a server's download of W without its snapshots), so it keeps one ``.npy``
+per array under stable names."""
 from __future__ import annotations
 
 import hashlib

@@ -23,6 +23,7 @@ from urn_study.model import initial_weights
 from urn_study.reading.function import Network, Probe, Thresholds, run
 from urn_study.reading.measure import measure, measure_null
 from urn_study.reading.planted import plant_fully_connected, plant_locally_connected, plant_residual
+from urn_study.tracking.study_table import TABLE_FILE, read_table, write_table
 from urn_study.trial import FINAL_LISTS, TrialResult
 
 STUDY = "tiny"
@@ -196,6 +197,88 @@ def test_cache_follows_a_running_trial_to_its_end(store, tmp_path):
     tracking.client(uri).delete_run(parent)
 
 
+# --- the study tables the sweeps keep on their runs ---------------------------------------------------
+
+
+def plain_load(uri: str) -> pd.DataFrame:
+    """The study as MLflow's search of every run gives it: no local cache, no table."""
+    return load_study_runs(STUDY, uri, use_cache=False, use_tables=False)
+
+
+def table_load(uri: str) -> pd.DataFrame:
+    """The study as a machine without the local cache reads it: the sweeps' tables, MLflow for the rest."""
+    return load_study_runs(STUDY, uri, use_cache=False)
+
+
+def sweep_table_file(uri: str, sweep_id: str) -> Path:
+    client = tracking.client(uri)
+    [run] = client.search_runs([client.get_experiment_by_name(STUDY).experiment_id],
+                               f"tags.`urn.role` = 'sweep' and tags.`urn.sweep` = '{sweep_id}'")
+    return Path(run.info.artifact_uri.removeprefix("file://")) / TABLE_FILE
+
+
+def test_the_sweeps_tables_give_the_same_frame_as_mlflows_search(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("URN_RESULTS_DIR", str(tmp_path / "urn_results"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ids = list(TRIALS)
+    record(uri, STUDY, {t: RECORDED[t] for t in ids[:4]}, sweep="sweep-a")  # two sweeps of one study: two tables
+    record(uri, STUDY, {t: RECORDED[t] for t in ids[4:]}, sweep="sweep-b")
+    tables = {s: read_table(sweep_table_file(uri, s))[0] for s in ("sweep-a", "sweep-b")}
+    assert sorted(tables["sweep-a"]["tag:urn.trial_id"]) == ids[:4] and sorted(tables["sweep-b"]["tag:urn.trial_id"]) == ids[4:]
+    plain = plain_load(uri)
+    assert plain["trial_id"].tolist() == ids
+    pd.testing.assert_frame_equal(table_load(uri), plain)  # dtypes, columns, rows, values
+
+    # the load reads the tables: a value only the table holds (its watermark past every run's end) shows
+    frame, meta = read_table(sweep_table_file(uri, "sweep-a"))
+    assert meta["watermark"] <= frame["end_time"].max()  # as written: the runs that ended last are asked again
+    edited = frame.assign(**{"metric:test_accuracy": 0.125})
+    write_table(edited, sweep_table_file(uri, "sweep-a"), "sweep-a", int(frame["end_time"].max()) + 1)
+    assert table_load(uri)["test_accuracy"].tolist() == [0.125] * 4 + [0.9] * 2
+    write_table(frame, sweep_table_file(uri, "sweep-a"), "sweep-a", meta["watermark"])
+
+    # after the tables were written, MLflow wins: a run deleted, a trial resumed (newer values), a run of no sweep
+    client = tracking.client(uri)
+    experiment = client.get_experiment_by_name(STUDY).experiment_id
+    gone = plain.loc[plain["trial_id"] == ids[1], "run_id"].item()
+    client.delete_run(gone)
+    resumed = plain.loc[plain["trial_id"] == ids[4], "run_id"].item()
+    client.update_run(resumed, status="RUNNING")
+    client.log_metric(resumed, "test_accuracy", 0.5, step=5)
+    client.set_terminated(resumed, "FINISHED")
+    single = tracking.TrialRecord.open_single(uri, experiment, STUDY, RECORDED[ids[0]].config, {})
+    single.finish(RECORDED[ids[0]])
+    after = plain_load(uri)
+    assert gone not in set(after["run_id"]) and after.set_index("run_id").loc[resumed, "test_accuracy"] == 0.5
+    assert len(after) == 6 and after["sweep"].isna().sum() == 1
+    pd.testing.assert_frame_equal(table_load(uri), after)
+
+    # a trial still running when its sweep's driver last wrote the table, then ending: followed to its end
+    parent = tracking.open_sweep_run(uri, experiment, STUDY, "sweep-b", {"searcher": "grid"})  # resumed
+    live = tracking.TrialRecord.open(uri, experiment, parent, STUDY, "sweep-b", "tiny-0100", RECORDED[ids[2]].config)
+    live.log_epoch(1, RECORDED[ids[2]].history[0])
+    live.flush()
+    keeper = tracking.SweepTable(uri, experiment, "sweep-b", parent)
+    assert keeper.update() == 3  # the table it found on the run, plus the new trial
+    running = read_table(sweep_table_file(uri, "sweep-b"))[0].set_index("run_id").loc[live.run_id, "status"]
+    assert running == "RUNNING"
+    pd.testing.assert_frame_equal(table_load(uri), plain_load(uri))
+    live.finish(RECORDED[ids[2]])
+    assert table_load(uri).set_index("run_id").loc[live.run_id, "phase"] == "locally_connected"
+    pd.testing.assert_frame_equal(table_load(uri), plain_load(uri))
+
+    # a damaged table: MLflow's runs of that sweep instead, said in one warning line
+    sweep_table_file(uri, "sweep-b").write_bytes(b"PAR1 cut short")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="urn_study.tracking"):
+        pd.testing.assert_frame_equal(table_load(uri), plain_load(uri))
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "sweep-b" in said[0] and "sweep-a" not in said[0] and "\n" not in said[0], said
+    sweep_table_file(uri, "sweep-b").unlink()  # and a missing one the same
+    pd.testing.assert_frame_equal(table_load(uri), plain_load(uri))
+
+
 def test_latest_runs_keeps_one_run_per_trial():
     t = pd.to_datetime([1, 2, 3, 4, 5], unit="s", utc=True)
     df = pd.DataFrame({"trial_id": ["a", "a", "b", "b", "c"], "run_id": list("12345"), "start_time": t,
@@ -310,5 +393,7 @@ def test_a_study_on_an_mlflow_server(mlflow_server, results):
     assert not df["artifact_uri"].str.startswith("file:").any()
     assert list((results / "study_cache").glob("served-*.parquet"))
     pd.testing.assert_frame_equal(load_study_runs("served", mlflow_server), df)
+    plain = load_study_runs("served", mlflow_server, use_cache=False, use_tables=False)
+    pd.testing.assert_frame_equal(load_study_runs("served", mlflow_server, use_cache=False), plain)  # table downloaded
     again = reclassify(df, Thresholds(locality=1.01), mlflow_server, probe=planted_probe)
     assert again["phase"].tolist() == ["residual", "fully_connected"] and again["reclassified"].all()

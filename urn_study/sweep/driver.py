@@ -1,4 +1,4 @@
-"""``urn-study sweep``: check the whole study, open the MLflow record (tracking.py), start or join Ray, run one Tune
+"""``urn-study sweep``: check the whole study, open the MLflow record (urn_study.tracking), start or join Ray, run one Tune
 trial per pack of URN trials (or what the searcher asks for), print the summary, then hand the sweep's run to
 the caller's ``report`` (the CLI draws the phase report there: this edge does not import the analysis above
 it). Whether a trial is done is decided by its MLflow run: a finished run is never trained or recorded again;
@@ -27,6 +27,7 @@ from urn_study.sweep.progress import DiskFull, Progress, Watchdog, stop_reason, 
 from urn_study.sweep.records import SweepLock, SweepRecord, save_record
 from urn_study.sweep.resume import Earlier, earlier_state
 from urn_study.sweep.searchers import BoundarySearch, optuna_searcher, optuna_space
+from urn_study.sweep.table_keeper import TableKeeper
 from urn_study.sweep.trainable import SweepContext, disk_full, error_line, train_pack
 
 Report = Callable[[Study, str, str, str], None]  # (study, tracking URI, the sweep's run id, sweep id)
@@ -295,7 +296,8 @@ def _tuner(study: Study, record: SweepRecord, context: SweepContext, space: dict
         failure_config=tune.FailureConfig(max_failures=study.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         callbacks=[Progress(study.name, n_trials, epochs, budget=searcher == "boundary", done_before=len(earlier.finished)),
-                   Watchdog(stall_timeout_s), JsonLoggerCallback()])
+                   Watchdog(stall_timeout_s), JsonLoggerCallback(),
+                   TableKeeper(context.tracking_uri, context.experiment_id, context.sweep_id, context.parent_run_id)])
     return tune.Tuner(trainable, param_space=space, tune_config=tune_config, run_config=run_config)
 
 

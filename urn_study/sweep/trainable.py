@@ -1,5 +1,5 @@
 """Inside a Tune trial: ``train_pack`` trains a pack of URN trials (``trials_per_worker``), records each in its
-MLflow run (tracking.py) and reports to Tune: every epoch to the runs, to Tune at checkpoint epochs (and every
+MLflow run (urn_study.tracking) and reports to Tune: every epoch to the runs, to Tune at checkpoint epochs (and every
 ``REPORT_EVERY_S`` between: each report waits on Tune's loop). A checkpoint holds one ``save_state`` folder per
 trial; a retried or resumed trial goes on from the newest whole one."""
 from __future__ import annotations
