@@ -18,7 +18,7 @@ ANALYSIS = sorted((ROOT / "analysis").rglob("*.py"))
 BELOW_THE_CLI = sorted(set(PACKAGE.rglob("*.py")) - CLI)
 
 
-def imported(source: str, package: str = "") -> set[str]:
+def imported(source: str, package: str = "", parents: bool = True) -> set[str]:
     """Every module a source imports, with the packages above it: ``from a.b import c`` gives a, a.b and a.b.c
     (c may be a module); a relative import is resolved against ``package``; ``importlib.import_module("x")``
     with a literal name counts too."""
@@ -36,13 +36,15 @@ def imported(source: str, package: str = "") -> set[str]:
               ("import_module", "__import__") and node.args and isinstance(node.args[0], ast.Constant)
               and isinstance(node.args[0].value, str)):
             names.add(node.args[0].value)
+    if not parents:
+        return names
     return {".".join(name.split(".")[:i]) for name in names for i in range(1, name.count(".") + 2)}
 
 
-def imports_of(path: Path, root: Path = ROOT) -> set[str]:
+def imports_of(path: Path, root: Path = ROOT, parents: bool = True) -> set[str]:
     module = ".".join(path.relative_to(root).with_suffix("").parts)
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    return imported(path.read_text(), package.removesuffix(".__init__"))
+    return imported(path.read_text(), package.removesuffix(".__init__"), parents)
 
 
 def offences(files: list[Path], forbidden: tuple[str, ...]) -> list[str]:
@@ -87,9 +89,16 @@ def test_imports_go_one_way(files, forbidden, why):
 
 def import_cycle(files: list[Path], root: Path = ROOT) -> list[str]:
     """One loop of imports among the project's modules ([] if none): a module whose import runs, however lazily,
-    back to itself is two modules that cannot be read, tested or moved apart."""
+    back to itself is two modules that cannot be read, tested or moved apart. An import names the module it takes
+    from (``from a.b import c``: a.b, or a.b.c where c is a module), not the packages above it, which Python
+    initialises first by construction: a package's __init__ importing its own modules is no loop."""
     modules = {".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): path for path in files}
-    graph = {name: {other for other in imports_of(path, root) if other in modules and other != name}
+
+    def target(name: str) -> str | None:
+        parts = name.split(".")
+        return next((".".join(parts[:i]) for i in range(len(parts), 0, -1) if ".".join(parts[:i]) in modules), None)
+
+    graph = {name: {target(other) for other in imports_of(path, root, parents=False)} - {None, name}
              for name, path in modules.items()}
     try:
         list(graphlib.TopologicalSorter(graph).static_order())
