@@ -51,6 +51,13 @@ def test_urn_gradients_pass_the_numerical_check(activation, input_mode, readout,
     assert torch.autograd.gradcheck(logits, (W, b))
 
 
+
+def test_the_input_is_data_and_asking_for_its_gradient_is_refused():
+    model = URN(initial_weights([0], 9, 0.5), 3, 2, 2)
+    with pytest.raises(ValueError, match="input x is data"):
+        model(torch.randn(1, 4, 3, requires_grad=True))
+
+
 # Every regulator on in some trial, each at its own strength, one off in one trial, both scopes of `self`.
 PACK = [
     {"seed": 0, "regulators.l1": 1e-3, "regulators.locality": 1e-3, "regulators.width": 1e-2, "regulators.self": 1e-2},

@@ -19,6 +19,7 @@ BACKWARDS = {
     "identity": lambda grad, h: grad.clone(),
 }
 
+
 class URN(nn.Module):
     """K stacked URNs. W[k, i, j] is trial k's connection from neuron j to neuron i."""
 
