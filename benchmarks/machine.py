@@ -57,22 +57,25 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def median_seconds(run: Callable[[], None], device: torch.device, repeats: int, min_seconds: float = 0.2) -> float:
+def median_seconds(run: Callable[[], None], device: torch.device, repeats: int, min_seconds: float = 0.2,
+                   clock: Callable[[], float] = time.perf_counter) -> float:
     """Median over ``repeats`` of the seconds one ``run()`` takes; each repeat loops ``run`` for about
-    ``min_seconds`` so that short calls are timed over many. The machine is shared, hence the median."""
+    ``min_seconds`` so that short calls are timed over many. The machine is shared, hence the median.
+    ``clock``: wall time, or ``time.thread_time`` (the calling thread's time on a core: with torch on one
+    thread, what the run costs whatever else the machine runs)."""
     run()
     sync(device)
-    start = time.perf_counter()
+    start = clock()
     run()
     sync(device)
-    calls = max(1, int(min_seconds / max(time.perf_counter() - start, 1e-9)))
+    calls = max(1, int(min_seconds / max(clock() - start, 1e-9)))
     samples = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         for _ in range(calls):
             run()
         sync(device)
-        samples.append((time.perf_counter() - start) / calls)
+        samples.append((clock() - start) / calls)
     return statistics.median(samples)
 
 

@@ -1,8 +1,14 @@
 """Each benchmark runs in its seconds-long smoke form and prints the machine and its table."""
 import importlib.util
+from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from urn_study.regulators import linear_cost, strengths_at
+from urn_study.trial import _train_step
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -23,6 +29,62 @@ def test_smoke_run_prints_machine_and_figures(name, header, capsys):
     table = out[out.index(header):].splitlines()
     assert len(table) >= 2 and table[1].split()[0].isdigit()
 
+
+
+class _PassesOverW(TorchDispatchMode):
+    """Counts whole-tensor reads and writes of tensors with W's number of elements, per op, outside the matrix
+    products (and views, which move nothing)."""
+
+    def __init__(self, numel: int):
+        super().__init__()
+        self.numel, self.passes = numel, Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        name = func.overloadpacket.__name__
+        if name in ("bmm", "baddbmm", "mm", "addmm") or func.is_view:
+            return out
+        reads, writes = set(), set()
+        for i, arg in enumerate(func._schema.arguments):
+            value = args[i] if i < len(args) else kwargs.get(arg.name)
+            for t in value if isinstance(value, (list, tuple)) else [value]:
+                if not (isinstance(t, torch.Tensor) and t.numel() == self.numel):
+                    continue
+                if name not in ("new_zeros", "new_empty", "zeros_like", "empty_like"):  # these read the shape only
+                    reads.add(t.data_ptr())
+                written = arg.alias_info is not None and arg.alias_info.is_write
+                if (name, arg.name) == ("_fused_adam_", "grads"):  # its schema lets it write them: only to unscale
+                    written = kwargs.get("grad_scale") is not None
+                if written:
+                    writes.add(t.data_ptr())
+        for t in out if isinstance(out, (list, tuple)) else [out]:
+            if isinstance(t, torch.Tensor) and t.numel() == self.numel and t.data_ptr() not in reads:
+                writes.add(t.data_ptr())
+        if reads or writes:
+            self.passes[name] += len(reads) + len(writes)
+        return out
+
+
+def test_gpu_plan_counts_the_passes_over_W_that_a_training_step_makes(capsys):
+    """The plan's "now" is what the trial's own step does (all five regulators on, T = 3), counted op by op;
+    its bytes and ratio follow from that count, the device's bandwidth and the products' FLOPs."""
+    module = _load("train_efficiency")
+    batch = module.make_batch(200, 2, 128, 3)
+    strengths = strengths_at(batch.configs, 0, batch.device)
+    cost = linear_cost(batch.costs, strengths, batch.waits)
+    x, y, mask = batch.x_train[:, :128], batch.y_train[:, :128], torch.ones(2)
+    _train_step(batch, x, y, mask, cost, strengths)  # Adam's moments exist from here on, as in training
+    with _PassesOverW(batch.model.W.numel()) as counted:
+        _train_step(batch, x, y, mask, cost, strengths)
+    now = [passes for how, passes in module.UPDATE_PASSES.items() if how.startswith("now")]
+    assert now == [sum(counted.passes.values())], counted.passes
+    assert counted.passes["_fused_adam_"] == 7  # W, its gradient and both moments read; W and the moments written
+    row = next(r for r in module.gpu_plan([1034], 4, 256, 3) if r["update"].startswith("now") and r["gpu"] == "H200")
+    assert row["bytes"] == now[0] * 4 * 4 * 1034**2
+    module.main(["--gpu-plan"])
+    out = capsys.readouterr().out
+    assert "67 TFLOP/s" in out and out.count("H200") == 2 * len(module.UPDATE_PASSES)
 
 
 def test_boundary_search_smoke_locates_the_synthetic_boundary_in_fewer_trials(capsys):

@@ -1,13 +1,17 @@
 """The hand-written gradients of the training hot path: the regulators' closed form equals autograd through
-the regulator penalty, and the URN's activation backward passes torch's numerical gradient check."""
+the regulator penalty, the URN's backward passes torch's numerical gradient check, and the trial's training
+steps equal the same training written plainly (autograd, torch.optim.Adam unfused)."""
 import itertools
+import math
 
+import numpy as np
 import pytest
 import torch
 
-from urn_study.config import REGULATORS
+from urn_study.config import REGULATORS, parse_config
 from urn_study.model import ACTIVATIONS, URN, initial_weights
 from urn_study.regulators import add_regulator_gradient, linear_cost, regulator_penalty, waits
+from urn_study.trial import _Batch, _train_epoch
 
 NAMES = REGULATORS  # every regulator the config knows: a new one joins the check by itself
 
@@ -33,8 +37,8 @@ def test_closed_form_regulator_gradient_equals_autograd(active):
 
 
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
-@pytest.mark.parametrize("input_mode,readout,steps", [("once", "last", 1), ("once", "last", 3), ("clamp", "all", 3),
-                                                      ("once", "all", 4)])
+@pytest.mark.parametrize("input_mode,readout,steps", [("once", "last", 1), ("once", "last", 2), ("once", "last", 3),
+                                                      ("clamp", "all", 3), ("once", "all", 4)])
 def test_urn_gradients_pass_the_numerical_check(activation, input_mode, readout, steps):
     model = URN(initial_weights([0, 1], 9, 0.5).double(), 3, 2, steps, input_mode, readout, 1, activation).double()
     x = torch.randn(2, 4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
@@ -45,3 +49,109 @@ def test_urn_gradients_pass_the_numerical_check(activation, input_mode, readout,
     W = model.W.detach().clone().requires_grad_()
     b = torch.randn(2, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(3)).requires_grad_()
     assert torch.autograd.gradcheck(logits, (W, b))
+
+
+
+def test_the_input_is_data_and_asking_for_its_gradient_is_refused():
+    model = URN(initial_weights([0], 9, 0.5), 3, 2, 2)
+    with pytest.raises(ValueError, match="input x is data"):
+        model(torch.randn(1, 4, 3, requires_grad=True))
+
+
+# Every regulator on in some trial, each at its own strength, one off in one trial, both scopes of `self`.
+PACK = [
+    {"seed": 0, "regulators.l1": 1e-3, "regulators.locality": 1e-3, "regulators.width": 1e-2, "regulators.self": 1e-2},
+    {"seed": 1, "regulators.l2": 1e-2, "regulators.locality": 2e-3, "regulators.locality_alpha": 2.0,
+     "regulators.self": 1e-2, "regulators.self_scope": "waits"},
+    {"seed": 2, "model.init_scale": 0.1, "regulators.l1": 1e-3, "regulators.l2": 1e-3, "regulators.width": 1e-3,
+     "regulators.self": {"kind": "step", "before": 0.0, "after": 1e-2, "epoch": 1}},
+]
+STEP_EPOCHS = 2
+
+
+def _plain_training(batch, configs):
+    """The training of ``_train_epoch`` written plainly: the dense URN through autograd (concatenations, no
+    hand-written backward, every product over all of W), each regulator from its definition through autograd,
+    torch.optim.Adam unfused, the cosine learning rate. float64 on the CPU; returns W, b and Adam's state."""
+    first = configs[0]
+    W = torch.tensor(batch.initial, dtype=torch.float64).requires_grad_()
+    b = torch.zeros(W.shape[:2], dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.Adam([W, b], lr=first.train.lr, foreach=False, fused=False)
+    x_all, y_all = batch.x_train.cpu().double(), batch.y_train.cpu()
+    n_in, n_out, size, steps = x_all.shape[-1], batch.layouts[0].n_out, W.shape[-1], first.model.steps
+    n_act = size - n_out
+    phi = {"relu": torch.relu, "tanh": torch.tanh, "identity": lambda a: a}[first.model.activation]
+    # strengths and wiring costs rounded to float32 as the trial holds them (Adam magnifies their rounding)
+    distances = torch.tensor(np.stack([lay.distances for lay in batch.layouts]), dtype=torch.float32)
+    wiring = [(distances[k] ** torch.tensor(c.regulators.locality_alpha)).double() for k, c in enumerate(configs)]
+    waits_masks = torch.zeros_like(W)
+    for k, c in enumerate(configs):
+        waits_masks[k] = torch.eye(size, dtype=torch.float64)
+        if c.regulators.self_scope == "waits":
+            waits_masks[k, n_act:, n_act:] = 1.0
+    n, rows = x_all.shape[1], torch.arange(len(configs)).unsqueeze(1)
+    for epoch in range(STEP_EPOCHS):
+        order = torch.tensor(np.stack([np.random.default_rng([c.seed, epoch]).permutation(n) for c in configs]))
+        for start in range(0, n, first.train.batch_size):
+            idx = order[:, start:start + first.train.batch_size]
+            x, y = x_all[rows, idx], y_all[rows, idx]
+            h = torch.cat([x, x.new_zeros(*x.shape[:2], size - n_in)], dim=-1)
+            readouts = []
+            for t in range(1, steps + 1):
+                a = h @ W.transpose(1, 2) + b.unsqueeze(1)
+                if t == steps or (first.model.readout == "all" and t >= first.model.readout_from):
+                    readouts.append(a[..., n_act:])
+                h = torch.cat([phi(a[..., :n_act]), a[..., n_act:]], dim=-1)
+                if first.model.input_mode == "clamp":
+                    h = torch.cat([x, h[..., n_in:]], dim=-1)
+            loss = sum(torch.nn.functional.cross_entropy(logits[k], y[k]) / len(readouts)
+                       for logits in readouts for k in range(len(configs)))
+            for k, c in enumerate(configs):
+                s = {name: float(np.float32(c.regulators.schedule(name).at(epoch))) for name in NAMES}
+                w = W[k]
+                loss = loss + (s["l1"] * w.abs().sum() + s["l2"] * (w**2).sum()
+                               + s["locality"] * (w.abs() * wiring[k]).sum()
+                               + s["width"] * torch.sqrt((w**2).sum(0) + (w**2).sum(1) + 1e-12).sum()
+                               + s["self"] * (w.abs() * waits_masks[k]).sum())
+            for group in optimizer.param_groups:
+                progress = epoch + start / n
+                group["lr"] = first.train.lr * 0.5 * (1 + math.cos(math.pi * progress / first.train.epochs))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return W.detach(), b.detach(), optimizer.state[W], optimizer.state[b]
+
+
+def _double(batch):
+    """The trial's batch in float64 (so that the comparison is not drowned in float32 rounding, which Adam
+    magnifies on small gradients)."""
+    batch.model.double()
+    batch.costs, batch.waits = batch.costs.double(), batch.waits.double()
+    batch.data_for_epoch(0)
+    batch.x_train, batch.x_test = batch.x_train.double(), batch.x_test.double()
+    return batch
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device here: the CUDA path of the training step runs where one is"))])
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("input_mode,readout", [("clamp", "all"), ("once", "last")])
+def test_training_steps_equal_plain_autograd_and_unfused_adam(device, activation, input_mode, readout):
+    """The trial's own epochs (hand-written backward, closed-form regulators, fused Adam) against
+    ``_plain_training``: K = 3 trials, every regulator, several steps (3 per epoch), float64."""
+    configs = [parse_config({"data.name": "digits", "model.hidden_channels": 1, "model.steps": 3,
+                             "model.activation": activation, "model.input_mode": input_mode, "model.readout": readout,
+                             "train.batch_size": 512, "train.epochs": STEP_EPOCHS + 1, "train.device": device, **t})
+               for t in PACK]
+    batch = _double(_Batch(configs))
+    for epoch in range(STEP_EPOCHS):
+        _train_epoch(batch, epoch, [True] * len(configs))
+    W, b, W_moments, b_moments = _plain_training(batch, configs)
+    assert not torch.allclose(W, torch.tensor(batch.initial, dtype=torch.float64), atol=1e-3)  # it trained
+    torch.testing.assert_close(batch.model.W.detach().cpu(), W, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(batch.model.b.detach().cpu(), b, rtol=1e-9, atol=1e-12)
+    state = batch.optimizer.state
+    for param, moments in ((batch.model.W, W_moments), (batch.model.b, b_moments)):
+        assert int(state[param]["step"]) == int(moments["step"]) == STEP_EPOCHS * 3
+        for key in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(state[param][key].cpu(), moments[key], rtol=1e-9, atol=1e-15)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "identity": lambda a: a}
+# phi applied in place (to a slice of the pre-activation, which becomes the state)
+ACTIVATIONS = {"relu": torch.relu_, "tanh": torch.tanh_, "identity": lambda a: a}
 # d phi / d a from phi's output h, one per activation (a new activation without its backward is a KeyError,
-# never a silent identity)
+# never a silent identity); each returns a new tensor
 BACKWARDS = {
     "relu": lambda grad, h: torch.ops.aten.threshold_backward(grad, h, 0),  # relu's own backward: grad where h > 0
     "tanh": lambda grad, h: torch.ops.aten.tanh_backward(grad, h),  # grad * (1 - h^2)
@@ -50,50 +51,78 @@ class URN(nn.Module):
 
         Two products shrink to the part of W that can change the result: h_0 = [x, 0, ..., 0] needs only
         W's input columns, and at step T only the (linear) outputs are read, so only W's output rows.
+        x is data: no gradient flows to it.
         """
-        n_act = self.size - self.n_out  # inputs and hidden go through phi; outputs stay linear
-        bias = self.b.unsqueeze(1)
-        clamped = x if self.input_mode == "clamp" else None
-        h, weights = x, self.W[:, :, :self.n_in]
-        readouts = []
-        for t in range(1, self.steps + 1):
-            if t == self.steps:
-                readouts.append(torch.baddbmm(bias[..., n_act:], h, weights[:, n_act:].transpose(1, 2)))
-                break
-            a = torch.baddbmm(bias, h, weights.transpose(1, 2))
-            if self.readout == "all" and t >= self.readout_from:
-                readouts.append(a[..., n_act:])
-            h, weights = _Activate.apply(a, self.activation, n_act, clamped), self.W
-        return torch.stack(readouts)
+        if x.requires_grad:
+            raise ValueError("the URN's input x is data: it gets no gradient (detach it)")
+        return _Recursion.apply(self.W, self.b, x, self.steps, self.n_out, self.input_mode, self.readout,
+                                self.readout_from, self.activation)
 
 
-class _Activate(torch.autograd.Function):
-    """h = phi(a) on inputs and hidden, h = a on the outputs, and in `clamp` mode h = x on the inputs.
+class _Recursion(torch.autograd.Function):
+    """The T steps, with h = phi(a) on inputs and hidden, h = a on the outputs, and in `clamp` mode h = x on the
+    inputs; the backward written by hand.
 
-    Written by hand for speed: autograd through slices and a concatenation (or through masks and
-    ``torch.where``) costs several passes over (K, B, S) per step; this is one pass each way plus
-    small copies of the output (and clamped input) columns.
+    By hand for speed: autograd would give W's gradient as one (K, S, S) tensor per use of W, the two
+    sliced uses (input columns at step 1, output rows at step T) each zero-filled to full size, then add
+    them up: about five passes over (K, S, S) per training step besides the products. Here every product
+    for W's gradient writes into one tensor (the first full one without reading it, the others adding
+    in place, as the matrix product itself does). The activation works in place on the pre-activation.
     """
 
     @staticmethod
-    def forward(ctx, a: torch.Tensor, activation: str, n_act: int, clamped: torch.Tensor | None) -> torch.Tensor:
-        h = a.clone() if activation == "identity" else ACTIVATIONS[activation](a)
-        h[..., n_act:] = a[..., n_act:]
-        n_clamped = 0 if clamped is None else clamped.shape[-1]
-        if n_clamped:
-            h[..., :n_clamped] = clamped
-        ctx.save_for_backward(h)
-        ctx.activation, ctx.n_act, ctx.n_clamped = activation, n_act, n_clamped
-        return h
+    def forward(ctx, W, b, x, steps, n_out, input_mode, readout, readout_from, activation):
+        n_in, n_act = x.shape[-1], W.shape[-1] - n_out  # inputs and hidden go through phi; outputs stay linear
+        bias = b.unsqueeze(1)
+        h, weights, states, readouts = x, W[:, :, :n_in], [x], []
+        for t in range(1, steps + 1):
+            if t == steps:
+                readouts.append(torch.baddbmm(bias[..., n_act:], h, weights[:, n_act:].transpose(1, 2)))
+                break
+            h = torch.baddbmm(bias, h, weights.transpose(1, 2))
+            if readout == "all" and t >= readout_from:
+                readouts.append(h[..., n_act:])  # the outputs are linear: phi below leaves them
+            ACTIVATIONS[activation](h[..., :n_act])
+            if input_mode == "clamp":
+                h[..., :n_in] = x
+            states.append(h)
+            weights = W
+        ctx.save_for_backward(W, *states)
+        ctx.settings = steps, n_out, input_mode, readout, readout_from, activation
+        return torch.stack(readouts)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (h,) = ctx.saved_tensors
-        grad_a = BACKWARDS[ctx.activation](grad, h)
-        grad_a[..., ctx.n_act:] = grad[..., ctx.n_act:]
-        grad_a[..., :ctx.n_clamped] = 0.0
-        return grad_a, None, None, None
-
+    def backward(ctx, grad_logits):
+        W, *states = ctx.saved_tensors  # states[t] = h_t, h_0 = x
+        steps, n_out, input_mode, readout, readout_from, activation = ctx.settings
+        n_in, n_act = states[0].shape[-1], W.shape[-1] - n_out
+        grad_b = W.new_zeros(W.shape[:2])
+        # (rows, columns of W, gradient of that step's pre-activation, the state it multiplied)
+        products = [(slice(n_act, None), slice(None, n_in) if steps == 1 else slice(None), grad_logits[-1], states[-1])]
+        grad_b[:, n_act:] += grad_logits[-1].sum(dim=1)
+        grad_h = torch.bmm(grad_logits[-1], W[:, n_act:]) if steps > 1 else None
+        for t in range(steps - 1, 0, -1):
+            grad_a = BACKWARDS[activation](grad_h, states[t])
+            grad_a[..., n_act:] = grad_h[..., n_act:]
+            if readout == "all" and t >= readout_from:
+                grad_a[..., n_act:] += grad_logits[t - readout_from]
+            if input_mode == "clamp":
+                grad_a[..., :n_in] = 0.0
+            grad_b += grad_a.sum(dim=1)
+            products.append((slice(None), slice(None, n_in) if t == 1 else slice(None), grad_a, states[t - 1]))
+            if t > 1:
+                grad_h = torch.bmm(grad_a, W)
+        full = [(g, h) for rows, cols, g, h in products if rows == cols == slice(None)]
+        if full:
+            grad_W = torch.bmm(full[0][0].transpose(1, 2), full[0][1])
+            for g, h in full[1:]:
+                grad_W.baddbmm_(g.transpose(1, 2), h)
+        else:  # T <= 2: W's gradient is zero outside the input columns and output rows
+            grad_W = torch.zeros_like(W)
+        for rows, cols, g, h in products:
+            if not rows == cols == slice(None):
+                grad_W[:, rows, cols].baddbmm_(g.transpose(1, 2), h)
+        return grad_W, grad_b, None, None, None, None, None, None, None
 
 def initial_weights(seeds: list[int], size: int, scale: float) -> torch.Tensor:
     """Dense i.i.d. normal W per trial, each from its own seed (nothing layered is built in)."""

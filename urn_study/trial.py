@@ -292,16 +292,22 @@ def _train_epoch(batch: _Batch, epoch: int, alive: list[bool]) -> torch.Tensor:
         for group in batch.optimizer.param_groups:
             group["lr"] = learning_rate(train, changes, epoch + start / n)
         idx = order[:, start:start + size]
-        logits = batch.model(batch.x_train[rows, idx])
-        task = _task_loss(logits, batch.y_train[rows, idx])
-        batch.optimizer.zero_grad(set_to_none=True)
-        (task * mask).sum().backward()
-        # the regulators' gradient in closed form: their value is not needed here (see _epoch_metrics)
-        add_regulator_gradient(batch.model.W.grad, batch.model.W, cost, strengths, batch.active)
-        batch.optimizer.step()
-        total += task.detach()
+        total += _train_step(batch, batch.x_train[rows, idx], batch.y_train[rows, idx], mask, cost, strengths)
         steps += 1
     return total / steps
+
+
+def _train_step(batch: _Batch, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, cost: torch.Tensor,
+                strengths: dict[str, torch.Tensor]) -> torch.Tensor:
+    """One minibatch of every trial: the task's gradient (the URN's own backward writes W's gradient as a new
+    tensor, which W.grad takes over), the regulators' added in place, Adam (fused). Returns the task loss (K,)."""
+    task = _task_loss(batch.model(x), y)
+    batch.optimizer.zero_grad(set_to_none=True)
+    (task * mask).sum().backward()
+    # the regulators' gradient in closed form: their value is not needed here (see _epoch_metrics)
+    add_regulator_gradient(batch.model.W.grad, batch.model.W, cost, strengths, batch.active)
+    batch.optimizer.step()
+    return task.detach()
 
 
 def _task_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
