@@ -24,6 +24,7 @@ from matplotlib.figure import Figure  # not pyplot: no global state, no GUI back
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
+from urn_study.boundary import zero_position
 from urn_study.reading.structure import PHASES
 
 PHASE_ORDER = (*PHASES, "diverged")
@@ -224,9 +225,7 @@ def axis_scale(values: Iterable[Any], decades: float = 1.0, sampled: bool | None
         numbers = sorted(float(v) for v in distinct)
         positive = [v for v in numbers if v > 0]
         if numbers[0] >= 0 and len(positive) >= 2 and math.log10(positive[-1] / positive[0]) >= decades:
-            logs = np.log10(positive)
-            step = float(np.median(np.diff(logs))) if len(logs) > 1 else 1.0
-            zero_at = 10 ** (logs[0] - max(step, 0.5))
+            zero_at = zero_position(positive)
             positions = {v: (zero_at if v == 0 else v) for v in numbers}
             labels = [ZERO_LABEL if v == 0 else _format(v) for v in numbers]
             return AxisScale("log", positions, [positions[v] for v in numbers], labels)

@@ -3,13 +3,28 @@
 The search starts from the study's coarse grid, each point with ``start_seeds`` seeds. Then, on every line of
 the grid along a refined axis (the other axes held at one of their grid values), wherever two neighbouring points
 read different phases, it adds the point half-way between them in log space, until the bracket is within the
-tolerance (high / low <= ``tolerance``) or the trial budget is spent. The two ends of a bracket decide where
-the boundary is: an end whose label is near its thresholds (a margin below 1: ``urn_study.reading.function``) or whose
-seeds disagree gets more seeds until one label holds the majority of ``max_seeds`` (two agreeing of three); an
-end read clearly, and every point far from a boundary, keeps the ``start_seeds`` it started with. Categorical axes (data, steps) are
-never bisected: each of their values is a line of its own. Zero on a refined axis stands one log step below
-its smallest positive value (as the phase diagrams draw it); a bracket [0, high] is located once high is
-within the tolerance of that step.
+tolerance (high / low <= ``tolerance``) or the trial budget is spent. A point's label is the majority of its
+seeds' labels. Every point starts with ``start_seeds``; the points that decide where a boundary is, the two ends
+of every bracket and the lowest and highest coarse point of every line (where a change that the first seed alone
+missed shows), get seeds until one label holds the majority of ``max_seeds`` (two agreeing of three), as a dense
+grid's majority of every seed would have it; a point far from a boundary keeps the seeds it started with. The
+label's margin (``urn_study.reading.function``: below 1, the label lies within a band of its thresholds) orders
+the work: of a bracket's two ends, one read clearly waits while the other, uncertain, gets its seeds, which may
+move the bracket away from it. A clear reading by one seed does not stand for the others' (a seed can read
+clearly on its own side of a boundary the other seeds have crossed), so it never replaces their majority.
+
+The evidence along a line is pooled seed by seed: a seed that read one label at two points of a line reads it
+between them too (its label there is *implied*, and costs no trial), as long as that seed's own labels along the
+line have never gone back to a label they had left (then nothing is implied from it on that line). Seeds are run
+in the study's order, the first whose label at the point is not known first, and one at a time as far as the
+majority allows: at a point half-way between two others, the seeds that read one label at both ends already
+vote, and a trial is needed only of those that changed in between. Near a boundary where seeds disagree, this
+gives the same majority as running every seed at every point (the dense grid's label) at a fraction of the
+trials (``benchmarks/boundary_search.py`` counts both and checks the implied labels against trained ones).
+
+Categorical axes (data, steps) are never bisected: each of their values is a line of its own. Zero on a
+refined axis stands one log step below its smallest positive value (``zero_position``, where the phase diagrams
+draw it); a bracket [0, high] is located once high is within the tolerance of that step.
 
 ``BoundaryPlan`` is driven from outside: ``next_trials()`` gives what to run now (several brackets refine at
 once), ``record()`` takes each result as it comes, in any order; ``done`` says when nothing is left.
@@ -18,6 +33,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -79,7 +95,8 @@ class BoundaryPlan:
         for axis in self.refine.axes:
             if axis not in self.grid:
                 raise ValueError(f"refine.axes: {axis} is not a grid axis")
-        self.zero_at = {axis: _zero_position(self.grid[axis]) for axis in self.refine.axes}
+        self.zero_at = {axis: zero_position(self.grid[axis]) for axis in self.refine.axes}
+        self._index: dict | None = None  # (axis, rest of the point) -> seed -> [(value, label)], built on demand
 
     # --- the state -------------------------------------------------------------------------------
 
@@ -90,19 +107,76 @@ class BoundaryPlan:
             self.failed.add((point, seed))
             return
         self.results.setdefault(point, {})[seed] = (phase, float(margin))
+        self._index = None
+
+    def known(self, point: Point) -> dict[int, str]:
+        """Seed -> label at the point: the seeds run there, and those whose label is implied by their own labels on
+        both sides of it along a line (see the module's docstring)."""
+        out = {seed: phase for seed, (phase, _) in self.results.get(point, {}).items()}
+        for seed in self.seeds[:self.refine.max_seeds]:
+            if seed not in out:
+                implied = self.implied(point, seed)
+                if implied is not None:
+                    out[seed] = implied
+        return out
+
+    def implied(self, point: Point, seed: int) -> str | None:
+        """The label a seed reads at a point it has not run at, where its nearest labels on either side along a
+        line of a refined axis agree (and the seed's labels along that line never went back); else None."""
+        index = self._line_index()
+        labels = set()
+        for axis in self.refine.axes:
+            a = self.keys.index(axis)
+            if not self._on_grid_line(point, axis):
+                continue
+            seen = index.get((axis, point[:a] + point[a + 1:]), {}).get(seed)
+            if not seen:
+                continue
+            value = float(point[a])
+            below = [label for v, label in seen if v < value]
+            above = [label for v, label in seen if v > value]
+            if below and above and below[-1] == above[0]:
+                labels.add(below[-1])
+        return labels.pop() if len(labels) == 1 else None
+
+    def _line_index(self) -> dict:
+        """(axis, the point's other values) -> seed -> its labels along the line in order, for the seeds whose
+        labels there form one run per label (a seed that went back to a label it had left implies nothing)."""
+        if self._index is not None:
+            return self._index
+        index: dict = {}
+        for axis in self.refine.axes:
+            a = self.keys.index(axis)
+            for point, outcomes in self.results.items():
+                if not self._on_grid_line(point, axis):
+                    continue
+                line = index.setdefault((axis, point[:a] + point[a + 1:]), {})
+                for seed, (phase, _) in outcomes.items():
+                    line.setdefault(seed, []).append((float(point[a]), phase))
+        for line in index.values():
+            for seed in list(line):
+                seen = sorted(line[seed])
+                runs = [label for i, (_, label) in enumerate(seen) if i == 0 or seen[i - 1][1] != label]
+                if len(runs) == len(set(runs)):
+                    line[seed] = seen
+                else:
+                    del line[seed]
+        self._index = index
+        return index
 
     def label(self, point: Point) -> str | None:
-        """The majority phase over the point's seeds (ties: the first in sorted order), or None."""
-        phases = [phase for phase, _ in self.results.get(point, {}).values()]
-        if not phases:
+        """The majority label over the point's known seeds (ties: the first in sorted order), or None (no trial
+        has finished there)."""
+        if not self.results.get(point):
             return None
-        counts = Counter(phases)
+        counts = Counter(self.known(point).values())
         return sorted(counts, key=lambda p: (-counts[p], p))[0]
 
     def ambiguous(self, point: Point) -> bool:
-        """Its seeds disagree, or one of its labels lies within a band of its thresholds."""
-        outcomes = list(self.results.get(point, {}).values())
-        return len({p for p, _ in outcomes}) > 1 or any(m < 1.0 for _, m in outcomes if not math.isnan(m))
+        """Its seeds disagree (those run and those implied), or one of its labels lies within a band of its
+        thresholds."""
+        margins = [m for _, m in self.results.get(point, {}).values() if not math.isnan(m)]
+        return len(set(self.known(point).values())) > 1 or any(m < 1.0 for m in margins)
 
     def seeds_of(self, point: Point) -> list[int]:
         """The seeds issued for a point, in order."""
@@ -111,21 +185,20 @@ class BoundaryPlan:
     def busy(self, point: Point) -> bool:
         return any(p == point for p, _ in self.pending)
 
-    def wanted_seeds(self, point: Point) -> int:
-        """The seeds a bracket's end needs: those it started with when it reads clearly; when it does not, enough
-        for its label to be the majority of ``max_seeds`` seeds (two agreeing of three), or all of them."""
-        outcomes = self.results.get(point, {})
-        if not self.ambiguous(point):
-            return self.refine.start_seeds
-        lead = max(Counter(p for p, _ in outcomes.values()).values())
+    def missing_seeds(self, point: Point) -> int:
+        """The trials an end of a bracket still needs for its label to be the majority of ``max_seeds`` seeds (run
+        or implied; two agreeing of three), or for every seed to be known: the dense grid's label, seed by seed."""
+        known = self.known(point)
+        lead = max(Counter(known.values()).values(), default=0)
         majority = self.refine.max_seeds // 2 + 1
-        return min(self.refine.max_seeds, len(self.seeds_of(point)) + max(0, majority - lead))
+        accounted = set(self.seeds_of(point)) | set(known)
+        return max(0, min(self.refine.max_seeds - len(accounted), majority - lead))
 
     def settled(self, point: Point) -> bool:
         """As a bracket's end its label will not change: nothing pending, and it has the seeds it needs."""
         if self.busy(point) or self.label(point) is None:
             return False
-        return len(self.seeds_of(point)) >= self.wanted_seeds(point)
+        return self.missing_seeds(point) == 0
 
     @property
     def done(self) -> bool:
@@ -153,16 +226,18 @@ class BoundaryPlan:
         out = [(p, s, 0) for p in coarse for s in self.seeds[:self.refine.start_seeds]]
         if out:
             return out
-        ends = {self._point_at(s, v) for s in self.segments() for v in (s.low, s.high)}
-        for point in sorted(ends, key=str):
-            used = self.seeds_of(point)
-            if self.busy(point) or len(used) >= self.wanted_seeds(point):
-                continue
-            round_ = self._round(point)
-            for _ in range(self.wanted_seeds(point) - len(used)):
-                seed = self._next_seed(used)
-                used.append(seed)
-                out.append((point, seed, round_))
+        ends: dict[Point, bool] = {}  # an end of a bracket -> whether it waits for the other end
+        for segment in self.segments():
+            low, high = self._point_at(segment, segment.low), self._point_at(segment, segment.high)
+            for end, other in ((low, high), (high, low)):
+                waits = not self.ambiguous(end) and self.ambiguous(other) and not self.settled(other)
+                ends[end] = ends.get(end, True) and waits
+        for point in self._line_extremes():  # a change that the first seed alone missed shows between them
+            ends[point] = False
+        for point, waits in sorted(ends.items(), key=str):
+            if not waits and not self.busy(point):
+                round_ = self._round(point)
+                out += [(point, seed, round_) for seed in self._seeds_to_run(point, self.missing_seeds(point))]
         wanted = set()
         for segment in self.segments(settled_only=True):
             if segment.located:
@@ -172,7 +247,28 @@ class BoundaryPlan:
                 continue
             wanted.add(point)
             round_ = 1 + max(self._round(self._point_at(segment, v)) for v in (segment.low, segment.high))
-            out += [(point, seed, round_) for seed in self.seeds[:self.refine.start_seeds]]
+            out += [(point, seed, round_) for seed in self._seeds_to_run(point, max(1, self.refine.start_seeds))]
+        return out
+
+    def _line_extremes(self) -> set[Point]:
+        """The lowest and the highest coarse point of every line along a refined axis."""
+        out = set()
+        for point in itertools.product(*self.grid.values()):
+            for axis in self.refine.axes:
+                values = [float(v) for v in self.grid[axis]]
+                if float(point[self.keys.index(axis)]) in (min(values), max(values)):
+                    out.add(point)
+        return out
+
+    def _seeds_to_run(self, point: Point, n: int) -> list[int]:
+        """The next ``n`` seeds for a point, in the study's order: first those whose label there is not known, then
+        those whose label is only implied, then new ones."""
+        issued, known = set(self.seeds_of(point)), self.known(point)
+        unknown = [s for s in self.seeds if s not in issued and s not in known]
+        implied = [s for s in self.seeds if s not in issued and s in known]
+        out = (unknown + implied)[:n]
+        while len(out) < n:
+            out.append(self._next_seed([*issued, *out]))
         return out
 
     def _next_seed(self, used: list[int]) -> int:
@@ -251,17 +347,18 @@ class BoundaryPlan:
         self.issued = [Issued(n, tuple(p), seed, r) for n, p, seed, r in state["issued"]]
         self.pending = {(tuple(p), seed) for p, seed in state["pending"]}
         self.failed = {(tuple(p), seed) for p, seed in state["failed"]}
+        self._index = None
 
 
-def _zero_position(values: Iterable[Any]) -> float:
-    """Where 0 stands on the log axis: one (median) log step below the smallest positive value, at least half a
-    decade (``analysis.phase.axis_scale`` draws it there)."""
+def zero_position(values: Iterable[Any]) -> float:
+    """Where 0 stands on a log axis of numbers >= 0: one log step (the median of the steps between the positive
+    values, at least half a decade) below the smallest positive value. The phase diagrams draw it there
+    (``analysis.phase.axis_scale``) and the boundary search bisects down to it."""
     positive = sorted(float(v) for v in values if float(v) > 0)
     if not positive:
         return 1.0
     logs = [math.log10(v) for v in positive]
-    steps = sorted(b - a for a, b in zip(logs, logs[1:]))
-    step = steps[len(steps) // 2] if steps else 1.0
+    step = statistics.median(b - a for a, b in zip(logs, logs[1:])) if len(logs) > 1 else 1.0
     return 10 ** (logs[0] - max(step, 0.5))
 
 
