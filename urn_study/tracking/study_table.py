@@ -84,6 +84,8 @@ def records_frame(runs: Iterable[dict]) -> pd.DataFrame:
 
 def merged(frame: pd.DataFrame, fresh: list[dict], gone: set[str]) -> pd.DataFrame:
     """``frame`` with the runs ``fresh`` replacing or joining its rows (the newer record wins) and ``gone`` dropped."""
+    if not fresh and not gone:
+        return frame
     fresh_frame = records_frame(fresh)
     keep = ~frame["run_id"].isin(set(fresh_frame["run_id"]) | gone)
     return normalise(pd.concat([frame[keep], fresh_frame], ignore_index=True))
