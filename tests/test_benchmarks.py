@@ -146,6 +146,9 @@ def test_analysis_scale_smoke_times_each_step_and_the_phase_command(capsys, tmp_
     # each step timed (printed to 0.01 s: a quick one reads 0.00), and the total covers the slowest
     assert all(step >= 0 for step in steps) and _numbers(out, "total: warm load to PNG")[0] >= max(steps)
     assert _numbers(out, "urn-study phase")[0] > 0 and "target: 100 runs" in out
+    # a cold load from the sweep's study table, timed beside the full search (the benchmark checks the frames equal)
+    assert _numbers(out, "load_study_runs, cold from the sweep's table")[0] >= 0
+    assert "100 runs loaded cold (no local cache) from the sweep's study table" in out
     figures = tmp_path / "store" / "figures" / "scale"
     assert (figures / "phase_diagram.png").is_file() and (figures / "gallery.png").is_file()
     module.main(["--smoke", str(tmp_path / "store")])  # a second call reuses the store

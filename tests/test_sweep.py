@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 
 from urn_study import cli, tracking
@@ -279,6 +280,32 @@ def test_progress_counts_urn_trials_and_estimates_time_left():
     assert "2/3 done" in search.line(trials[:3], final=True)  # it stopped before its budget: what ran is the whole
 
 
+def test_the_driver_writes_the_study_table_in_batches_of_ended_trials(results):
+    from urn_study.config import parse_config
+    from urn_study.sweep.table_keeper import TableKeeper
+    from urn_study.tracking.study_table import TABLE_FILE, read_table
+
+    uri = tracking.resolve_tracking_uri()
+    experiment = tracking.ensure_experiment(uri, "tiny")
+    parent = tracking.open_sweep_run(uri, experiment, "tiny", "tiny-s", {})
+    table = Path(tracking.client(uri).get_run(parent).info.artifact_uri.removeprefix("file://")) / TABLE_FILE
+    keeper = TableKeeper(uri, experiment, "tiny-s", parent, every_trials=3, every_s=3600)
+    ended = SimpleNamespace(config={"pack": [{}, {}]})  # a Tune trial training a pack of two URN trials
+    for n in range(3):
+        tracking.TrialRecord.open(uri, experiment, parent, "tiny", "tiny-s", f"tiny-{n:04d}", parse_config({}))
+    keeper.on_trial_complete(0, [], SimpleNamespace(config={}))
+    assert not table.exists()  # one trial ended: not a batch yet
+    keeper.on_trial_error(0, [], ended)
+    frame, meta = read_table(table)  # three: written, with every run of the sweep
+    assert sorted(frame["tag:urn.trial_id"]) == ["tiny-0000", "tiny-0001", "tiny-0002"] and meta["sweep"] == "tiny-s"
+    tracking.TrialRecord.open(uri, experiment, parent, "tiny", "tiny-s", "tiny-0003", parse_config({}))
+    keeper.on_step_end(0, [])
+    assert len(read_table(table)[0]) == 3  # nothing ended since: not written again
+    keeper.every_s = 0.0
+    keeper.on_trial_complete(0, [], SimpleNamespace(config={}))
+    assert len(read_table(table)[0]) == 4  # the time's up for the one that ended
+
+
 def test_pack_reporter_sends_one_report_per_epoch_and_one_checkpoint_folder_per_trial(monkeypatch, tmp_path):
     """run_trials' per-trial callbacks -> one tune.report per epoch (here: REPORT_EVERY_S = 0); at checkpoint
     epochs but the last a folder per trial; a diverged trial stops being waited for."""
@@ -439,6 +466,13 @@ class TestSmoke:
         assert sum(counts.values()) + sweep.data.metrics["diverged"] == len(study.trials()) == sweep.data.metrics["trials"]
         files = {a.path for a in client.list_artifacts(sweep.info.run_id, "phase")}
         assert {"phase/phase_diagram.png", "phase/gallery.png", "phase/phase_grid.csv"} <= files
+        # and its study table, which a load without the local cache reads: the frame of MLflow's search
+        from analysis.runs import load_study_runs
+
+        plain = load_study_runs(study.name, use_cache=False, use_tables=False)
+        assert {a.path for a in client.list_artifacts(sweep.info.run_id)} >= {"study_table.parquet"}
+        pd.testing.assert_frame_equal(load_study_runs(study.name, use_cache=False), plain)
+        assert len(plain) == len(study.trials())
 
     # quickstart and best_accuracy run in their own tests above (the CLI with its own Ray; Optuna)
     @pytest.mark.parametrize("path", [p for p in STUDY_FILES if p.name not in ("quickstart.yaml", "best_accuracy.yaml")],

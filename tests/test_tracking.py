@@ -369,7 +369,7 @@ def test_epochs_reach_the_store_from_the_sender_thread_without_a_flush(results, 
     import time
 
     config, reports, _ = trial
-    monkeypatch.setattr(tracking.trial_record, "FLUSH_EVERY_S", 0.2)
+    monkeypatch.setattr(tracking.store, "FLUSH_EVERY_S", 0.2)
     uri = tracking.resolve_tracking_uri()
     experiment_id = tracking.ensure_experiment(uri, "tiny")
     parent = tracking.open_sweep_run(uri, experiment_id, "tiny", "tiny-sweep", {})

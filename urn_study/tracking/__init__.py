@@ -56,10 +56,18 @@ from urn_study.tracking.runs import (
     SWEEP_TAG,
     TRIAL_TAG,
 )
-from urn_study.tracking.store import TrackingError, check_tracking, client, default_artifact_root, is_local, resolve_tracking_uri
+from urn_study.tracking.store import (
+    FLUSH_ENV,
+    TrackingError,
+    check_tracking,
+    client,
+    default_artifact_root,
+    is_local,
+    resolve_tracking_uri,
+)
 from urn_study.tracking.study_table import SweepTable
 from urn_study.tracking.sweep_runs import close_sweep_run, latest_sweep_run, log_sweep_report, open_sweep_run, trial_runs
-from urn_study.tracking.trial_record import FLUSH_ENV, MetricSender, TrialRecord
+from urn_study.tracking.trial_record import MetricSender, TrialRecord
 from urn_study.tracking.ui import serve_ui, stop_group, ui_command
 
 __all__ = ["ATTEMPTS_TAG", "BATCH", "FINAL_TAGS", "FLUSH_ENV", "PARENT_TAG", "PHASE_CODES", "ROLE_TAG", "STUDY_TAG",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import re
 import tempfile
@@ -44,6 +45,21 @@ def default_tracking_uri() -> str:
 
 def default_artifact_root() -> Path:
     return results_dir() / "mlartifacts"
+
+
+FLUSH_EVERY_S = 5.0  # per-epoch metrics (trial_record.MetricSender) reach the store about this long after their epoch at most
+FLUSH_ENV = "URN_METRICS_EVERY_S"  # overrides FLUSH_EVERY_S (0: send each epoch as soon as it is queued)
+
+
+def _flush_every() -> float:
+    text = os.environ.get(FLUSH_ENV, "")
+    try:
+        seconds = float(text) if text else FLUSH_EVERY_S
+    except ValueError:
+        seconds = -1.0
+    if not math.isfinite(seconds) or seconds < 0:
+        raise TrackingError(f"${FLUSH_ENV}: seconds between metric batches, a number >= 0; got {text!r}")
+    return seconds
 
 
 SERVER_SCHEMES = ("http", "https")
@@ -106,8 +122,6 @@ def is_local(uri: str) -> bool:
 
 def check_tracking(uri: str, timeout: float = 10.0) -> None:
     """Raise TrackingError (one line) unless the store can be used right now."""
-    from urn_study.tracking.trial_record import _flush_every
-
     _flush_every()  # a bad $URN_METRICS_EVERY_S is said here, not in every trial
     scheme = uri.split("://", 1)[0].lower()
     if scheme in SERVER_SCHEMES:

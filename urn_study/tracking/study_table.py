@@ -84,7 +84,9 @@ def records_frame(runs: Iterable[dict]) -> pd.DataFrame:
 
 def merged(frame: pd.DataFrame, fresh: list[dict], gone: set[str]) -> pd.DataFrame:
     """``frame`` with the runs ``fresh`` replacing or joining its rows (the newer record wins) and ``gone`` dropped."""
-    fresh_frame = records_frame(fresh)
+    if not fresh and not gone:
+        return frame
+    fresh_frame = records_frame(fresh).drop_duplicates("run_id", keep="last")
     keep = ~frame["run_id"].isin(set(fresh_frame["run_id"]) | gone)
     return normalise(pd.concat([frame[keep], fresh_frame], ignore_index=True))
 

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import os
 import tempfile
 import threading
 import time
@@ -31,12 +29,10 @@ from urn_study.tracking.runs import (
     _now,
     _set_tags,
 )
-from urn_study.tracking.store import TrackingError, client
+from urn_study.tracking.store import _flush_every, client
 
 _log = logging.getLogger(__name__)
 
-FLUSH_EVERY_S = 5.0  # per-epoch metrics reach the store about this long after their epoch at most
-FLUSH_ENV = "URN_METRICS_EVERY_S"  # overrides FLUSH_EVERY_S (0: send each epoch as soon as it is queued)
 IMAGE_KEY = "W"  # the snapshots' heatmaps in the UI's image view, one step per snapshot epoch
 
 
@@ -230,17 +226,6 @@ class MetricSender:
         self._stop.set()
         self._queued.set()  # wakes the thread, which then ends
         self.flush()
-
-
-def _flush_every() -> float:
-    text = os.environ.get(FLUSH_ENV, "")
-    try:
-        seconds = float(text) if text else FLUSH_EVERY_S
-    except ValueError:
-        seconds = -1.0
-    if not math.isfinite(seconds) or seconds < 0:
-        raise TrackingError(f"${FLUSH_ENV}: seconds between metric batches, a number >= 0; got {text!r}")
-    return seconds
 
 
 def _is_number(value: Any) -> bool:
