@@ -7,6 +7,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
@@ -23,24 +24,44 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_http(url: str, timeout: float = 90.0, process: subprocess.Popen | None = None) -> None:
-    """Wait until ``url`` answers 200 (or the process that should serve it has exited)."""
+def wait_until(condition: Callable[[], Any], what: str, *, timeout: float = 240.0,
+               process: subprocess.Popen | None = None, retry_on: tuple[type[BaseException], ...] = (),
+               interval: float = 0.1) -> Any:
+    """Poll ``condition`` until it gives something truthy, and return that. A bound, not a window: at ``timeout``
+    it fails naming ``what`` (and the last exception it retried); it fails at once when ``process``, which should
+    get there, has ended. An exception of ``condition`` propagates, unless it is one of ``retry_on`` (a store
+    being created, a server not listening yet): those are retried and kept for the failure's message."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode} before answering {url}")
+    last: BaseException | None = None
+    while True:
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+            value = condition()
+        except retry_on as err:
+            value, last = None, err
+        if value:
+            return value
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the process ended (code {process.returncode}) before {what}"
+                                 + (f"; last error: {last!r}" if last else "")) from last
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}"
+                                 + (f"; last error: {last!r}" if last else "")) from last
+        time.sleep(interval)
+
+
+def _http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return response.status == 200
+
+
+def wait_http(url: str, timeout: float = 90.0, process: subprocess.Popen | None = None) -> None:
+    """Wait until ``url`` answers 200 (failing at once if the process that should serve it has exited)."""
+    wait_until(lambda: _http_ok(url), f"{url} to answer", timeout=timeout, process=process, retry_on=(OSError,),
+               interval=0.3)
 
 
 class Net:
-    """Helpers for tests that start servers (fixtures cannot be imported under --import-mode=importlib)."""
+    """Helpers for tests that start servers (conftest cannot be imported under --import-mode=importlib)."""
 
     free_port = staticmethod(free_port)
     wait_http = staticmethod(wait_http)
@@ -50,6 +71,13 @@ class Net:
 @pytest.fixture
 def net() -> type[Net]:
     return Net
+
+
+@pytest.fixture
+def wait() -> Callable[..., Any]:
+    """``wait_until``: the one bounded poller of the tests (conftest cannot be imported under
+    --import-mode=importlib)."""
+    return wait_until
 
 
 @pytest.fixture

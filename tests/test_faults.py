@@ -1,7 +1,8 @@
-"""Faults during a sweep, each injected for real: a trial's worker killed, the driver killed, a node of a Ray
-cluster removed, the MLflow server stopped and restarted, a diverging trial, many writers to one store.
-Nothing is lost and nothing is recorded twice. (test_sweep.py also kills a worker and the driver of one
-sweep together; bad input before Ray starts: test_study_fuzz.py.)"""
+"""Faults during a sweep, each injected for real: a trial's worker killed, then the driver of the same sweep (and
+pickles planted for its resume), a node of a Ray cluster removed, the MLflow server stopped and restarted, a
+diverging trial, many writers to one store. Nothing is lost and nothing is recorded twice. A trial that must be hit
+mid-training waits at a named epoch behind a gate (``URN_PAUSE_AT``) that the test opens once its fault is in place.
+(Bad input before Ray starts: test_study_fuzz.py.)"""
 from __future__ import annotations
 
 import _thread
@@ -12,7 +13,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -109,30 +109,24 @@ def sweep(*args: str, limit: float = 300.0) -> int:
 
 
 class Fault(threading.Thread):
-    """In the background (``with Fault(...)``): wait until ``ready()`` gives something, then ``act`` on it,
-    once. What it did (or the error it met) is kept for ``check()``; it never outlives the ``with``."""
+    """In the background (``with Fault(...)``): wait (``wait``, the tests' bounded poller) until ``ready()`` gives
+    something, then ``act`` on it, once. What it did (or the error it met, a timeout included) is kept for
+    ``check()``; it never outlives the ``with``."""
 
-    def __init__(self, ready: Callable[[], Any], act: Callable[[Any], Any], timeout: float = 240.0):
+    def __init__(self, wait: Callable[..., Any], ready: Callable[[], Any], what: str, act: Callable[[Any], Any]):
         super().__init__(daemon=True)
-        self.ready, self.act, self.timeout = ready, act, timeout
+        self.wait, self.ready, self.what, self.act = wait, ready, what, act
         self.done: Any = None
         self.error: BaseException | None = None
         self.stop = threading.Event()
 
     def run(self) -> None:
-        deadline = time.monotonic() + self.timeout
-        while not self.stop.is_set() and time.monotonic() < deadline:
-            try:
-                value = self.ready()
-            except Exception:  # the store is being created: not ready yet
-                value = None
-            if value:
-                try:
-                    self.done = self.act(value)
-                except BaseException as err:  # noqa: BLE001 - reported by check()
-                    self.error = err
-                return
-            time.sleep(0.1)
+        try:
+            value = self.wait(lambda: self.stop.is_set() or self.ready(), self.what)
+            if not self.stop.is_set():
+                self.done = self.act(value)
+        except BaseException as err:  # noqa: BLE001 - reported by check()
+            self.error = err
 
     def __enter__(self) -> "Fault":
         self.start()
@@ -145,105 +139,77 @@ class Fault(threading.Thread):
     def check(self) -> Any:
         if self.error is not None:
             raise self.error
-        assert self.done is not None, "the fault was never injected (the sweep ended first?)"
+        assert self.done is not None, f"the fault was never injected (the sweep ended before {self.what}?)"
         return self.done
 
 
-def ray_started(results: Path) -> bool:
-    """Tune has made its folder: the driver has set up the store (reading it earlier races its creation)."""
-    return (results / "ray").is_dir()
+def paused(gate: Path) -> list[str]:
+    """The trials waiting at the gate (``URN_PAUSE_AT``), in order of their ids."""
+    return sorted(p.name.removesuffix(".paused") for p in gate.glob("*.paused"))
 
 
-# --- 1. a trial's worker is killed ---------------------------------------------------------------------
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+# --- 1. a trial's worker is killed, then the driver; the resume reads no pickle ------------------------------
+
+
+class _Planted:
+    """Unpickled, it creates ``target``: what a writer of the results storage could plant for a resume to run."""
+
+    def __init__(self, target: Path):
+        self.target = target
+
+    def __reduce__(self):
+        return (Path.touch, (self.target,))
 
 
 @pytest.mark.slow
-def test_killed_worker_resumes_from_its_checkpoint_to_the_uninterrupted_result(results, tmp_path, monkeypatch):
-    """The trial waits at epoch 8, after its checkpoint, behind a gate; its process is killed there, then the gate
-    opens: Tune retries it from epoch 8, and it ends where the uninterrupted trial ends."""
+def test_killed_worker_and_killed_driver_each_trial_once_and_the_resume_unpickles_nothing(results, tmp_path, wait):
+    """Four trials wait at epoch 4 (of 8), after their checkpoint, behind a gate.
+    1. The first to wait has its process killed (SIGKILL), then is let through: Tune retries it from epoch 4, in its
+       own run, and it ends where the same trial never interrupted ends.
+    2. The others but one are let through; once the retried trial has finished, while that one waits, the driver is
+       killed (SIGKILL; Ray's processes with it).
+    3. Pickles are planted where Tune's restore read them (tuner.pkl, searcher and experiment state): Tune's
+       restore unpickled them, so a file planted there ran on the machine that resumed.
+    4. --resume trains the rest, each trial once: the finished ones untouched, the waiting one from epoch 4 in its own
+       run (its checkpoint read as data), one sweep run; nothing planted runs."""
+    import pickle
+
     import torch
 
     from urn_study.sweep.trainable import PAUSE_ENV
     from urn_study.trial import run_trial
 
-    gate = tmp_path / "gate"
-    gate.mkdir()
-    monkeypatch.setenv(PAUSE_ENV, f"8:{gate}")
-    path = write_study(tmp_path, "resume", checkpoint_every=2, extra="seeds: [3]\n")
-    uri = tracking.resolve_tracking_uri()
-
-    def kill(paused: Path) -> int:
-        try:
-            os.kill(int(paused.read_text()), signal.SIGKILL)
-        finally:
-            (gate / "go").touch()  # the retry passes epoch 8
-        return 8
-
-    with Fault(lambda: (gate / "resume-0000.paused").exists() and gate / "resume-0000.paused", kill) as fault:
-        assert sweep(str(path), "--num-cpus", "1") == 0
-    fault.check()
-
-    run = assert_each_trial_once(uri, path, epochs=32)["resume-0000"]
-    assert run.data.tags[tracking.ATTEMPTS_TAG] == "2"
-    assert run.data.tags["urn.resumed_from_epoch"] == "8"
-
-    # the same trial, never interrupted, in this process with the thread count the worker used
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        reference = run_trial(load_study(path).trials()[0].config)
-    finally:
-        torch.set_num_threads(threads)
-    client = tracking.client(uri)
-    w = np.load(client.download_artifacts(run.info.run_id, "W.npy", str(tmp_path)), allow_pickle=False)
-    np.testing.assert_allclose(w, reference.weights, rtol=0, atol=1e-5)
-    losses = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "task_loss"), key=lambda m: m.step)]
-    np.testing.assert_allclose(losses, [h["task_loss"] for h in reference.history], rtol=1e-5)
-    assert run.data.metrics["test_accuracy"] == pytest.approx(reference.metrics["test_accuracy"], abs=1e-6)
-    assert run.data.tags["phase"] == reference.metrics["phase"]
-
-
-# --- 2. the driver is killed ------------------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_killed_driver_resumes_without_rerunning_or_doubling_finished_trials(results, tmp_path):
-    """Trials wait at epoch 20 (of 40), after their checkpoint, behind a gate. One is let through and finishes;
-    all others but one too; while that one waits, the driver is killed (SIGKILL; Ray's processes with it).
-    --resume trains the rest, the finished trial untouched, the waiting one from epoch 20 in its own run."""
-    from urn_study.sweep.trainable import PAUSE_ENV
-
-    path = write_study(tmp_path, "driver", epochs=40, checkpoint_every=4,
-                       extra="grid:\n  regulators.l1: [0, 1.0e-4, 1.0e-3, 1.0e-2]\nseeds: [0]\n")
+    path = write_study(tmp_path, "killed", epochs=8, checkpoint_every=2,
+                       extra="grid:\n  regulators.locality: [0, 1.0e-3]\n  regulators.l1: [0, 1.0e-3]\nseeds: [0]\n"
+                             "trials_per_worker: 1\n")
     uri = tracking.resolve_tracking_uri()
     gate = tmp_path / "gate"
     gate.mkdir()
     log = open(tmp_path / "driver.log", "wb")
     driver = subprocess.Popen([sys.executable, "-m", "urn_study.cli", "sweep", str(path), "--num-cpus", "2"],
                               cwd=tmp_path, env={**os.environ, "URN_RESULTS_DIR": str(results),
-                                                 PAUSE_ENV: f"20:{gate}"},
+                                                 PAUSE_ENV: f"4:{gate}"},
                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
-    def paused() -> list[str]:
-        return sorted(p.name.removesuffix(".paused") for p in gate.glob("*.paused"))
-
-    def one_finished() -> set[str]:
-        for trial in set(paused()) - {waiting}:
+    def victim_finished() -> bool:
+        for trial in set(paused(gate)) - {waiting}:  # every other trial goes on (its slot frees one for the retry)
             (gate / f"{trial}.go").touch()
-        runs = runs_by_trial(uri, "driver")
-        return {t for t, r in runs.items() if r[0].info.status == "FINISHED"}
-
-    def wait(condition, what: str):
-        deadline = time.monotonic() + 240
-        while not (value := condition()):
-            assert driver.poll() is None, f"the sweep ended (code {driver.returncode}) before {what}"
-            assert time.monotonic() < deadline, f"timed out waiting for {what}"
-            time.sleep(0.1)
-        return value
+        return runs_by_trial(uri, "killed")[victim][0].info.status == "FINISHED"
 
     try:
-        waiting = wait(paused, "a trial at the gate")[0]
-        wait(one_finished, "another trial to finish")
+        victim = wait(lambda: paused(gate), "a trial at the gate", process=driver)[0]
+        os.kill(int((gate / f"{victim}.paused").read_text()), signal.SIGKILL)
+        (gate / f"{victim}.go").touch()  # its retry passes the gate
+        waiting = wait(lambda: [t for t in paused(gate) if t != victim], "another trial at the gate", process=driver)[0]
+        wait(victim_finished, f"{victim} to finish", process=driver)
     finally:
         try:
             os.killpg(driver.pid, signal.SIGKILL)  # the driver and Ray's processes
@@ -252,33 +218,72 @@ def test_killed_driver_resumes_without_rerunning_or_doubling_finished_trials(res
         driver.wait(timeout=60)
         log.close()
 
-    before = {trial_id: runs[0] for trial_id, runs in runs_by_trial(uri, "driver").items()}
+    before = {trial_id: runs[0] for trial_id, runs in runs_by_trial(uri, "killed").items()}
     finished = {t: r for t, r in before.items() if r.info.status == "FINISHED"}
-    assert finished and waiting not in finished and before[waiting].info.status == "RUNNING"
+    assert victim in finished and waiting not in finished and before[waiting].info.status == "RUNNING"
     finished_epochs = {t: logged_epochs(uri, r.info.run_id) for t, r in finished.items()}
 
+    target = tmp_path / "pwned"
+    payload = pickle.dumps(_Planted(target))
+    [experiment] = (results / "ray").iterdir()
+    (experiment / "tuner.pkl").write_bytes(payload)
+    (experiment / "searcher-state-killed.pkl").write_bytes(payload)
+    for state in experiment.glob("experiment_state-*.json"):
+        state.write_text(json.dumps({"trial_data": [[payload.hex(), "{}"]]}))
+
     assert sweep(str(path), "--resume", "--num-cpus", "2") == 0
-    after = assert_each_trial_once(uri, path, epochs=40)
+    assert not target.exists()
+    after = assert_each_trial_once(uri, path, epochs=8)
     for trial_id, run in finished.items():  # not trained, not reopened, not logged again
         again = after[trial_id]
         assert again.info.run_id == run.info.run_id and again.info.end_time == run.info.end_time
         assert again.data.tags[tracking.ATTEMPTS_TAG] == run.data.tags[tracking.ATTEMPTS_TAG]
         assert logged_epochs(uri, again.info.run_id) == finished_epochs[trial_id]
+    assert after[victim].data.tags[tracking.ATTEMPTS_TAG] == "2"
+    assert after[victim].data.tags["urn.resumed_from_epoch"] == "4"
     assert after[waiting].info.run_id == before[waiting].info.run_id
-    assert after[waiting].data.tags["urn.resumed_from_epoch"] == "20"
-    assert int(after[waiting].data.tags[tracking.ATTEMPTS_TAG]) == 2
+    assert after[waiting].data.tags["urn.resumed_from_epoch"] == "4"
+    assert after[waiting].data.tags[tracking.ATTEMPTS_TAG] == "2"
+    client = tracking.client(uri)
+    parents = [r for r in client.search_runs([after[victim].info.experiment_id])
+               if r.data.tags.get(tracking.ROLE_TAG) == "sweep"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+
+    # the retried trial against the same trial never interrupted, in this process with the worker's thread count
+    run = after[victim]
+    [config] = [t.config for t in load_study(path).trials() if t.trial_id == victim]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        reference = run_trial(config)
+    finally:
+        torch.set_num_threads(threads)
+    w = np.load(client.download_artifacts(run.info.run_id, "W.npy", str(tmp_path)), allow_pickle=False)
+    np.testing.assert_allclose(w, reference.weights, rtol=0, atol=1e-5)
+    losses = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "task_loss"), key=lambda m: m.step)]
+    np.testing.assert_allclose(losses, [h["task_loss"] for h in reference.history], rtol=1e-5)
+    assert run.data.metrics["test_accuracy"] == pytest.approx(reference.metrics["test_accuracy"], abs=1e-6)
+    assert run.data.tags["phase"] == reference.metrics["phase"]
 
 
-# --- 3. a node of a cluster is removed ---------------------------------------------------------------------
+# --- 2. a node of a cluster is removed ---------------------------------------------------------------------
 
 
 @pytest.mark.slow
-def test_removed_node_trials_finish_on_another_node(results, tmp_path):
+def test_removed_node_trials_finish_on_another_node(results, tmp_path, monkeypatch, wait):
+    """Trials wait at epoch 4 (of 8), after their checkpoint, behind a gate; the node of the first to wait is
+    removed (its processes killed, no goodbye), then the gate opens: that trial finishes on the other node, from its
+    checkpoint, in its own run."""
     import ray
     from ray.cluster_utils import Cluster
 
-    path = write_study(tmp_path, "nodes", checkpoint_every=4,
-                       extra="grid:\n  regulators.l1: [0, 1.0e-4, 1.0e-3]\nseeds: [0]\n")
+    from urn_study.sweep.trainable import PAUSE_ENV
+
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    monkeypatch.setenv(PAUSE_ENV, f"4:{gate}")  # the nodes' workers inherit it from this process
+    path = write_study(tmp_path, "nodes", epochs=8, checkpoint_every=4,
+                       extra="grid:\n  regulators.l1: [0, 1.0e-4, 1.0e-3]\nseeds: [0]\ntrials_per_worker: 1\n")
     uri = tracking.resolve_tracking_uri()
     # a node is declared dead after about 3 s without an answer, not Ray's default of half a minute
     cluster = Cluster(initialize_head=True, head_node_args={
@@ -289,34 +294,32 @@ def test_removed_node_trials_finish_on_another_node(results, tmp_path):
         cluster.wait_for_nodes()
         by_id = {n.node_id: n for n in nodes}
 
-        def trial_on_a_node():
-            if not ray_started(results):
-                return None
-            return running_past(uri, "nodes", 4)
-
-        def remove(run):
-            node_id = run.data.tags["urn.node_id"]
+        def remove(trials: list[str]):
+            node_id = runs_by_trial(uri, "nodes")[trials[0]][0].data.tags["urn.node_id"]
             on_it = sorted(t for t, r in runs_by_trial(uri, "nodes").items()
                            if r[0].info.status == "RUNNING" and r[0].data.tags.get("urn.node_id") == node_id)
+            pid = int((gate / f"{trials[0]}.paused").read_text())
             cluster.remove_node(by_id[node_id], allow_graceful=False)
-            return node_id, on_it
+            wait(lambda: not alive(pid), f"the worker of {trials[0]} to die with its node", timeout=60)
+            (gate / "go").touch()  # the others go on; the retry passes epoch 4
+            return node_id, on_it, trials[0]
 
-        with Fault(trial_on_a_node, remove) as fault:
+        with Fault(wait, lambda: paused(gate), "a trial at the gate", remove) as fault:
             assert sweep(str(path), "--address", cluster.address) == 0
-        removed, victims = fault.check()
+        removed, victims, first = fault.check()
     finally:
+        (gate / "go").touch()
         ray.shutdown()
         cluster.shutdown()
     (survivor,) = [n for n in by_id if n != removed]
-    runs = assert_each_trial_once(uri, path, epochs=32)
-    assert victims
-    for trial_id in victims:
-        tags = runs[trial_id].data.tags
-        assert tags["urn.node_id"] == survivor, trial_id
-        assert int(tags[tracking.ATTEMPTS_TAG]) >= 2 and int(tags["urn.resumed_from_epoch"]) >= 4
+    runs = assert_each_trial_once(uri, path, epochs=8)
+    assert victims == [first]  # one CPU a node: the paused trial held it
+    tags = runs[first].data.tags
+    assert tags["urn.node_id"] == survivor
+    assert int(tags[tracking.ATTEMPTS_TAG]) >= 2 and tags["urn.resumed_from_epoch"] == "4"
 
 
-# --- 4. the MLflow server goes away and comes back ------------------------------------------------------
+# --- 3. the MLflow server goes away and comes back ------------------------------------------------------
 
 
 def start_server(folder: Path, port: int, net) -> subprocess.Popen:
@@ -331,39 +334,60 @@ def start_server(folder: Path, port: int, net) -> subprocess.Popen:
     return process
 
 
+def checkpointed_epoch(results: Path, trial_id: str) -> int:
+    """The epoch of a trial's newest checkpoint in Ray's results under ``results`` (0 before any). Raises
+    CheckpointError for one Tune is copying in or removing."""
+    from urn_study.checkpoint import load_state
+
+    return max((load_state(folder).epoch for folder in (results / "ray").glob(f"*/{trial_id}_*/checkpoint_*/{trial_id}")),
+               default=0)
+
+
 @pytest.mark.slow
-def test_server_down_mid_sweep_loses_no_record_and_no_token_is_written(results, tmp_path, net, monkeypatch, capfd):
-    """The server is killed while trials log and comes back seconds later: the trials train on, their
-    epochs queued and sent again (MLflow's retries first; their backoff shortened here so the test waits
-    less), and every record is complete.
-    The token every request carried (from the environment) is in no record, result or printed line."""
+def test_server_down_mid_sweep_loses_no_record_and_no_token_is_written(results, tmp_path, net, monkeypatch, capfd,
+                                                                         wait):
+    """Both trials wait at epoch 8 (of 16) behind a gate; the server is killed there, the gate opens, and the trials
+    train on without it, their epochs queued, until both have checkpointed epoch 12; then the server comes back
+    and the queued epochs are sent (MLflow's retries first; their backoff shortened here so the test waits less).
+    Every record is complete. The token every request carried (from the environment) is in no record, result or
+    printed line."""
+    from urn_study.checkpoint import CheckpointError
+    from urn_study.sweep.trainable import PAUSE_ENV
+
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")  # Ray's workers inherit the driver's env
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", TOKEN)
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    monkeypatch.setenv(PAUSE_ENV, f"8:{gate}")
     folder = tmp_path / "server"
     folder.mkdir()
     port = net.free_port()
     uri = f"http://127.0.0.1:{port}"
     servers = [start_server(folder, port, net)]
-    path = write_study(tmp_path, "outage", checkpoint_every=4,
-                       extra="grid:\n  regulators.l1: [0, 1.0e-3]\nseeds: [0]\n")
+    path = write_study(tmp_path, "outage", epochs=16, checkpoint_every=4,
+                       extra="grid:\n  regulators.l1: [0, 1.0e-3]\nseeds: [0]\ntrials_per_worker: 1\n")
+    trials = ["outage-0000", "outage-0001"]
 
-    def outage(run):
-        epoch = max(logged_epochs(uri, run.info.run_id))
+    def past(epoch: int) -> list[int] | None:
+        epochs = [checkpointed_epoch(results, t) for t in trials]
+        return epochs if min(epochs) >= epoch else None
+
+    def outage(_) -> list[int]:
         os.killpg(servers[-1].pid, signal.SIGKILL)  # no goodbye: requests in flight are cut
         servers[-1].wait(timeout=30)
-        down = time.monotonic()
-        time.sleep(3)
+        (gate / "go").touch()
+        seen = wait(lambda: past(12), "both trials' checkpoints of epoch 12", retry_on=(CheckpointError, OSError))
         servers.append(start_server(folder, port, net))
-        return epoch, time.monotonic() - down
+        return seen
 
     try:
-        with Fault(lambda: ray_started(results) and running_past(uri, "outage", 2), outage) as fault:
+        with Fault(wait, lambda: paused(gate) == trials, "both trials at the gate", outage) as fault:
             assert sweep(str(path), "--tracking-uri", uri, "--num-cpus", "2") == 0
-        epoch, seconds_down = fault.check()
-        assert epoch < 32 and seconds_down > 3  # it went down mid-training
-        runs = assert_each_trial_once(uri, path, epochs=32)
+        assert min(fault.check()) >= 12  # trained on while the store was away
+        runs = assert_each_trial_once(uri, path, epochs=16)
         assert_no_secret_written(uri, runs, results, "".join(capfd.readouterr()), tmp_path / "downloads")
     finally:
+        (gate / "go").touch()
         for server in servers:
             net.stop_group(server)
 
@@ -408,21 +432,29 @@ def test_server_gone_for_good_is_one_clear_error(results, net, monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
     uri = f"http://127.0.0.1:{net.free_port()}"
+    monkeypatch.setenv(tracking.FLUSH_ENV, "3600")  # the sender's thread waits: what is sent, flush sends
     record = tracking.TrialRecord(uri, "0123abcd", "gone-0000", last_step=0, finished=False, summary={})
-    start = time.monotonic()
+    tries: list[list] = []
+    send = record._sender._send
+
+    def counted(items: list) -> None:
+        tries.append(items)
+        send(items)
+
+    record._sender._send = counted
     record.log_epoch(1, {"task_loss": 1.0, "test_accuracy": 0.5})
-    assert time.monotonic() - start < 0.5  # queued, not sent
+    assert record._sender.queued == 2 and not tries  # queued by the training loop, not sent from it
     with pytest.raises(tracking.TrackingError) as info:
         record.flush()
     assert uri in str(info.value) and "\n" not in str(info.value)
-    assert record._sender.queued == 2  # kept for the next try
+    assert record._sender.queued == 2 and tries  # tried, and kept for the next try
     with pytest.raises(tracking.TrackingError):
         record.fail()
     with pytest.raises(tracking.TrackingError):
         tracking.TrialRecord.open(uri, "1", "p", "gone", "gone-sweep", "gone-0000", parse_config({}))
 
 
-# --- 5. a trial diverges ------------------------------------------------------------------------------------
+# --- 4. a trial diverges ------------------------------------------------------------------------------------
 
 
 @pytest.mark.slow
@@ -451,7 +483,7 @@ def test_diverging_trial_is_recorded_as_diverged_and_the_sweep_goes_on(results, 
         assert runs[trial_id].data.metrics["epochs"] == 3
 
 
-# --- 7. many writers at once to the local store -----------------------------------------------------------
+# --- 5. many writers at once to the local store -----------------------------------------------------------
 
 
 WRITER = """\
@@ -474,7 +506,7 @@ tracking.client(uri).set_terminated(record.run_id, "FINISHED")
 
 
 @pytest.mark.slow
-def test_many_trials_logging_at_once_to_the_local_store_lose_nothing(results, tmp_path):
+def test_many_trials_logging_at_once_to_the_local_store_lose_nothing(results, tmp_path, wait):
     writers, epochs, metrics = 6, 20, 20
     uri = tracking.resolve_tracking_uri()
     tracking.check_tracking(uri)
@@ -486,10 +518,12 @@ def test_many_trials_logging_at_once_to_the_local_store_lose_nothing(results, tm
     processes = [subprocess.Popen([sys.executable, "-c", WRITER, uri, experiment, parent, t, str(epochs), str(gate)],
                                   cwd=tmp_path, stderr=subprocess.PIPE, text=True) for t in trial_ids]
     try:
-        deadline = time.monotonic() + 180
-        while len(list(gate.iterdir())) < writers:
-            assert time.monotonic() < deadline and all(p.poll() is None for p in processes), "writers did not start"
-            time.sleep(0.1)
+        def all_at_gate() -> bool:
+            ended = [p.returncode for p in processes if p.poll() is not None]
+            assert not ended, f"writers ended before the gate (codes {ended})"
+            return len(list(gate.iterdir())) == writers
+
+        wait(all_at_gate, "every writer at the gate", timeout=180)
         (gate / "go").touch()
         errors = [p.communicate(timeout=180)[1] for p in processes]
     finally:

@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
@@ -27,7 +26,7 @@ JOB_TIMEOUT_S = 900  # the job's whole life, with room for a loaded 2-core machi
 
 
 @pytest.fixture
-def ray_head(tmp_path, net):
+def ray_head(tmp_path, net, wait):
     """A Ray head of its own (``ray start --head --block``, every port free on loopback, its own temp dir and token):
     its environment, dashboard address, temp dir and log; stopped afterwards, and with it only what it started."""
     temp = Path(tempfile.mkdtemp(prefix="urn-ray-", dir="/tmp"))  # Ray's socket paths must stay short
@@ -48,36 +47,30 @@ def ray_head(tmp_path, net):
          f"--temp-dir={temp}", "--disable-usage-stats", *(f"--{flag}={port}" for flag, port in ports.items())],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait_for_jobs_api(f"http://127.0.0.1:{dashboard}", env["RAY_AUTH_TOKEN"], ports["dashboard-agent-listen-port"],
-                           head, tmp_path / "head.log")
-        yield env, f"http://127.0.0.1:{dashboard}", temp, tmp_path / "head.log", f"127.0.0.1:{ports['port']}"
+        api = f"http://127.0.0.1:{dashboard}"
+        wait(lambda: _jobs_api_up(api, env["RAY_AUTH_TOKEN"], ports["dashboard-agent-listen-port"], head,
+                                  tmp_path / "head.log"),
+             f"the job API at {api}", timeout=300, retry_on=(OSError,), interval=0.5)
+        yield env, api, temp, tmp_path / "head.log", f"127.0.0.1:{ports['port']}"
     finally:
         _stop_head(head, temp)
         log.close()
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def _wait_for_jobs_api(dashboard: str, token: str, agent_port: int, head: subprocess.Popen, log: Path,
-                       timeout: float = 300.0) -> None:
-    """Until ``ray start`` says the node is up, the dashboard's job API answers and the head's agent, which runs the
-    jobs, listens (the dashboard gives the agent 10 s, too short on a loaded machine); or the head has exited."""
-    deadline = time.monotonic() + timeout
+def _jobs_api_up(dashboard: str, token: str, agent_port: int, head: subprocess.Popen, log: Path) -> bool:
+    """``ray start`` says the node is up, the dashboard's job API answers and the head's agent, which runs the jobs,
+    listens (the dashboard gives the agent 10 s, too short on a loaded machine). Raises, with the head's last
+    lines, once the head has exited."""
+    if head.poll() is not None:
+        said = log.read_text(errors="replace")[-1500:]
+        raise RuntimeError(f"ray start --head exited with {head.returncode} before its job API answered:\n{said}")
+    if b"Ray runtime started" not in log.read_bytes():
+        return False
+    socket.create_connection(("127.0.0.1", agent_port), timeout=5).close()
     request = urllib.request.Request(f"{dashboard}/api/jobs/", headers={"Authorization": f"Bearer {token}"})
-    while time.monotonic() < deadline:
-        if head.poll() is not None:
-            said = log.read_text(errors="replace")[-1500:]
-            raise RuntimeError(f"ray start --head exited with {head.returncode} before its job API answered:\n{said}")
-        try:
-            if b"Ray runtime started" not in log.read_bytes():
-                raise ConnectionError("the node is not up yet")
-            socket.create_connection(("127.0.0.1", agent_port), timeout=5).close()
-            with urllib.request.urlopen(request, timeout=5) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"the job API at {dashboard} did not answer within {timeout:.0f} s")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return response.status == 200
 
 
 def _stop_head(head: subprocess.Popen, temp: Path) -> None:

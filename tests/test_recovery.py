@@ -1,9 +1,10 @@
 """Faults that used to lose or corrupt a sweep (issue 18), each injected for real: a damaged checkpoint, a broken
 or foreign file among the sweep records, a copied results folder, a second driver of a running sweep, drivers
 creating one fresh store, SIGTERM and SIGINT to the driver, a frozen worker, a full disk, a driver killed in the
-middle of a boundary or Optuna search, pickles planted in the results storage, checkpoint folders left by killed
-workers, an unwritable results folder. Trials that must be hit mid-training wait at a named epoch behind a gate
-(``URN_PAUSE_AT``) that the test opens once its fault is in place: no time window."""
+middle of a boundary or Optuna search, checkpoint folders left by killed workers, an unwritable results folder
+(pickles planted in the results storage: test_faults.py, after its killed driver). Trials that must be hit
+mid-training wait at a named epoch behind a gate (``URN_PAUSE_AT``) that the test opens once its fault is in place:
+no time window."""
 from __future__ import annotations
 
 import json
@@ -14,7 +15,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -46,20 +46,6 @@ def write_study(folder: Path, name: str, seeds: str = "[0]") -> Path:
     path = folder / f"{name}.yaml"
     path.write_text(STUDY.format(name=name, seeds=seeds))
     return path
-
-
-def wait_for(condition, what: str, process: subprocess.Popen | None = None, timeout: float = 240.0):
-    """Poll ``condition`` until it gives something; fail loudly (never pass silently) at the deadline, or when the
-    process that should get there has ended."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        if process is not None and process.poll() is not None:
-            raise AssertionError(f"the process ended (code {process.returncode}) before {what}")
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def each_trial_once(uri: str, study_path: Path, epochs: int = 8) -> dict:
@@ -103,7 +89,7 @@ def test_checkpoint_folders_of_dead_workers_are_removed_and_live_ones_kept(tmp_p
 
 
 @pytest.mark.slow
-def test_a_damaged_newest_checkpoint_resumes_from_the_one_before(results, tmp_path, monkeypatch):
+def test_a_damaged_newest_checkpoint_resumes_from_the_one_before(results, tmp_path, monkeypatch, wait):
     """The worker is killed while it waits after its checkpoint of epoch 4, whose arrays the test has cut short:
     the retry goes on from epoch 2's checkpoint (Tune keeps two) and the trial finishes, each epoch once."""
     monkeypatch.setenv(tracking.FLUSH_ENV, "0")
@@ -117,7 +103,7 @@ def test_a_damaged_newest_checkpoint_resumes_from_the_one_before(results, tmp_pa
 
     def fault() -> None:
         try:
-            paused = wait_for(lambda: list(gate.glob("*.paused")), "the trial paused at epoch 4")
+            paused = wait(lambda: list(gate.glob("*.paused")), "the trial paused at epoch 4")
             newest = sorted(ray_dir.glob("*/damaged-0000_*/checkpoint_*"))[-1]
             arrays = newest / "damaged-0000" / ARRAYS
             arrays.write_bytes(arrays.read_bytes()[:100])
@@ -190,7 +176,7 @@ def test_a_copied_results_folder_resumes_into_its_own_store_and_storage(results,
     assert str(original) not in json.dumps(asdict(found))
 
 
-def test_a_second_driver_of_a_running_sweep_is_refused_in_one_line(results, tmp_path, capsys):
+def test_a_second_driver_of_a_running_sweep_is_refused_in_one_line(results, tmp_path, capsys, wait):
     """Two --resume of one sweep at once trained and logged its trials twice: the second now stops before Ray."""
     path = write_study(tmp_path, "twice")
     record = _record(results, path, "twice-1", "2026-01-01 10:00:00")
@@ -206,7 +192,7 @@ def test_a_second_driver_of_a_running_sweep_is_refused_in_one_line(results, tmp_
                 time.sleep(0.05)
         """)], env={**os.environ, "URN_RESULTS_DIR": str(results)})
     try:
-        wait_for(lambda: (tmp_path / "held").exists(), "the first driver to hold the sweep", holder)
+        wait(lambda: (tmp_path / "held").exists(), "the first driver to hold the sweep", process=holder)
         assert cli.main(["sweep", str(path), "--resume", "twice-1"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and f"sweep twice-1 is running now (pid {holder.pid}" in err[0]
@@ -237,14 +223,14 @@ print(tracking.ensure_experiment(uri, "shared"))
 """
 
 
-def test_drivers_creating_one_fresh_store_at_once_all_get_the_one_experiment(tmp_path):
+def test_drivers_creating_one_fresh_store_at_once_all_get_the_one_experiment(tmp_path, wait):
     uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
     (tmp_path / "fresh").mkdir()
     gate = tmp_path / "gate"
     gate.mkdir()
     drivers = [subprocess.Popen([sys.executable, "-c", CREATE, uri, f"d{i}", str(gate)], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True) for i in range(3)]
-    wait_for(lambda: len(list(gate.iterdir())) == len(drivers), "every driver at the gate")
+    wait(lambda: len(list(gate.iterdir())) == len(drivers), "every driver at the gate")
     (gate / "go").touch()
     outputs = [d.communicate(timeout=120) for d in drivers]
     assert [d.returncode for d in drivers] == [0, 0, 0], [err[-500:] for _, err in outputs]
@@ -275,7 +261,7 @@ def test_sigint_and_sigterm_stop_tune_through_its_own_stop_and_a_second_one_at_o
 
 
 @pytest.mark.slow
-def test_a_stopped_driver_says_how_to_resume_and_exits_with_the_signals_code(results, tmp_path):
+def test_a_stopped_driver_says_how_to_resume_and_exits_with_the_signals_code(results, tmp_path, wait):
     """SIGTERM ended in SIGABRT with a native Ray trace (and SIGINT in exit 1 with Tune's restore hint). Now the
     sweep stops, prints one line ending in our --resume command and exits 128 + the signal; the resume finishes
     every trial once."""
@@ -290,7 +276,7 @@ def test_a_stopped_driver_says_how_to_resume_and_exits_with_the_signals_code(res
             env={**os.environ, "URN_RESULTS_DIR": str(results), trainable.PAUSE_ENV: f"2:{gate}"}, stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            wait_for(lambda: list(gate.glob("*.paused")), "the first trial paused at epoch 2", driver)
+            wait(lambda: list(gate.glob("*.paused")), "the first trial paused at epoch 2", process=driver)
             driver.send_signal(sig)
             (gate / "go").touch()  # the paused trial may go on while Tune stops (it need not wait for Tune's kill)
             code = driver.wait(timeout=120)
@@ -315,7 +301,7 @@ def test_a_stopped_driver_says_how_to_resume_and_exits_with_the_signals_code(res
 
 
 @pytest.mark.slow
-def test_a_frozen_worker_is_stopped_and_its_trial_retried_from_its_checkpoint(results, tmp_path, monkeypatch, capsys):
+def test_a_frozen_worker_is_stopped_and_its_trial_retried_from_its_checkpoint(results, tmp_path, monkeypatch, capsys, wait):
     """SIGSTOP left the sweep waiting for ever, its progress line silent. The test stops the worker while it waits
     at epoch 2 (after its checkpoint) and then opens the gate, which the stopped process cannot pass: nothing
     more comes from it, so after --stall-timeout (11 s) the driver kills it and Tune retries it from epoch 2."""
@@ -328,7 +314,7 @@ def test_a_frozen_worker_is_stopped_and_its_trial_retried_from_its_checkpoint(re
 
     def freeze() -> None:
         try:
-            paused = wait_for(lambda: list(gate.glob("*.paused")), "the trial paused at epoch 2")
+            paused = wait(lambda: list(gate.glob("*.paused")), "the trial paused at epoch 2")
             pid = int(paused[0].read_text())
             os.kill(pid, signal.SIGSTOP)
             stopped.append(pid)
@@ -391,7 +377,8 @@ def test_a_full_disk_stops_the_sweep_in_a_few_lines_and_the_resume_finishes_it(t
 # --- the adaptive searchers, their driver killed and resumed ------------------------------------------------------
 
 
-def kill_driver_midway(study_path: Path, results: Path, tmp_path: Path, searcher: str, first: str, second: str) -> None:
+def kill_driver_midway(study_path: Path, results: Path, tmp_path: Path, searcher: str, first: str, second: str,
+                       wait) -> None:
     """Run the sweep in a driver process whose trials wait at epoch 1: ``first`` is let through (it finishes),
     and once ``second`` waits there, the driver and all of Ray are killed (SIGKILL)."""
     gate = tmp_path / "gate"
@@ -403,9 +390,9 @@ def kill_driver_midway(study_path: Path, results: Path, tmp_path: Path, searcher
             cwd=tmp_path, env={**os.environ, "URN_RESULTS_DIR": str(results), trainable.PAUSE_ENV: f"1:{gate}"},
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            wait_for(lambda: (gate / f"{first}.paused").exists(), f"{first} at the gate", driver)
+            wait(lambda: (gate / f"{first}.paused").exists(), f"{first} at the gate", process=driver)
             (gate / f"{first}.go").touch()
-            wait_for(lambda: (gate / f"{second}.paused").exists(), f"{second} at the gate", driver)
+            wait(lambda: (gate / f"{second}.paused").exists(), f"{second} at the gate", process=driver)
         finally:
             os.killpg(driver.pid, signal.SIGKILL)
             driver.wait(timeout=60)
@@ -427,13 +414,13 @@ base: {{data.name: digits, model.steps: 2, train.epochs: 2, train.batch_size: 64
 
 
 @pytest.mark.slow
-def test_a_boundary_search_resumes_from_its_records_after_its_driver_is_killed(results, tmp_path):
+def test_a_boundary_search_resumes_from_its_records_after_its_driver_is_killed(results, tmp_path, wait):
     """The search's state is rebuilt from the sweep's MLflow runs (no Tune state is read back): the finished trial
     is not run again, the one cut short goes on under its own number from its checkpoint, and the search ends."""
     path = tmp_path / "bsearch.yaml"
     path.write_text(TWO_EPOCHS.format(name="bsearch") + "grid:\n  regulators.locality: [0, 1.0e-3, 1.0e-2]\n"
                     "seeds: [0, 1, 2]\nrefine: {budget: 9}\n")
-    kill_driver_midway(path, results, tmp_path, "boundary", "bsearch-b0000", "bsearch-b0001")
+    kill_driver_midway(path, results, tmp_path, "boundary", "bsearch-b0000", "bsearch-b0001", wait)
     uri = tracking.resolve_tracking_uri()
     before = runs_of(uri, "bsearch")
     assert [r.info.status for r in before["bsearch-b0000"]] == ["FINISHED"]
@@ -451,13 +438,13 @@ def test_a_boundary_search_resumes_from_its_records_after_its_driver_is_killed(r
 
 
 @pytest.mark.slow
-def test_an_optuna_sweep_resumes_its_unfinished_trial_under_its_own_number(results, tmp_path):
+def test_an_optuna_sweep_resumes_its_unfinished_trial_under_its_own_number(results, tmp_path, wait):
     import optuna
 
     path = tmp_path / "osearch.yaml"
     path.write_text(TWO_EPOCHS.format(name="osearch") + "sample:\n  regulators.l1: {loguniform: [1.0e-5, 1.0e-2]}\n"
                     "samples: 3\n")
-    kill_driver_midway(path, results, tmp_path, "optuna", "osearch-o0000", "osearch-o0001")
+    kill_driver_midway(path, results, tmp_path, "optuna", "osearch-o0000", "osearch-o0001", wait)
     uri = tracking.resolve_tracking_uri()
     before = runs_of(uri, "osearch")
     assert cli.main(["sweep", str(path), "--resume", "--num-cpus", "1"]) == 0
@@ -472,39 +459,6 @@ def test_an_optuna_sweep_resumes_its_unfinished_trial_under_its_own_number(resul
     (summary,) = optuna.get_all_study_summaries(storage)
     states = [t.state for t in optuna.load_study(study_name=summary.study_name, storage=storage).trials]
     assert states.count(optuna.trial.TrialState.COMPLETE) == 3 and optuna.trial.TrialState.RUNNING not in states
-
-
-class _Planted:
-    """Unpickled, it creates ``target``: what a writer of the results storage could plant for a resume to run."""
-
-    def __init__(self, target: Path):
-        self.target = target
-
-    def __reduce__(self):
-        return (Path.touch, (self.target,))
-
-
-@pytest.mark.slow
-def test_a_resume_unpickles_nothing_from_the_results_storage(results, tmp_path):
-    """Tune's restore unpickled tuner.pkl (and its experiment state) from the results storage: a file planted
-    there ran on the machine that resumed. The resume now reads only the sweep's records and checkpoints."""
-    import pickle
-
-    path = tmp_path / "planted.yaml"
-    path.write_text(TWO_EPOCHS.format(name="planted") + "grid:\n  regulators.l1: [0, 1.0e-3]\n")
-    kill_driver_midway(path, results, tmp_path, "grid", "planted-0000", "planted-0001")
-    target = tmp_path / "pwned"
-    payload = pickle.dumps(_Planted(target))
-    assert not target.exists()
-    [experiment] = (results / "ray").iterdir()
-    (experiment / "tuner.pkl").write_bytes(payload)
-    (experiment / "searcher-state-planted.pkl").write_bytes(payload)
-    for state in experiment.glob("experiment_state-*.json"):
-        state.write_text(json.dumps({"trial_data": [[payload.hex(), "{}"]]}))
-    assert cli.main(["sweep", str(path), "--resume", "--num-cpus", "1"]) == 0
-    assert not target.exists()
-    runs = each_trial_once(tracking.resolve_tracking_uri(), path, epochs=2)
-    assert runs["planted-0001"].data.tags["urn.resumed_from_epoch"] == "1"  # from its checkpoint, read as data
 
 
 def test_a_copied_store_whose_artifacts_lie_in_the_original_folder_is_refused_in_one_line(results, tmp_path,

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -573,90 +572,6 @@ def test_packs_of_trials_share_a_tune_trial_but_keep_their_own_runs_and_checkpoi
     assert files == {"result.json", "params.json", "params.pkl"}, files
 
 
-SLOW_STUDY = """\
-# Question: a study to interrupt (its trials wait at epoch 10, after their checkpoint, behind the test's gate).
-# Run: urn-study sweep long.yaml
-name: long
-base:
-  data.name: digits
-  train.epochs: 20
-  train.batch_size: 32
-  train.snapshot_every: 10
-  train.checkpoint_every: 5
-grid:
-  regulators.locality: [0, 1.0e-3]
-  regulators.l1: [0, 1.0e-3]
-seeds: [0]
-max_failures: 2
-"""
-
-
-def _poll(condition, timeout: float, what: str, driver: subprocess.Popen | None = None):
-    """Poll until ``condition`` gives something; fail loudly at the deadline or when the driver has ended."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if driver is not None and driver.poll() is not None:
-            raise AssertionError(f"the sweep ended (code {driver.returncode}) before {what}")
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-@pytest.mark.slow
-def test_failed_trial_retried_and_interrupted_sweep_resumed_record_each_trial_once(results, tmp_path, monkeypatch):
-    """Trials wait at epoch 10, after their checkpoint, behind a gate. 1. The first to wait has its process
-    killed, then is let through: Tune retries it from that checkpoint, in the same run, and it finishes (the
-    others but one are let through too). 2. Then, while that one waits at the gate, the whole sweep is killed.
-    3. --resume finishes every trial once, the waiting one from its checkpoint of epoch 10."""
-    from urn_study.sweep.trainable import PAUSE_ENV
-
-    monkeypatch.setenv(tracking.FLUSH_ENV, "0")
-    path = write(tmp_path, SLOW_STUDY, "long.yaml")
-    uri = tracking.resolve_tracking_uri()
-    gate = tmp_path / "gate"
-    gate.mkdir()
-    env = {**os.environ, "URN_RESULTS_DIR": str(results), PAUSE_ENV: f"10:{gate}"}
-    log = open(tmp_path / "driver.log", "wb")
-    driver = subprocess.Popen([sys.executable, "-m", "urn_study.cli", "sweep", str(path), "--num-cpus", "2"],
-                              cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    def paused() -> list[str]:
-        return sorted(p.name.removesuffix(".paused") for p in gate.glob("*.paused"))
-
-    def victim_finished() -> bool:
-        for trial in set(paused()) - {waiting}:  # every other trial goes on (its slot frees one for the retry)
-            (gate / f"{trial}.go").touch()
-        return finished_runs(uri, "long")[victim_id][0].info.status == "FINISHED"
-
-    try:
-        victim_id = _poll(paused, 240, "a trial at the gate", driver)[0]
-        os.kill(int((gate / f"{victim_id}.paused").read_text()), signal.SIGKILL)
-        (gate / f"{victim_id}.go").touch()  # its retry passes the gate
-        waiting = _poll(lambda: [t for t in paused() if t != victim_id], 240, "another trial at the gate", driver)[0]
-        _poll(victim_finished, 240, f"{victim_id} to finish", driver)
-    finally:
-        if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
-        driver.wait(timeout=60)
-        log.close()
-    before = finished_runs(uri, "long")
-    assert before[waiting][0].info.status == "RUNNING"  # killed: nothing could end it
-    # 3. --resume finishes the sweep: every trial recorded once
-    assert cli.main(["sweep", str(path), "--resume", "--num-cpus", "2"]) == 0
-    study = load_study(path)
-    runs = assert_each_trial_once(uri, study, epochs=20)
-    assert runs[victim_id].data.tags[tracking.ATTEMPTS_TAG] == "2"
-    assert runs[victim_id].data.tags["urn.resumed_from_epoch"] == "10"
-    assert runs[waiting].data.tags["urn.resumed_from_epoch"] == "10"
-    assert runs[waiting].info.run_id == before[waiting][0].info.run_id  # it went on in its own run
-    # one sweep, one parent run, finished
-    client = tracking.client(uri)
-    parents = [r for r in client.search_runs([runs[victim_id].info.experiment_id])
-               if r.data.tags.get(tracking.ROLE_TAG) == "sweep"]
-    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-
-
 @pytest.mark.slow
 def test_optuna_searches_sampled_axes_with_its_study_on_disk(results, tmp_path, capsys):
     import optuna
@@ -701,7 +616,7 @@ def _listening_addresses(port: int) -> set[str]:
 
 
 @pytest.mark.slow
-def test_ui_serves_the_local_store_on_loopback_only(results, tmp_path, net):
+def test_ui_serves_the_local_store_on_loopback_only(results, tmp_path, net, wait):
     port = net.free_port()
     env = {**os.environ, "URN_RESULTS_DIR": str(results)}
     log = open(tmp_path / "ui.log", "wb")
@@ -715,10 +630,7 @@ def test_ui_serves_the_local_store_on_loopback_only(results, tmp_path, net):
         assert (results / "mlflow.db").exists()
         ui.send_signal(signal.SIGINT)  # what Ctrl-C does: the server's whole group stops
         assert ui.wait(timeout=30) == 0
-        deadline = time.monotonic() + 15
-        while _listening_addresses(port) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not _listening_addresses(port)
+        wait(lambda: not _listening_addresses(port), f"nothing listening on port {port}", timeout=15, interval=0.2)
     finally:
         net.stop_group(ui)
         log.close()

@@ -297,17 +297,7 @@ def test_trial_run_in_a_local_store(results, trial):
     assert client.get_run(parent).info.status == "FINISHED"
 
 
-def _wait_for(condition, what: str, timeout: float = 30.0) -> None:
-    """Poll ``condition`` until it holds; fail naming ``what`` if it never does (no window to tune: a bound)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"never happened: {what}"
-        time.sleep(0.02)
-
-
-def test_metric_sender_sends_in_batches_from_its_thread_and_keeps_what_the_store_refuses(caplog):
+def test_metric_sender_sends_in_batches_from_its_thread_and_keeps_what_the_store_refuses(caplog, wait):
     import logging
     import threading
 
@@ -330,7 +320,7 @@ def test_metric_sender_sends_in_batches_from_its_thread_and_keeps_what_the_store
     with pytest.raises(tracking.TrackingError):
         sender.flush()
     down.clear()
-    _wait_for(lambda: not sender.failing, "the thread sending again")
+    wait(lambda: not sender.failing, "the thread sending again", timeout=30, interval=0.02)
     assert [name for name, _ in sent] == ["urn-metrics"] and sent[0][1] == [1, 2, 3]  # one batch, in order
     # said once when the store went away (its first line), once when it came back: not a line per try
     said = [r.getMessage() for r in caplog.records if r.name == "urn_study.tracking.trial_record"]
@@ -365,18 +355,16 @@ def test_a_store_that_never_comes_back_loses_no_metric_silently():
     assert sender.queued == 3 and sender.failing  # the thread's own try said so (read after it ended: no race)
 
 
-def test_epochs_reach_the_store_from_the_sender_thread_without_a_flush(results, trial, monkeypatch):
-    import time
-
+def test_epochs_reach_the_store_from_the_sender_thread_without_a_flush(results, trial, monkeypatch, wait):
     config, reports, _ = trial
     monkeypatch.setattr(tracking.store, "FLUSH_EVERY_S", 0.2)
     uri = tracking.resolve_tracking_uri()
     experiment_id = tracking.ensure_experiment(uri, "tiny")
     parent = tracking.open_sweep_run(uri, experiment_id, "tiny", "tiny-sweep", {})
     record = record_trial(uri, experiment_id, parent, "tiny-0007", config, reports, None, upto=len(reports))
-    client, deadline = tracking.client(uri), time.monotonic() + 30
-    while len(client.get_metric_history(record.run_id, "task_loss")) < len(reports) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    client = tracking.client(uri)
+    wait(lambda: len(client.get_metric_history(record.run_id, "task_loss")) >= len(reports),
+         "every epoch in the store, sent by the thread alone", timeout=30)
     history = client.get_metric_history(record.run_id, "task_loss")
     assert [m.step for m in sorted(history, key=lambda m: m.step)] == [epoch for epoch, _ in reports]
     assert record._sender.queued == 0
