@@ -190,7 +190,7 @@ class RayStartError(ConfigError):
     """Local Ray did not start: said in one line, before any trial ran."""
 
 
-def _start_local(num_cpus: int | None, tries: int = RAY_START_TRIES, out=sys.stderr) -> None:
+def _start_local(num_cpus: int | None, tries: int = RAY_START_TRIES, out=None) -> None:
     """A new local instance ("local": even where `ray start` left one running, which Ray would join silently). A node
     that misses Ray's fixed start-up wait is stopped, what it had started killed, and started again."""
     import psutil
@@ -218,7 +218,7 @@ def _start_local(num_cpus: int | None, tries: int = RAY_START_TRIES, out=sys.std
                 raise RayStartError(f"local Ray did not start: its node missed Ray's fixed 30 s start-up wait {tries} "
                                     f"times (is the machine this busy? trials would crawl too)") from err
             print(f"local Ray's node missed Ray's fixed 30 s start-up wait (a busy machine?): starting it again "
-                  f"({attempt + 1} of {tries})", file=out, flush=True)
+                  f"({attempt + 1} of {tries})", file=out or sys.stderr, flush=True)
 
 
 class _TuneLines(logging.Filter):
