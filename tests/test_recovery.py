@@ -305,7 +305,7 @@ def test_a_stopped_driver_says_how_to_resume_and_exits_with_the_signals_code(res
     assert last.startswith(f"stopped by {sig.name}:") and last.endswith(f"--resume {last.rsplit(' ', 1)[-1]}")
     assert "Tuner.restore" not in text and "Traceback" not in text and "SIGABRT" not in text
     # a few lines, all ours: no warning of Ray's (its token authentication, its missing result files)
-    ours = re.compile(r"starting sweep |  MLflow: |\[\d+:\d\d\] |stopped by ")
+    ours = re.compile(r"starting sweep |  MLflow: |  packing: |\[\d+:\d\d\] |stopped by ")
     assert all(ours.match(line) for line in text.strip().splitlines()), text[-3000:]
     assert cli.main(["sweep", str(path), "--resume"]) == 0
     each_trial_once(tracking.resolve_tracking_uri(), path)
@@ -491,7 +491,8 @@ def test_a_resume_unpickles_nothing_from_the_results_storage(results, tmp_path):
     import pickle
 
     path = tmp_path / "planted.yaml"
-    path.write_text(TWO_EPOCHS.format(name="planted") + "grid:\n  regulators.l1: [0, 1.0e-3]\n")
+    # one trial per Tune trial: the second waits at the gate in a worker of its own
+    path.write_text(TWO_EPOCHS.format(name="planted") + "grid:\n  regulators.l1: [0, 1.0e-3]\ntrials_per_worker: 1\n")
     kill_driver_midway(path, results, tmp_path, "grid", "planted-0000", "planted-0001")
     target = tmp_path / "pwned"
     payload = pickle.dumps(_Planted(target))
