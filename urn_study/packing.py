@@ -19,7 +19,7 @@ from urn_study.config import TrialConfig
 from urn_study.data import lattice_shape_of, n_classes_of
 
 AUTO = "auto"
-CPU_PACK_WORK = 330_000  # K S^2 of a CPU pack: 8 trials at S = 202, 2 at 400, 1 from S = 575 on
+CPU_PACK_WORK = 330_000  # K S^2 of a CPU pack: 8 trials at S = 202, 2 at S = 394, 1 from S = 407 on
 CPU_MAX_PER_PACK = 8  # trials_per_worker.py: K = 4 and 8 give about the same trials per hour at S = 202
 GPU_MAX_PER_PACK = 64  # the worker's CPU reads 64 trials' structure while a GPU trains them in about one's time
 GPU_MEMORY_SHARE = 0.5  # of the GPU share a pack gets: room for the allocator's caching and the evaluation batches
