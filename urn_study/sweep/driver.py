@@ -241,10 +241,12 @@ def _packing(study: Study, record: SweepRecord, searcher: str, out) -> int:
         per_pack, reason = chosen.per_pack, chosen.reason
         record.trials_per_worker = str(per_pack)
         save_record(record)
-    if searcher == "grid":
+    if searcher == "grid" and per_pack > 1:
         packs = len(pack_trials(study.trials(), per_pack))
         print(f"  packing: up to {per_pack} trials of one shape train together ({reason}): {packs} Tune trials",
               file=out, flush=True)
+    elif searcher == "grid":
+        print(f"  packing: one trial per Tune trial ({reason})", file=out, flush=True)
     else:
         print(f"  packing: one trial at a time ({reason})", file=out, flush=True)
     return per_pack
