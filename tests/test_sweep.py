@@ -351,6 +351,36 @@ def test_pack_reporter_sends_one_report_per_epoch_and_one_checkpoint_folder_per_
     assert logged == [(0, 1), (1, 1), (0, 2), (1, 2), (0, 3)]
 
 
+def test_a_member_whose_record_fails_leaves_the_others_recorded_and_the_pack_to_be_retried(monkeypatch):
+    """One trial's record refused by the store: the pack's other trials are still written, then the Tune trial
+    fails naming that one (Tune retries it; the recorded members are skipped there, as records[i].finished)."""
+    from urn_study.config import parse_config
+    from urn_study.sweep import trainable
+
+    monkeypatch.setattr(trainable.tune, "report", lambda metrics, checkpoint=None: None)
+    monkeypatch.setattr(trainable.tune, "get_checkpoint", lambda: None)
+
+    class Record:
+        def __init__(self, broken: bool):
+            self.broken, self.finished, self.result = broken, False, None
+
+        def log_epoch(self, epoch, metrics):
+            pass
+
+        def finish(self, result):
+            if self.broken:
+                raise RuntimeError("the store said no")
+            self.finished, self.result = True, result
+
+    members = [(f"t-{seed}", parse_config({"seed": seed, "data.name": "nlgp", "data.side": 8, "data.n_samples": 200,
+                                           "train.epochs": 1, "train.batch_size": 50})) for seed in range(3)]
+    records = [Record(broken=seed == 1) for seed in range(3)]
+    with pytest.raises(RuntimeError, match=r"^the record of t-1 \(the store said no\) failed; the pack's other"):
+        trainable._train(members, records, [0, 1, 2], "test_accuracy", [])
+    assert [r.finished for r in records] == [True, False, True]
+    assert [r.result.config.seed for r in (records[0], records[2])] == [0, 2]  # each its own trial
+
+
 def test_pack_reporter_reports_to_tune_at_checkpoints_only_while_they_come_often(monkeypatch):
     """Each tune.report waits on Tune's loop: between checkpoints only an epoch after REPORT_EVERY_S goes."""
     from urn_study.sweep import trainable
