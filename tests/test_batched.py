@@ -135,3 +135,55 @@ def test_trials_that_cannot_share_a_batch_are_refused():
     starts = [TrialState(epoch=1, arrays={}, adam_step=0), TrialState(epoch=2, arrays={}, adam_step=0)]
     with pytest.raises(ValueError, match="same number of epochs"):
         run_trials(_configs(MIXED[:2]), resumes=starts)
+
+
+def _assert_close_record(got, want, where: str = "") -> None:
+    """Two JSON records equal but for float rounding: numbers to 3e-3 (a held-out sample may flip on a rounding,
+    1/450 of an accuracy), text, flags and the shape of lists and mappings exactly."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and got.keys() == want.keys(), where
+        for key in want:
+            _assert_close_record(got[key], want[key], f"{where}.{key}")
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), where
+        for i, (g, w) in enumerate(zip(got, want)):
+            _assert_close_record(g, w, f"{where}[{i}]")
+    elif isinstance(want, float) and not isinstance(got, bool):
+        assert got == pytest.approx(want, rel=1e-3, abs=3e-3, nan_ok=True), where
+    else:
+        assert got == want, where
+
+
+def test_a_shipped_studys_default_pack_records_each_trial_as_it_trains_alone(tmp_path):
+    """structure.yaml's smoke trials packed as `urn-study sweep` packs them by default on one worker: each member's
+    metrics and the files its MLflow run stores (urn_study.artifacts) are those of the trial trained alone, seed for
+    seed, to float rounding."""
+    import json
+    from pathlib import Path
+
+    from urn_study import packing
+    from urn_study.artifacts import write_artifacts
+    from urn_study.study import load_study, pack_trials
+
+    study = load_study(Path(__file__).resolve().parents[1] / "search_spaces" / "structure.yaml", smoke=True)
+    chosen = packing.choose(study.trials_per_worker, [t.config for t in study.trials()], slots=1)
+    [pack] = pack_trials(study.trials(), chosen.per_pack)
+    assert len(pack) == len(study.trials()) == 2
+    for trial, packed in zip(pack, run_trials([t.config for t in pack])):
+        alone = run_trial(trial.config)
+        assert packed.metrics["phase"] == alone.metrics["phase"] and packed.metrics["depth"] == alone.metrics["depth"]
+        _assert_close_record({k: v for k, v in packed.metrics.items() if k != "seconds"},
+                             {k: v for k, v in alone.metrics.items() if k != "seconds"}, trial.trial_id)
+        files = {}
+        for name, result in (("packed", packed), ("alone", alone)):
+            folder = tmp_path / name / trial.trial_id
+            files[name] = {p.relative_to(folder).as_posix(): p for p in write_artifacts(result, folder)}
+        assert files["packed"].keys() == files["alone"].keys()
+        for name, path in files["alone"].items():
+            other = files["packed"][name]
+            if name.endswith(".npy"):
+                np.testing.assert_allclose(np.load(other), np.load(path), rtol=1e-4, atol=1e-6, err_msg=name)
+            elif name.endswith(".json"):
+                _assert_close_record(json.loads(other.read_text()), json.loads(path.read_text()), name)
+    # the two members really are two trials (their own seeds and strengths), not one trained twice
+    assert pack[0].config.regulators.locality != pack[1].config.regulators.locality

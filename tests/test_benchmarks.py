@@ -184,3 +184,24 @@ def test_progress_output_smoke_counts_what_each_reporter_prints(capsys):
     lines = {way: _numbers(out, way)[0] for way in ("Progress", "CLIReporter", "new output")}
     # ours: one line per finished trial and a final one (nothing else of Ray's or Tune's is printed by fit)
     assert lines["Progress"] >= 3 and lines["Progress"] < min(lines["CLIReporter"], lines["new output"])
+
+
+@pytest.mark.slow  # two smoke sweeps through `urn-study sweep` (each starts Ray) and a loop of four short trials: ~1 min
+def test_study_throughput_smoke_prints_the_three_ways_and_their_ratios(capsys):
+    _load("study_throughput").main(["--smoke"])
+    out = capsys.readouterr().out
+    assert "torch " in out and "cores" in out
+    assert "4 trials of structure.yaml's sub-grid" in out
+    # the packed sweep said what it packed: on the machine's cores, as many as leave none idle
+    assert "the packed sweep's packing: up to" in out and "trials of one shape train together (auto:" in out
+    walls = {}
+    for way in ("packed", "one per worker", "plain loop"):
+        wall, per_hour = _numbers(out, way)[:2]
+        assert wall > 0 and per_hour == pytest.approx(4 / wall * 3600, rel=0.01, abs=1)
+        walls[way] = wall
+    for label, (a, b) in (("plain loop / packed", ("plain loop", "packed")),
+                          ("one per worker / packed", ("one per worker", "packed")),
+                          ("plain loop / one per worker", ("plain loop", "one per worker"))):
+        ratio = _numbers(out, label + ":")[0]  # of the unrounded walls, printed to 0.01 (the walls to 0.1 s)
+        assert (walls[a] - 0.05) / (walls[b] + 0.05) - 0.005 <= ratio <= (walls[a] + 0.05) / (walls[b] - 0.05) + 0.005
+    assert "(target: at least 1.5)" in out

@@ -291,7 +291,7 @@ def test_a_stopped_driver_says_how_to_resume_and_exits_with_the_signals_code(res
     assert last.startswith(f"stopped by {sig.name}:") and last.endswith(f"--resume {last.rsplit(' ', 1)[-1]}")
     assert "Tuner.restore" not in text and "Traceback" not in text and "SIGABRT" not in text
     # a few lines, all ours: no warning of Ray's (its token authentication, its missing result files)
-    ours = re.compile(r"starting sweep |  MLflow: |\[\d+:\d\d\] |stopped by ")
+    ours = re.compile(r"starting sweep |  MLflow: |  packing: |\[\d+:\d\d\] |stopped by ")
     assert all(ours.match(line) for line in text.strip().splitlines()), text[-3000:]
     assert cli.main(["sweep", str(path), "--resume"]) == 0
     each_trial_once(tracking.resolve_tracking_uri(), path)

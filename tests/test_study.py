@@ -81,7 +81,7 @@ def test_a_shipped_study_has_sampled_axes_for_optuna():
     for study in (full, smoke):
         assert {k: s.kind for k, s in study.sample.items()} == {"regulators.locality": "loguniform",
                                                                "regulators.l1": "loguniform"}
-        assert study.trials_per_worker == 1 and study.metric == "test_accuracy" and study.mode == "max"
+        assert study.trials_per_worker == "auto" and study.metric == "test_accuracy" and study.mode == "max"
     assert smoke.samples < full.samples and len(smoke.trials()) == smoke.samples
     assert "--searcher optuna" in path.read_text().split("\nname:")[0]  # the header's command asks for Optuna
 
@@ -218,6 +218,7 @@ def test_bad_axes_and_values(tmp_path, old, new, key, words):
     ("metric: accuracy\n", "metric", "must be one of"),
     ("mode: maximize\n", "mode", "must be one of"),
     ("trials_per_worker: 0\n", "trials_per_worker", "at least 1"),
+    ("trials_per_worker: many\n", "trials_per_worker", "an integer or 'auto'"),
     ("max_failures: -1\n", "max_failures", "at least 0"),
     ("samples: two\n", "samples", "expected an integer"),
     ("name: 'a b'\n", "name", "letters"),

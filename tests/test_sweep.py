@@ -218,8 +218,39 @@ def test_optuna_needs_sampled_axes_and_one_trial_per_worker(tmp_path):
         check_searcher(load_study(ROOT / "search_spaces" / "best_accuracy.yaml", smoke=smoke), "optuna")
     sampled = TINY + "sample:\n  regulators.width: {loguniform: [1.0e-5, 1.0e-3]}\n"
     check_searcher(load_study(write(tmp_path, sampled)), "optuna")
-    with pytest.raises(ConfigError, match=r"tiny.yaml: trials_per_worker: must be 1"):
+    with pytest.raises(ConfigError, match=r"tiny.yaml: trials_per_worker: must be 1 or auto with --searcher optuna"):
         check_searcher(load_study(write(tmp_path, sampled + "trials_per_worker: 2\n")), "optuna")
+    check_searcher(load_study(write(tmp_path, sampled + "trials_per_worker: 1\n")), "optuna")
+
+
+def test_the_sweep_chooses_its_packing_once_says_it_and_a_resume_keeps_it(results, tmp_path, monkeypatch):
+    """auto: chosen from the Ray the sweep runs on (8 trials of one shape on 2 CPUs: 4 a pack), written to the sweep's
+    record and printed; its resume packs the same way whatever Ray it finds, so the packs' checkpoints are found
+    again. A sweep recorded before the choice was packed by the study's number, or one."""
+    import io
+
+    from urn_study.sweep import driver
+    from urn_study.sweep.records import PENDING, find_record, new_record, save_record
+
+    study = load_study(write(tmp_path, TINY))
+    monkeypatch.setattr(driver.ray, "cluster_resources", lambda: {"CPU": 2.0})
+    record = new_record(study, "grid", tracking.resolve_tracking_uri(), None)
+    assert record.trials_per_worker == PENDING
+    out = io.StringIO()
+    assert driver._packing(study, record, "grid", out) == 4
+    assert "packing: up to 4 trials of one shape train together (auto: S = 18 on CPU" in out.getvalue()
+    assert out.getvalue().rstrip().endswith(": 2 Tune trials")
+    assert find_record(study, record.sweep_id).trials_per_worker == "4"  # saved
+    monkeypatch.setattr(driver.ray, "cluster_resources", lambda: {"CPU": 8.0})  # resumed on a bigger Ray
+    out = io.StringIO()
+    assert driver._packing(study, find_record(study, record.sweep_id), "grid", out) == 4
+    assert "(as the sweep started)" in out.getvalue()
+    record.trials_per_worker = ""  # a record written before the choice was recorded
+    assert driver._packing(study, record, "grid", io.StringIO()) == 1
+    out = io.StringIO()
+    assert driver._packing(study, new_record(study, "boundary", record.tracking_uri, None), "boundary", out) == 1
+    assert "packing: one trial at a time (auto: the searcher asks for one trial at a time)" in out.getvalue()
+    save_record(record)
 
 
 def test_best_trial_line_names_the_best_finished_trial_by_the_studys_metric_and_mode():
@@ -246,7 +277,7 @@ def test_boundary_search_needs_an_axis_to_bisect_and_one_trial_per_worker(tmp_pa
     from urn_study.sweep.inputs import check_searcher
 
     check_searcher(load_study(write(tmp_path, TINY)), "boundary")
-    with pytest.raises(ConfigError, match=r"tiny.yaml: trials_per_worker: must be 1 with --searcher boundary"):
+    with pytest.raises(ConfigError, match=r"tiny.yaml: trials_per_worker: must be 1 or auto with --searcher boundary"):
         check_searcher(load_study(write(tmp_path, TINY + "trials_per_worker: 2\n")), "boundary")
     with pytest.raises(ConfigError, match=r"tiny.yaml: sample: --searcher boundary"):
         check_searcher(load_study(write(tmp_path, TINY + "sample:\n  regulators.width: {uniform: [0, 1]}\n")), "boundary")
@@ -344,6 +375,36 @@ def test_pack_reporter_sends_one_report_per_epoch_and_one_checkpoint_folder_per_
     reporter.flush()
     assert len(sent) == 3
     assert logged == [(0, 1), (1, 1), (0, 2), (1, 2), (0, 3)]
+
+
+def test_a_member_whose_record_fails_leaves_the_others_recorded_and_the_pack_to_be_retried(monkeypatch):
+    """One trial's record refused by the store: the pack's other trials are still written, then the Tune trial
+    fails naming that one (Tune retries it; the recorded members are skipped there, as records[i].finished)."""
+    from urn_study.config import parse_config
+    from urn_study.sweep import trainable
+
+    monkeypatch.setattr(trainable.tune, "report", lambda metrics, checkpoint=None: None)
+    monkeypatch.setattr(trainable.tune, "get_checkpoint", lambda: None)
+
+    class Record:
+        def __init__(self, broken: bool):
+            self.broken, self.finished, self.result = broken, False, None
+
+        def log_epoch(self, epoch, metrics):
+            pass
+
+        def finish(self, result):
+            if self.broken:
+                raise RuntimeError("the store said no")
+            self.finished, self.result = True, result
+
+    members = [(f"t-{seed}", parse_config({"seed": seed, "data.name": "nlgp", "data.side": 8, "data.n_samples": 200,
+                                           "train.epochs": 1, "train.batch_size": 50})) for seed in range(3)]
+    records = [Record(broken=seed == 1) for seed in range(3)]
+    with pytest.raises(RuntimeError, match=r"^the record of t-1 \(the store said no\) failed; the pack's other"):
+        trainable._train(members, records, [0, 1, 2], "test_accuracy", [])
+    assert [r.finished for r in records] == [True, False, True]
+    assert [r.result.config.seed for r in (records[0], records[2])] == [0, 2]  # each its own trial
 
 
 def test_pack_reporter_reports_to_tune_at_checkpoints_only_while_they_come_often(monkeypatch):
@@ -526,7 +587,8 @@ class TestSmoke:
 def test_multinode_sweep_logs_over_http_and_packs_four_trials_per_gpu(results, tmp_path, ray_cluster, mlflow_server,
                                                                        capsys):
     cluster, nodes = ray_cluster
-    path = write(tmp_path, TINY)  # the study asks for no GPU: --gpus-per-trial gives each trial a quarter of one
+    # the study asks for no GPU: --gpus-per-trial gives each trial a quarter of one; one trial per Tune trial
+    path = write(tmp_path, TINY + "trials_per_worker: 1\n")
     code = cli.main(["sweep", str(path), "--address", cluster.address, "--tracking-uri", mlflow_server,
                      "--gpus-per-trial", "0.25"])
     out = capsys.readouterr().out

@@ -12,7 +12,8 @@ sampled axes, seeds, the metric, resources per trial and a ``smoke`` block that 
     metric: test_accuracy
     mode: max
     resources: {cpu: 1, gpu: 0}          # per trial; a fraction of a GPU packs trials onto one
-    trials_per_worker: 1                 # K trials of one shape trained together in one Tune trial
+    trials_per_worker: auto              # K trials of one shape trained together in one Tune trial: a number,
+                                         # or auto (the default: chosen from their size and the device, packing.py)
     max_failures: 2                      # retries of a failed trial, from its checkpoint
     smoke: {base: {train.epochs: 1}, grid: {regulators.locality: [0, 1e-3]}}
 
@@ -56,6 +57,7 @@ from urn_study.config import (
     to_flat,
 )
 from urn_study.data import read_mnist
+from urn_study.packing import AUTO
 
 STUDY_KEYS = ("name", "base", "grid", "sample", "samples", "sample_seed", "seeds", "metric", "mode", "resources",
               "trials_per_worker", "max_failures", "refine", "smoke")
@@ -124,7 +126,7 @@ class Study:
     metric: str = "test_accuracy"
     mode: str = "max"
     resources: Resources = field(default_factory=Resources)
-    trials_per_worker: int = 1
+    trials_per_worker: int | str = "auto"  # a number of trials per pack, or "auto" (urn_study.packing)
     max_failures: int = 2
     refine: Refine | None = None  # the boundary search (--searcher boundary); None: defaults from the grid
     smoke: bool = False
@@ -205,7 +207,7 @@ def load_study(path: str | Path, smoke: bool = False) -> Study:
         metric=_choice(where, "metric", raw.get("metric", "test_accuracy"), METRICS, _regulator_metrics()),
         mode=_choice(where, "mode", raw.get("mode", "max"), MODES),
         resources=_resources(where, raw.get("resources", {})),
-        trials_per_worker=_integer(where, "trials_per_worker", raw.get("trials_per_worker", 1), minimum=1),
+        trials_per_worker=_per_pack(where, raw.get("trials_per_worker", AUTO)),
         max_failures=_integer(where, "max_failures", raw.get("max_failures", 2), minimum=0),
         smoke=smoke,
     )
@@ -327,6 +329,15 @@ def _integer(where: str, key: str, value: Any, minimum: int) -> int:
     if value < minimum:
         raise ConfigError(f"{where}: {key}: must be at least {minimum}, got {value}")
     return value
+
+
+def _per_pack(where: str, value: Any) -> int | str:
+    """``trials_per_worker``: a number of trials (>= 1) or ``auto``."""
+    if value == AUTO:
+        return AUTO
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{where}: trials_per_worker: expected an integer or 'auto', got {value!r}")
+    return _integer(where, "trials_per_worker", value, minimum=1)
 
 
 def _choice(where: str, key: str, value: Any, choices: tuple, extra: tuple = ()) -> str:

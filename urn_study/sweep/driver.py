@@ -19,12 +19,12 @@ import ray
 from ray import tune
 from ray.tune.logger import JsonLoggerCallback
 
-from urn_study import tracking
+from urn_study import packing, tracking
 from urn_study.config import ConfigError, to_flat
 from urn_study.study import Study, pack_trials, results_dir, study_question
 from urn_study.sweep.inputs import SweepInputs, check_inputs
 from urn_study.sweep.progress import DiskFull, Progress, Watchdog, stop_reason, trial_dirname, trial_name
-from urn_study.sweep.records import SweepLock, SweepRecord, save_record
+from urn_study.sweep.records import PENDING, SweepLock, SweepRecord, save_record
 from urn_study.sweep.resume import Earlier, earlier_state
 from urn_study.sweep.searchers import BoundarySearch, optuna_searcher, optuna_space
 from urn_study.sweep.table_keeper import TableKeeper
@@ -74,7 +74,7 @@ def _run_locked(study: Study, record: SweepRecord, searcher: str, smoke: bool, a
     parent = tracking.open_sweep_run(record.tracking_uri, experiment_id, study.name, record.sweep_id,
                                      {"searcher": searcher, "trials": n_trials, "study_file": tracking.repo_path(study.path),
                                       "smoke": smoke, "fingerprint": record.fingerprint,
-                                      "trials_per_worker": study.trials_per_worker}, study.path)
+                                      "trials_per_worker": str(study.trials_per_worker)}, study.path)
     print(f"{'resuming' if resume else 'starting'} sweep {record.sweep_id}: {n_trials} trials of {study.name} "
           f"({searcher}), {study.resources.cpu:g} CPU + {study.resources.gpu:g} GPU each\n"
           f"  MLflow: {record.tracking_uri} (experiment {study.name!r}); Ray results: {record.storage}",
@@ -89,7 +89,8 @@ def _run_locked(study: Study, record: SweepRecord, searcher: str, smoke: bool, a
                   f"{sum(len(c) for c in state.checkpoints.values())} checkpoints the earlier runs left",
                   file=out, flush=True)
         started = start_ray(address, num_cpus)
-        space, base, trials = _search_space(study, searcher, state.finished)
+        per_pack = _packing(study, record, searcher, out)
+        space, base, trials = _search_space(study, searcher, state.finished, per_pack)
         context = SweepContext(study.name, record.sweep_id, record.tracking_uri, experiment_id, parent, study.metric,
                                base, trials, study.resources.cpu, state.checkpoints)
         with stop:
@@ -255,15 +256,50 @@ def _quiet_tune_lines() -> None:
             logger.addFilter(_TuneLines())
 
 
-def _search_space(study: Study, searcher: str, finished: set[str] = frozenset()) -> tuple[dict | None, dict, dict]:
-    """(Tune param space, base config for optuna trials, trial id -> flat config for grid packs). A grid's packs
-    whose trials all finished before (a resumed sweep) are left out; None when none is left."""
+def _packing(study: Study, record: SweepRecord, searcher: str, out) -> int:
+    """The trials per Tune trial of this sweep: its record's (a resume packs as the sweep started, so the packs'
+    checkpoints are found again; a sweep recorded before the choice was packed by the study's number, or one),
+    else the study's number or, under ``auto``, chosen from the trials and the Ray it runs on (packing.py);
+    recorded and printed."""
+    if record.trials_per_worker.isdigit():
+        per_pack, reason = int(record.trials_per_worker), "as the sweep started"
+    elif record.trials_per_worker != PENDING:  # a record from before the choice was recorded
+        per_pack = study.trials_per_worker if isinstance(study.trials_per_worker, int) else 1
+        reason = "as the sweep started"
+    else:
+        resources = ray.cluster_resources()
+        slots = resources.get("CPU", 0.0) / study.resources.cpu if study.resources.cpu else math.inf
+        gpu_bytes = None
+        if study.resources.gpu:
+            slots = min(slots, resources.get("GPU", 0.0) / study.resources.gpu)
+            gpu_bytes = min(1.0, study.resources.gpu) * (packing.local_gpu_bytes() or packing.UNKNOWN_GPU_BYTES)
+        chosen = packing.choose(study.trials_per_worker, [t.config for t in study.trials()], slots, gpu_bytes,
+                                one_at_a_time=searcher != "grid")
+        per_pack, reason = chosen.per_pack, chosen.reason
+        record.trials_per_worker = str(per_pack)
+        save_record(record)
+    if searcher == "grid" and per_pack > 1:
+        packs = len(pack_trials(study.trials(), per_pack))
+        print(f"  packing: up to {per_pack} trials of one shape train together ({reason}): {packs} Tune trials",
+              file=out, flush=True)
+    elif searcher == "grid":
+        print(f"  packing: one trial per Tune trial ({reason})", file=out, flush=True)
+    else:
+        print(f"  packing: one trial at a time ({reason})", file=out, flush=True)
+    return per_pack
+
+
+def _search_space(study: Study, searcher: str, finished: set[str] = frozenset(),
+                  per_pack: int = 1) -> tuple[dict | None, dict, dict]:
+    """(Tune param space, base config for optuna trials, trial id -> flat config for grid packs of up to
+    ``per_pack`` trials). A grid's packs whose trials all finished before (a resumed sweep) are left out; None when
+    none is left."""
     if searcher == "optuna":
         space, base = optuna_space(study)
         return space, base, {}
     if searcher == "boundary":
         return {}, dict(study.base), {}
-    packs = [pack for pack in pack_trials(study.trials(), study.trials_per_worker)
+    packs = [pack for pack in pack_trials(study.trials(), per_pack)
              if any(t.trial_id not in finished for t in pack)]
     if not packs:
         return None, {}, {}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from urn_study import tracking
 from urn_study.config import ConfigError
+from urn_study.packing import AUTO
 from urn_study.study import Study, check_data_files, load_study, with_gpus
 from urn_study.sweep.records import SweepRecord, find_record, new_record
 
@@ -69,8 +70,8 @@ def check_searcher(study: Study, searcher: str) -> None:
     if searcher not in SEARCHERS:
         raise ConfigError(f"--searcher {searcher!r}: one of {', '.join(SEARCHERS)}")
     if searcher == "boundary":
-        if study.trials_per_worker != 1:
-            raise ConfigError(f"{where}: trials_per_worker: must be 1 with --searcher boundary "
+        if study.trials_per_worker not in (1, AUTO):
+            raise ConfigError(f"{where}: trials_per_worker: must be 1 or auto with --searcher boundary "
                               f"(got {study.trials_per_worker}); packs are for grids")
         if study.sample:
             raise ConfigError(f"{where}: sample: --searcher boundary refines grid axes; sampled axes are for optuna")
@@ -79,8 +80,8 @@ def check_searcher(study: Study, searcher: str) -> None:
                 raise ConfigError(f"{where}: grid.{key}: the boundary search takes only plain values (no schedules)")
         study.boundary_search()  # a study without an axis to bisect says so here
     if searcher == "optuna":
-        if study.trials_per_worker != 1:
-            raise ConfigError(f"{where}: trials_per_worker: must be 1 with --searcher optuna "
+        if study.trials_per_worker not in (1, AUTO):
+            raise ConfigError(f"{where}: trials_per_worker: must be 1 or auto with --searcher optuna "
                               f"(got {study.trials_per_worker}); packs are for grids")
         if not study.sample:
             raise ConfigError(f"{where}: sample: --searcher optuna needs sampled axes, none given: add e.g. "

@@ -24,6 +24,12 @@ class SweepRecord:
     storage: str  # Ray results: a folder or a URI every node can reach
     created: str
     results: str = ""  # the results folder it was written in: paths under it move with a copied folder
+    # trials per Tune trial, chosen when the sweep starts (PENDING until then) and kept for its resumes; "": a record
+    # written before the choice was recorded
+    trials_per_worker: str = ""
+
+
+PENDING = "pending"
 
 
 def _records_dir() -> Path:
@@ -38,7 +44,8 @@ def new_record(study: Study, searcher: str, tracking_uri: str, storage: str | No
         n += 1
         sweep_id = f"{study.name}-{stamp}-{n}"
     return SweepRecord(sweep_id, study.name, str(study.path.resolve()), study.fingerprint(), searcher, tracking_uri,
-                       storage or str(results_dir() / "ray"), time.strftime("%Y-%m-%d %H:%M:%S"), str(results_dir()))
+                       storage or str(results_dir() / "ray"), time.strftime("%Y-%m-%d %H:%M:%S"), str(results_dir()),
+                       PENDING)
 
 
 def save_record(record: SweepRecord) -> None:

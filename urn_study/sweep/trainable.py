@@ -163,8 +163,16 @@ def _train(members, records, todo: list[int], metric: str, earlier: list[str]) -
                 records[i].log_epoch(entry["epoch"], {k: v for k, v in entry.items() if k != "epoch"})
     results = run_trials(configs, reporter.reports(), reporter.checkpoints(), resumes)
     reporter.flush()
+    failed = []
     for i, result in zip(todo, results):
-        records[i].finish(result)
+        try:
+            records[i].finish(result)
+        except Exception as err:  # noqa: BLE001 - one member's record: the others' are still written
+            if disk_full(str(err)):
+                raise
+            failed.append(f"{members[i][0]} ({error_line(str(err))})")
+    if failed:  # Tune retries the pack: its recorded members are skipped, the others go on from their checkpoint
+        raise RuntimeError(f"the record of {', '.join(failed)} failed; the pack's other trials are recorded")
 
 
 def _resumes(trial_ids: list[str], earlier: list[str]) -> tuple[list, list[str]]:
