@@ -6,6 +6,7 @@ bracket: the line it lies on, the two values it lies between, the phases on eith
 the study's tolerance. ``draw_boundary_map`` draws each point at its place, coloured by its phase (a hollow
 marker where its seeds disagree or its label is uncertain), and each bracket as a bar between its two ends.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,13 +47,23 @@ def plan_of(runs: pd.DataFrame, grid: dict[str, list], seeds: list[int], refine:
 
 def boundary_table(plan: BoundaryPlan) -> pd.DataFrame:
     """One row per bracket: its axis, the line's other values, low and high, the phases, the ratio, located."""
-    rows = [{"axis": s.axis, **dict(s.line), "low": s.low, "high": s.high, "phase_low": s.phase_low,
-             "phase_high": s.phase_high, "ratio": s.ratio, "located": s.located} for s in plan.segments()]
+    rows = [
+        {
+            "axis": s.axis,
+            **dict(s.line),
+            "low": s.low,
+            "high": s.high,
+            "phase_low": s.phase_low,
+            "phase_high": s.phase_high,
+            "ratio": s.ratio,
+            "located": s.located,
+        }
+        for s in plan.segments()
+    ]
     return pd.DataFrame(rows)
 
 
-def draw_boundary_map(plan: BoundaryPlan, x: str, y: str | None = None, facet: str | None = None,
-                      title: str = "") -> Figure:
+def draw_boundary_map(plan: BoundaryPlan, x: str, y: str | None = None, facet: str | None = None, title: str = "") -> Figure:
     """Every point at (x, y), one panel per facet value; each bracket as a bar between its ends (black: located,
     red: not). A refined axis is drawn on a log scale (0 one step below its smallest value), another as rows."""
     keys = plan.keys
@@ -75,9 +86,15 @@ def draw_boundary_map(plan: BoundaryPlan, x: str, y: str | None = None, facet: s
                 continue
             label = plan.label(point)
             colour = PHASE_COLOURS.get(label, DEPTH_COLOURS.get(label, UNKNOWN_COLOUR))
-            ax.scatter([place(x, point[keys.index(x)])], [place(y, point[keys.index(y)]) if y else 0.0],
-                       s=30 + 25 * len(plan.results[point]), color="white" if plan.ambiguous(point) else colour,
-                       edgecolors=colour, linewidths=2, zorder=3)
+            ax.scatter(
+                [place(x, point[keys.index(x)])],
+                [place(y, point[keys.index(y)]) if y else 0.0],
+                s=30 + 25 * len(plan.results[point]),
+                color="white" if plan.ambiguous(point) else colour,
+                edgecolors=colour,
+                linewidths=2,
+                zorder=3,
+            )
             seen.add(label)
         for segment in plan.segments():
             line = dict(segment.line)
@@ -87,8 +104,9 @@ def draw_boundary_map(plan: BoundaryPlan, x: str, y: str | None = None, facet: s
             across = segment.axis == x
             other = place(y, line[y]) if across and y else place(x, line[x]) if not across else 0.0
             xs, ys = (ends, [other, other]) if across else ([other, other], ends)
-            ax.plot(xs, ys, linewidth=6, color="black" if segment.located else "#d62728", alpha=0.35,
-                    solid_capstyle="butt", zorder=2)
+            ax.plot(
+                xs, ys, linewidth=6, color="black" if segment.located else "#d62728", alpha=0.35, solid_capstyle="butt", zorder=2
+            )
         ax.set_xscale("log")
         ax.set_xlabel(f"{x} (log; 0 drawn at {plan.zero_at.get(x, 1.0):.2g})")
         if y in plan.zero_at:
@@ -100,12 +118,24 @@ def draw_boundary_map(plan: BoundaryPlan, x: str, y: str | None = None, facet: s
             ax.set_ylabel(y or "")
         if facet:
             ax.set_title(f"{facet} = {value}", fontsize=10)
-    handles = [Line2D([], [], marker="o", linestyle="", color=PHASE_COLOURS.get(p, DEPTH_COLOURS.get(p, UNKNOWN_COLOUR)),
-                      label=phase_label(p) if p in PHASE_COLOURS else f"depth {p}") for p in sorted(seen, key=str)]
-    handles += [Line2D([], [], marker="o", linestyle="", markerfacecolor="white", markeredgecolor="grey",
-                       label="seeds disagree or uncertain"),
-                Line2D([], [], color="black", alpha=0.35, linewidth=6, label="bracket, located"),
-                Line2D([], [], color="#d62728", alpha=0.35, linewidth=6, label="bracket, not located")]
+    handles = [
+        Line2D(
+            [],
+            [],
+            marker="o",
+            linestyle="",
+            color=PHASE_COLOURS.get(p, DEPTH_COLOURS.get(p, UNKNOWN_COLOUR)),
+            label=phase_label(p) if p in PHASE_COLOURS else f"depth {p}",
+        )
+        for p in sorted(seen, key=str)
+    ]
+    handles += [
+        Line2D(
+            [], [], marker="o", linestyle="", markerfacecolor="white", markeredgecolor="grey", label="seeds disagree or uncertain"
+        ),
+        Line2D([], [], color="black", alpha=0.35, linewidth=6, label="bracket, located"),
+        Line2D([], [], color="#d62728", alpha=0.35, linewidth=6, label="bracket, not located"),
+    ]
     axes[-1].legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     fig.suptitle(title or "boundary search: points and brackets")
     return fig

@@ -11,6 +11,7 @@ series of the other axes); and, for a study whose trials change a regulator sche
 ``lifetime_<trial_id>.png``/``.svg`` (one per kind of change and phase first, up to 8) and ``transitions.csv``
 (every trial's phase before and after each change, and the epochs each new phase took).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,10 +28,13 @@ MAX_LIFETIME_PLOTS = 8  # one per kind of change and phase first: enough to watc
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("phase", help="draw the phase diagram of a recorded study",
-                                   description="Write the phase diagram (PNG, SVG), its grid and the study table "
-                                               "(CSV), a gallery of W heatmaps and, for studies with schedules or "
-                                               "data switches, lifetime plots.")
+    parser = subparsers.add_parser(
+        "phase",
+        help="draw the phase diagram of a recorded study",
+        description="Write the phase diagram (PNG, SVG), its grid and the study table "
+        "(CSV), a gallery of W heatmaps and, for studies with schedules or "
+        "data switches, lifetime plots.",
+    )
     parser.add_argument("study", help="the study's YAML file (the one its sweep ran)")
     parser.add_argument("--x", help="config key on the x axis (default: chosen from the study's grid)")
     parser.add_argument("--y", help="config key on the y axis")
@@ -51,16 +55,22 @@ def run_phase(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else results_dir() / "figures" / study.name
     sweep = f"urn-study sweep {args.study}{' --smoke' * args.smoke}"
     recorded, (x, y, facet), written = phase_report(study, uri, out, (args.x, args.y, args.facet), args.refresh, sweep)
-    print(f"phase diagram of {study.name} ({len(_latest_runs(recorded))} trials; x={x}, y={y}, facet={facet}) "
-          f"written to {out}:")
+    print(f"phase diagram of {study.name} ({len(_latest_runs(recorded))} trials; x={x}, y={y}, facet={facet}) written to {out}:")
     for path in written:
         print(f"  {path.name}")
     _refresh_sweep_run(study.name, uri, recorded, written)
     return 0
 
 
-def phase_report(study: Any, uri: str, out: Path, axes: tuple = (None, None, None), refresh: bool = False,
-                 sweep: str = "urn-study sweep", say=print) -> tuple[pd.DataFrame, tuple, list[Path]]:
+def phase_report(
+    study: Any,
+    uri: str,
+    out: Path,
+    axes: tuple = (None, None, None),
+    refresh: bool = False,
+    sweep: str = "urn-study sweep",
+    say=print,
+) -> tuple[pd.DataFrame, tuple, list[Path]]:
     """Write the study's phase report into ``out``: (every recorded run, the axes drawn, the files written).
     ``sweep`` is the command an error says to run first; ``say`` prints the notes on what was read."""
     from analysis.phase import pooled_keys
@@ -86,10 +96,13 @@ def phase_report(study: Any, uri: str, out: Path, axes: tuple = (None, None, Non
 
     refined = refined_rows(runs)
     if refined.any() and not refined.all():  # a grid sweep and a boundary search of one study: the grid's diagram
-        say(f"the phase diagram reads the {int((~refined).sum())} grid trials; the {int(refined.sum())} trials of "
-            "the boundary search go to boundaries.csv and boundary_map.png")
-    written = write_phase_report(runs[~refined] if not refined.all() else runs, x, y, facet, out, uri, title=study.name,
-                                 sampled=tuple(study.sample))
+        say(
+            f"the phase diagram reads the {int((~refined).sum())} grid trials; the {int(refined.sum())} trials of "
+            "the boundary search go to boundaries.csv and boundary_map.png"
+        )
+    written = write_phase_report(
+        runs[~refined] if not refined.all() else runs, x, y, facet, out, uri, title=study.name, sampled=tuple(study.sample)
+    )
     written += _write_boundaries(runs[refined], study, x, y, facet, out, say)
     return recorded, (x, y, facet), written
 
@@ -110,8 +123,11 @@ def sweep_summary(runs: pd.DataFrame) -> dict[str, float]:
     and per phase read ``trials_<phase>`` and ``best_test_accuracy_<phase>``."""
     finished = runs[runs["status"] == "FINISHED"]
     phases = finished["phase"] if "phase" in finished.columns else finished["status"].iloc[:0]
-    summary = {"trials": float(len(runs)), "failed": float(len(runs) - len(finished)),
-               "diverged": float((phases == "diverged").sum())}
+    summary = {
+        "trials": float(len(runs)),
+        "failed": float(len(runs) - len(finished)),
+        "diverged": float((phases == "diverged").sum()),
+    }
     for phase, group in finished[phases.notna() & (phases != "diverged")].groupby("phase"):
         summary[f"trials_{phase}"] = float(len(group))
         best = group["test_accuracy"].max() if "test_accuracy" in group.columns else float("nan")
@@ -148,8 +164,9 @@ def _refresh_sweep_run(study_name: str, uri: str, recorded: pd.DataFrame, writte
         if latest is not None:
             _log_sweep_report(uri, *latest, recorded, written)
     except Exception as err:  # noqa: BLE001 - the files are written; only their copy on the run is missing
-        print(f"urn-study: warning: the report was not copied to the sweep's MLflow run ({str(err).splitlines()[0]})",
-              file=sys.stderr)
+        print(
+            f"urn-study: warning: the report was not copied to the sweep's MLflow run ({str(err).splitlines()[0]})", file=sys.stderr
+        )
 
 
 def resolve_axes(study: Any, x: str | None, y: str | None, facet: str | None) -> tuple[str, str | None, str | None]:
@@ -178,8 +195,16 @@ def check_axis(flag: str, key: str | None, runs: pd.DataFrame) -> None:
     raise ConfigError(f"{flag} {key}: not a key recorded for this study's trials{hint}")
 
 
-def write_phase_report(runs: pd.DataFrame, x: str, y: str | None, facet: str | None, out: Path,
-                       tracking_uri: str | None = None, title: str = "", sampled: tuple[str, ...] = ()) -> list[Path]:
+def write_phase_report(
+    runs: pd.DataFrame,
+    x: str,
+    y: str | None,
+    facet: str | None,
+    out: Path,
+    tracking_uri: str | None = None,
+    title: str = "",
+    sampled: tuple[str, ...] = (),
+) -> list[Path]:
     """Write the study table, the phase grid and diagram, the gallery and the lifetime plots into ``out``.
     ``sampled``: the study's sampled axes (drawn as points, not tiles; a trend's series never split by one)."""
     from analysis.phase import draw_phase_diagram, label_changes, phase_grid, save_figure
@@ -199,8 +224,7 @@ def write_phase_report(runs: pd.DataFrame, x: str, y: str | None, facet: str | N
     return written
 
 
-def _write_boundaries(runs: pd.DataFrame, study: Any, x: str, y: str | None, facet: str | None, out: Path,
-                      say=print) -> list[Path]:
+def _write_boundaries(runs: pd.DataFrame, study: Any, x: str, y: str | None, facet: str | None, out: Path, say=print) -> list[Path]:
     """For a study refined by the boundary search: its brackets (CSV) and its points and brackets (a map)."""
     from analysis.boundaries import boundary_table, draw_boundary_map, plan_of
     from analysis.phase import save_figure
@@ -216,8 +240,10 @@ def _write_boundaries(runs: pd.DataFrame, study: Any, x: str, y: str | None, fac
     say(f"boundary search: {trials} trials, {len(table)} brackets, {located} within a factor {refine.tolerance:g}")
     if x not in refine.axes:
         return [out / "boundaries.csv"]
-    return [out / "boundaries.csv", *save_figure(draw_boundary_map(plan, x, y, facet, title=study.name), out / "boundary_map",
-                                                 formats=("png",))]
+    return [
+        out / "boundaries.csv",
+        *save_figure(draw_boundary_map(plan, x, y, facet, title=study.name), out / "boundary_map", formats=("png",)),
+    ]
 
 
 def _write_trends(runs: pd.DataFrame, x: str, y: str | None, facet: str | None, out: Path, title: str) -> list[Path]:
@@ -236,8 +262,7 @@ def _write_gallery(runs: pd.DataFrame, out: Path, tracking_uri: str | None, titl
     from analysis.lifetime import draw_gallery, pick_representatives
     from analysis.phase import save_figure
 
-    items = [item for _, row in pick_representatives(runs).iterrows()
-             if (item := _gallery_item(row, tracking_uri)) is not None]
+    items = [item for _, row in pick_representatives(runs).iterrows() if (item := _gallery_item(row, tracking_uri)) is not None]
     if not items:
         return []
     return save_figure(draw_gallery(items, title=f"{title}: one trial per phase"), out / "gallery", formats=("png",))
@@ -270,8 +295,9 @@ def _write_lifetimes(runs: pd.DataFrame, out: Path, tracking_uri: str | None) ->
     candidates = runs[changing_rows(runs)]
     changes = {row["run_id"]: schedule_changes(row.to_dict()) for _, row in candidates.iterrows()}
     changing = candidates.loc[[bool(changes[run_id]) for run_id in candidates["run_id"]]]
-    kinds = changing["run_id"].map(lambda run_id: repr(sorted(changes[run_id].items())
-                                                     if isinstance(changes[run_id], dict) else changes[run_id]))
+    kinds = changing["run_id"].map(
+        lambda run_id: repr(sorted(changes[run_id].items()) if isinstance(changes[run_id], dict) else changes[run_id])
+    )
     groups = [pick_representatives(group) for _, group in changing.groupby(kinds, sort=False)]
     if not groups:  # nothing changes course in this study (no schedule, no data switch)
         return []
@@ -287,8 +313,7 @@ def _write_lifetimes(runs: pd.DataFrame, out: Path, tracking_uri: str | None) ->
         trial_moves = transitions(history, changes[row["run_id"]])
         moves.append(trial_moves.assign(trial_id=row["trial_id"], **{k: row[k] for k in _varied(runs)}))
         if row["run_id"] in chosen:
-            fig = draw_lifetime(history, changes[row["run_id"]], title=f"{row['trial_id']} ({row['phase']})",
-                                moves=trial_moves)
+            fig = draw_lifetime(history, changes[row["run_id"]], title=f"{row['trial_id']} ({row['phase']})", moves=trial_moves)
             written += save_figure(fig, out / f"lifetime_{row['trial_id']}")
     if moves:
         pd.concat(moves).to_csv(out / "transitions.csv", index=False)

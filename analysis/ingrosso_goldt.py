@@ -25,6 +25,7 @@ Their code uses exp(-d^2 / xi^2) and erf(g z / sqrt(2)), so
 Every xi and gain here is in the platform convention: their xi = (1, 3) are xi0 = 0.71, xi1 = 2.12.
 Random unit vectors in D dimensions have IPR 3 / (D + 2) on average (0.029 at D = 100).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -114,7 +115,7 @@ def train_peer(config: PeerConfig) -> dict:
     W = (torch.randn(c.K, n, generator=gen) * c.init_std).requires_grad_()
     b = torch.zeros(c.K)
     if c.bias == "pm1":
-        b[: c.K // 2], b[c.K // 2:] = 1.0, -1.0
+        b[: c.K // 2], b[c.K // 2 :] = 1.0, -1.0
     b.requires_grad_()
     if c.readout == "fixed":
         V, norm = torch.tensor([[1.0, -1.0]]).repeat(c.K, 1), float(c.K)
@@ -149,13 +150,13 @@ def train_peer(config: PeerConfig) -> dict:
         if c.samples:
             if step % per_epoch == 0:
                 order = torch.randperm(c.samples, generator=gen)
-            idx = order[(step % per_epoch) * c.batch:(step % per_epoch + 1) * c.batch]
+            idx = order[(step % per_epoch) * c.batch : (step % per_epoch + 1) * c.batch]
             x, y = X_fixed[idx], y_fixed[idx]
         else:
             if step % chunk == 0:
                 X_block, y_block = sample_nlgp(c, chunk * c.batch, data_rng)
             i = (step % chunk) * c.batch
-            x, y = X_block[i:i + c.batch], y_block[i:i + c.batch]
+            x, y = X_block[i : i + c.batch], y_block[i : i + c.batch]
         loss = loss_fn(forward(x), y)
         opt.zero_grad()
         loss.backward()
@@ -168,33 +169,39 @@ def train_peer(config: PeerConfig) -> dict:
         accuracy = float((forward(X_test).argmax(1) == y_test).float().mean())
     w = W.detach().numpy()
     return {
-        "ipr": float(ipr(w).mean()), "ipr_init": float(ipr(W_init).mean()), "field90": float(field90(w).mean()),
-        "accuracy": accuracy, "seconds": clock.perf_counter() - start, "random_ipr": random_ipr(n),
+        "ipr": float(ipr(w).mean()),
+        "ipr_init": float(ipr(W_init).mean()),
+        "field90": float(field90(w).mean()),
+        "accuracy": accuracy,
+        "seconds": clock.perf_counter() - start,
+        "random_ipr": random_ipr(n),
     }
 
 
 URN_LIKE = {"optimizer": "adam", "lr": 0.01, "loss": "ce", "activation": "relu", "bias": "zero", "readout": "trained"}
 
 # name -> overrides of PeerConfig: their setting, single changes toward the URN, then cumulative ones
-CONDITIONS: OrderedDict[str, dict] = OrderedDict([
-    ("their setting", {}),
-    ("adam", {"optimizer": "adam", "lr": 0.01}),
-    ("cross-entropy", {"loss": "ce"}),
-    ("relu + trained readout + bias 0", {"activation": "relu", "readout": "trained", "bias": "zero"}),
-    ("bias from 0", {"bias": "zero"}),
-    ("fixed 1500 samples", {"samples": 1500}),
-    ("fixed 20000 samples", {"samples": 20000}),
-    ("trained readout", {"readout": "trained"}),  # sgd step K times smaller: localises only later (t = 2000)
-    ("K = 100", {"K": 100}),
-    ("K = 200 with adam", {"K": 200, "optimizer": "adam", "lr": 0.01}),
-    ("URN-like at K = 8", URN_LIKE),
-    ("URN-like at K = 200", {**URN_LIKE, "K": 200}),
-    # from the URN-like wide network, one of their choices back at a time (erf and the fixed readout are left out:
-    # with the rest URN-like they do not learn at all, accuracy 0.5)
-    ("URN-like at K = 200 but sgd", {**URN_LIKE, "K": 200, "optimizer": "sgd", "lr": 0.05}),
-    ("URN-like at K = 200 but mse", {**URN_LIKE, "K": 200, "loss": "mse"}),
-    ("URN-like at K = 200 but bias +-1", {**URN_LIKE, "K": 200, "bias": "pm1"}),
-])
+CONDITIONS: OrderedDict[str, dict] = OrderedDict(
+    [
+        ("their setting", {}),
+        ("adam", {"optimizer": "adam", "lr": 0.01}),
+        ("cross-entropy", {"loss": "ce"}),
+        ("relu + trained readout + bias 0", {"activation": "relu", "readout": "trained", "bias": "zero"}),
+        ("bias from 0", {"bias": "zero"}),
+        ("fixed 1500 samples", {"samples": 1500}),
+        ("fixed 20000 samples", {"samples": 20000}),
+        ("trained readout", {"readout": "trained"}),  # sgd step K times smaller: localises only later (t = 2000)
+        ("K = 100", {"K": 100}),
+        ("K = 200 with adam", {"K": 200, "optimizer": "adam", "lr": 0.01}),
+        ("URN-like at K = 8", URN_LIKE),
+        ("URN-like at K = 200", {**URN_LIKE, "K": 200}),
+        # from the URN-like wide network, one of their choices back at a time (erf and the fixed readout are left out:
+        # with the rest URN-like they do not learn at all, accuracy 0.5)
+        ("URN-like at K = 200 but sgd", {**URN_LIKE, "K": 200, "optimizer": "sgd", "lr": 0.05}),
+        ("URN-like at K = 200 but mse", {**URN_LIKE, "K": 200, "loss": "mse"}),
+        ("URN-like at K = 200 but bias +-1", {**URN_LIKE, "K": 200, "bias": "pm1"}),
+    ]
+)
 
 
 def run_conditions(names, gains=GAINS, seeds=(0, 1), progress=print, base: PeerConfig | None = None) -> pd.DataFrame:
@@ -207,8 +214,10 @@ def run_conditions(names, gains=GAINS, seeds=(0, 1), progress=print, base: PeerC
                 result = train_peer(config)
                 rows.append({"condition": name, "gain": gain, "seed": seed, **result})
                 if progress:
-                    progress(f"{name:32s} g={gain:<5g} seed={seed}  ipr {result['ipr']:.3f} (init {result['ipr_init']:.3f})"
-                             f"  field90 {result['field90']:5.1f}  acc {result['accuracy']:.3f}  {result['seconds']:.1f} s")
+                    progress(
+                        f"{name:32s} g={gain:<5g} seed={seed}  ipr {result['ipr']:.3f} (init {result['ipr_init']:.3f})"
+                        f"  field90 {result['field90']:5.1f}  acc {result['accuracy']:.3f}  {result['seconds']:.1f} s"
+                    )
     return pd.DataFrame(rows)
 
 

@@ -4,6 +4,7 @@ Tables first: ``lifetime_table`` (a history as a per-epoch frame), ``schedule_ch
 where a regulator schedule or the data geometry changes), ``pick_representatives`` (one trial per
 phase). Then drawing: ``draw_lifetime`` and ``draw_gallery``.
 """
+
 from __future__ import annotations
 
 import math
@@ -55,8 +56,19 @@ def schedule_changes(config: TrialConfig | Mapping[str, Any]) -> dict[int, str]:
     return {epoch: ", ".join(labels) for epoch, labels in sorted(changes.items())}
 
 
-TRANSITION_COLUMNS = ("change_epoch", "change", "phase_before", "phase_after", "changed", "epochs_to_new",
-                      "uncertain_after", "hidden_width_before", "hidden_width_after", "locality_before", "locality_after")
+TRANSITION_COLUMNS = (
+    "change_epoch",
+    "change",
+    "phase_before",
+    "phase_after",
+    "changed",
+    "epochs_to_new",
+    "uncertain_after",
+    "hidden_width_before",
+    "hidden_width_after",
+    "locality_before",
+    "locality_after",
+)
 
 
 def transitions(history: list[dict] | pd.DataFrame, changes: Mapping[int, str]) -> pd.DataFrame:
@@ -77,14 +89,22 @@ def transitions(history: list[dict] | pd.DataFrame, changes: Mapping[int, str]) 
         old, new = before.iloc[-1], stretch.iloc[-1]
         differs = stretch["phase"].to_numpy() != new["phase"]
         settled = stretch.iloc[int(np.flatnonzero(differs)[-1]) + 1 if differs.any() else 0]
-        rows.append({
-            "change_epoch": epoch, "change": changes[epoch], "phase_before": old["phase"], "phase_after": new["phase"],
-            "changed": old["phase"] != new["phase"],
-            "epochs_to_new": int(settled["epoch"] - epoch) if old["phase"] != new["phase"] else np.nan,
-            "uncertain_after": bool(new.get("uncertain", 0.0) == 1.0),
-            **{f"{c}_{when}": float(row.get(c, np.nan)) for c in ("hidden_width", "locality")
-               for when, row in (("before", old), ("after", new))},
-        })
+        rows.append(
+            {
+                "change_epoch": epoch,
+                "change": changes[epoch],
+                "phase_before": old["phase"],
+                "phase_after": new["phase"],
+                "changed": old["phase"] != new["phase"],
+                "epochs_to_new": int(settled["epoch"] - epoch) if old["phase"] != new["phase"] else np.nan,
+                "uncertain_after": bool(new.get("uncertain", 0.0) == 1.0),
+                **{
+                    f"{c}_{when}": float(row.get(c, np.nan))
+                    for c in ("hidden_width", "locality")
+                    for when, row in (("before", old), ("after", new))
+                },
+            }
+        )
     return pd.DataFrame(rows, columns=list(TRANSITION_COLUMNS))
 
 
@@ -146,8 +166,12 @@ def _plot_columns(ax, table: pd.DataFrame, columns: Iterable[str], **style) -> N
             ax.plot(points["epoch"], points[column], label=column.replace("_", " "), **style)
 
 
-def draw_lifetime(history: list[dict] | pd.DataFrame, change_epochs: Iterable[int] | Mapping[int, str] = (),
-                  title: str = "", moves: pd.DataFrame | None = None) -> Figure:
+def draw_lifetime(
+    history: list[dict] | pd.DataFrame,
+    change_epochs: Iterable[int] | Mapping[int, str] = (),
+    title: str = "",
+    moves: pd.DataFrame | None = None,
+) -> Figure:
     """Depth, structure shares and accuracy over epochs; the phase read at each snapshot as a coloured band
     behind the depth (over the epochs since the previous snapshot); dashed verticals where a schedule or the
     data change (``change_epochs``: epochs, or epoch -> label). A change at epoch e (``Schedule.at(e)``,
@@ -180,17 +204,33 @@ def draw_lifetime(history: list[dict] | pd.DataFrame, change_epochs: Iterable[in
     for epoch, label in _change_marks(change_epochs).items():
         for ax in axes:
             ax.axvline(epoch, color="#d62728", linestyle="--", linewidth=1.2)
-        axes[0].annotate((label or f"change @ {epoch}").replace(", ", "\n").replace(" -> ", "\n-> "), (epoch, 1.0),
-                         xycoords=("data", "axes fraction"), xytext=(3, -3), textcoords="offset points", va="top",
-                         fontsize=7, color="#d62728")
+        axes[0].annotate(
+            (label or f"change @ {epoch}").replace(", ", "\n").replace(" -> ", "\n-> "),
+            (epoch, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -3),
+            textcoords="offset points",
+            va="top",
+            fontsize=7,
+            color="#d62728",
+        )
     for _, move in (moves if moves is not None else pd.DataFrame()).iterrows():
         short = SHORT.get(move["phase_after"], phase_label(move["phase_after"]))
         text = f"-> {short} in {move['epochs_to_new']:.0f}" if move["changed"] else f"stays {short}"
-        axes[0].annotate(text, (move["change_epoch"], 1.0), xycoords=("data", "axes fraction"), xytext=(3, -26),
-                         textcoords="offset points", va="top", fontsize=7, color="#333333")
+        axes[0].annotate(
+            text,
+            (move["change_epoch"], 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -26),
+            textcoords="offset points",
+            va="top",
+            fontsize=7,
+            color="#333333",
+        )
         if move["changed"]:
-            axes[0].plot([move["change_epoch"] + move["epochs_to_new"]], [0.0], marker="^", color="black",
-                         markersize=7, clip_on=False)
+            axes[0].plot(
+                [move["change_epoch"] + move["epochs_to_new"]], [0.0], marker="^", color="black", markersize=7, clip_on=False
+            )
     handles = [Patch(color=PHASE_COLOURS.get(p, UNKNOWN_COLOUR), alpha=0.4, label=phase_label(p)) for p in phases]
     for ax, extra in zip(axes, (handles, [], [])):
         lines, labels = ax.get_legend_handles_labels()
@@ -220,7 +260,7 @@ def draw_gallery(items: Iterable[GalleryItem], ncols: int = 3, title: str = "") 
     nrows = math.ceil(len(items) / ncols)
     fig = Figure(figsize=(4.2 * ncols, 4.2 * nrows))
     axes = fig.subplots(nrows, ncols, squeeze=False)
-    for ax in axes.ravel()[len(items):]:
+    for ax in axes.ravel()[len(items) :]:
         ax.set_visible(False)
     for ax, item in zip(axes.ravel(), items):
         draw_weight_heatmap(item.W, item.levels, layout=item.layout, title=item.title, ax=ax)

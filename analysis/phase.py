@@ -7,6 +7,7 @@ under the study's ``sample:``, or one of many distinct values, each trial its ow
 place, since drawn values do not tile. ``choose_axes`` picks the axes from a study's grid and sampled axes
 when the user names none.
 """
+
 from __future__ import annotations
 
 import json
@@ -104,8 +105,20 @@ def phase_grid(df: pd.DataFrame, x: str, y: str | None, facet: str | None = None
     if missing:
         raise KeyError(f"no column {missing[0]!r} in the study table")
     rows = df[df["phase"].notna()]
-    columns = [*keys, "phase", "agreement", "n", "depth", "majority_depth", "uncertain", "margin", "test_accuracy",
-               "test_accuracy_std", *SUMMARIES, *(f"n_{p}" for p in PHASE_ORDER)]
+    columns = [
+        *keys,
+        "phase",
+        "agreement",
+        "n",
+        "depth",
+        "majority_depth",
+        "uncertain",
+        "margin",
+        "test_accuracy",
+        "test_accuracy_std",
+        *SUMMARIES,
+        *(f"n_{p}" for p in PHASE_ORDER),
+    ]
     if rows.empty:
         return pd.DataFrame(columns=columns)
     cell = rows.groupby(keys, dropna=False, sort=True).ngroup().rename("cell")
@@ -140,8 +153,7 @@ def label_changes(df: pd.DataFrame) -> pd.DataFrame:
     if df.empty or "w_phase" not in df.columns or "phase" not in df.columns:
         return pd.DataFrame(columns=columns)
     rows = df[df["phase"].notna() & df["w_phase"].notna()]
-    table = rows.assign(_uncertain=_numeric(rows, "uncertain").fillna(0.0),
-                        **{column: _numeric(rows, column) for column in WHY})
+    table = rows.assign(_uncertain=_numeric(rows, "uncertain").fillna(0.0), **{column: _numeric(rows, column) for column in WHY})
     grouped = table.groupby(["w_phase", "phase"], sort=True)
     out = grouped.size().rename("trials").to_frame()
     out["uncertain"] = grouped["_uncertain"].sum().astype(int)
@@ -174,8 +186,7 @@ class AxisScale(NamedTuple):
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
-        and math.isfinite(float(value))
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and math.isfinite(float(value))
 
 
 def _format(value: float) -> str:
@@ -231,14 +242,20 @@ def axis_scale(values: Iterable[Any], decades: float = 1.0, sampled: bool | None
             return AxisScale("log", positions, [positions[v] for v in numbers], labels)
         return AxisScale("linear", {v: v for v in numbers}, numbers, [_format(v) for v in numbers])
     ordered = sorted(distinct, key=lambda v: (not _is_number(v), float(v) if _is_number(v) else 0.0, str(v)))
-    return AxisScale("category", {v: float(i) for i, v in enumerate(ordered)}, list(map(float, range(len(ordered)))),
-                     [_label(v) for v in ordered])
+    return AxisScale(
+        "category",
+        {v: float(i) for i, v in enumerate(ordered)},
+        list(map(float, range(len(ordered)))),
+        [_label(v) for v in ordered],
+    )
 
 
 def _apply_scale(ax, scale: AxisScale, which: str, key: str) -> None:
     set_scale, set_ticks, set_labels, set_lim, set_label = (
-        (ax.set_xscale, ax.set_xticks, ax.set_xticklabels, ax.set_xlim, ax.set_xlabel) if which == "x"
-        else (ax.set_yscale, ax.set_yticks, ax.set_yticklabels, ax.set_ylim, ax.set_ylabel))
+        (ax.set_xscale, ax.set_xticks, ax.set_xticklabels, ax.set_xlim, ax.set_xlabel)
+        if which == "x"
+        else (ax.set_yscale, ax.set_yticks, ax.set_yticklabels, ax.set_ylim, ax.set_ylabel)
+    )
     set_scale("log" if scale.kind == "log" else "linear")
     if scale.sampled:
         set_lim(*_sampled_limits(scale))
@@ -263,7 +280,7 @@ def _sampled_limits(scale: AxisScale) -> tuple[float, float]:
     low, high = min(scale.positions.values()), max(scale.positions.values())
     if scale.kind == "log":
         pad = max(0.05 * math.log10(high / low), 0.1)
-        return low / 10 ** pad, high * 10 ** pad
+        return low / 10**pad, high * 10**pad
     pad = 0.05 * (high - low) or 0.5 * abs(low) or 0.5
     return low - pad, high + pad
 
@@ -288,7 +305,7 @@ def cell_edges(scale: AxisScale) -> dict:
     else:
         mids = [(a + b) / 2 for a, b in zip(coords, coords[1:])]
         bounds = [2 * coords[0] - mids[0]] + mids + [2 * coords[-1] - mids[-1]]
-    to_axis = (lambda c: 10 ** c) if logs else (lambda c: c)
+    to_axis = (lambda c: 10**c) if logs else (lambda c: c)
     return {v: (to_axis(bounds[i]), to_axis(bounds[i + 1])) for i, v in enumerate(values)}
 
 
@@ -304,17 +321,47 @@ def _draw_cells(ax, part: pd.DataFrame, x: str, y: str | None, xs: AxisScale, ys
         (x0, x1), (y0, y1) = _shrink(x_edges[xv], gap, xs.kind), _shrink(y_edges[yv], gap, ys.kind)
         agreement = float(cell["agreement"])
         unanimous = agreement >= 1.0
-        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, facecolor=PHASE_COLOURS.get(cell["phase"], UNKNOWN_COLOUR),
-                               alpha=0.25 + 0.75 * agreement, edgecolor="none", zorder=2))
-        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="#333333", zorder=3,
-                               linewidth=1.4 if unanimous else 0.6, linestyle="-" if unanimous else "--"))
+        ax.add_patch(
+            Rectangle(
+                (x0, y0),
+                x1 - x0,
+                y1 - y0,
+                facecolor=PHASE_COLOURS.get(cell["phase"], UNKNOWN_COLOUR),
+                alpha=0.25 + 0.75 * agreement,
+                edgecolor="none",
+                zorder=2,
+            )
+        )
+        ax.add_patch(
+            Rectangle(
+                (x0, y0),
+                x1 - x0,
+                y1 - y0,
+                fill=False,
+                edgecolor="#333333",
+                zorder=3,
+                linewidth=1.4 if unanimous else 0.6,
+                linestyle="-" if unanimous else "--",
+            )
+        )
         if is_uncertain(cell):
-            ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, hatch=UNCERTAIN_HATCH, edgecolor="#555555",
-                                   linewidth=0.0, zorder=3))
+            ax.add_patch(
+                Rectangle(
+                    (x0, y0), x1 - x0, y1 - y0, fill=False, hatch=UNCERTAIN_HATCH, edgecolor="#555555", linewidth=0.0, zorder=3
+                )
+            )
         if len(part) <= 400 and cell["majority_depth"] >= 0 and cell["phase"] not in ("dead", "diverged"):
             ink = "white" if cell["phase"] == "fully_connected" and agreement > 0.5 else "black"
-            ax.annotate(str(int(cell["majority_depth"])), (_middle(x0, x1, xs.kind), _middle(y0, y1, ys.kind)),
-                        ha="center", va="center", fontsize=9, fontweight="bold", color=ink, zorder=4)
+            ax.annotate(
+                str(int(cell["majority_depth"])),
+                (_middle(x0, x1, xs.kind), _middle(y0, y1, ys.kind)),
+                ha="center",
+                va="center",
+                fontsize=9,
+                fontweight="bold",
+                color=ink,
+                zorder=4,
+            )
 
 
 def _draw_points(ax, part: pd.DataFrame, x: str, y: str | None, xs: AxisScale, ys: AxisScale) -> None:
@@ -328,8 +375,9 @@ def _draw_points(ax, part: pd.DataFrame, x: str, y: str | None, xs: AxisScale, y
         colour = PHASE_COLOURS.get(cell["phase"], UNKNOWN_COLOUR)
         hollow = is_uncertain(cell)
         where.append((xs.positions[xv], ys.positions[yv]))
-        faces.append(matplotlib.colors.to_rgba("white" if hollow else colour,
-                                               1.0 if hollow else 0.25 + 0.75 * float(cell["agreement"])))
+        faces.append(
+            matplotlib.colors.to_rgba("white" if hollow else colour, 1.0 if hollow else 0.25 + 0.75 * float(cell["agreement"]))
+        )
         edges.append(matplotlib.colors.to_rgba(colour if hollow else "#333333"))
         widths.append(2.0 if hollow else 0.6)
     if where:
@@ -360,26 +408,51 @@ def _legend_handles(phases: Iterable[str], points: bool = False) -> list:
     present = [p for p in PHASE_ORDER if p in set(phases)] + sorted(set(phases) - set(PHASE_ORDER))
     if points:
         dot = {"marker": "o", "linestyle": "none", "markersize": 8, "markeredgecolor": "#333333"}
-        return [*(Line2D([], [], markerfacecolor=PHASE_COLOURS.get(p, UNKNOWN_COLOUR), label=phase_label(p), **dot)
-                  for p in present),
-                Line2D([], [], markerfacecolor="#777777", alpha=0.6, label="seeds disagree (paler = less)", **dot),
-                Line2D([], [], **{**dot, "markeredgecolor": "#555555"}, markerfacecolor="white", markeredgewidth=2.0,
-                       label="label near a threshold")]
-    handles = [Patch(facecolor=PHASE_COLOURS.get(p, UNKNOWN_COLOUR), edgecolor="#333333", label=phase_label(p))
-               for p in present]
+        return [
+            *(Line2D([], [], markerfacecolor=PHASE_COLOURS.get(p, UNKNOWN_COLOUR), label=phase_label(p), **dot) for p in present),
+            Line2D([], [], markerfacecolor="#777777", alpha=0.6, label="seeds disagree (paler = less)", **dot),
+            Line2D(
+                [],
+                [],
+                **{**dot, "markeredgecolor": "#555555"},
+                markerfacecolor="white",
+                markeredgewidth=2.0,
+                label="label near a threshold",
+            ),
+        ]
+    handles = [Patch(facecolor=PHASE_COLOURS.get(p, UNKNOWN_COLOUR), edgecolor="#333333", label=phase_label(p)) for p in present]
     handles += [
-        Line2D([], [], marker="s", linestyle="none", markersize=10, markerfacecolor="#777777", alpha=1.0,
-               markeredgecolor="#333333", label="all seeds agree"),
-        Line2D([], [], marker="s", linestyle="none", markersize=10, markerfacecolor="#777777", alpha=0.6,
-               markeredgecolor="#333333", label="seeds disagree (paler = less)"),
+        Line2D(
+            [],
+            [],
+            marker="s",
+            linestyle="none",
+            markersize=10,
+            markerfacecolor="#777777",
+            alpha=1.0,
+            markeredgecolor="#333333",
+            label="all seeds agree",
+        ),
+        Line2D(
+            [],
+            [],
+            marker="s",
+            linestyle="none",
+            markersize=10,
+            markerfacecolor="#777777",
+            alpha=0.6,
+            markeredgecolor="#333333",
+            label="seeds disagree (paler = less)",
+        ),
         Patch(facecolor="white", edgecolor="#555555", hatch=UNCERTAIN_HATCH, label="label near a threshold"),
         Line2D([], [], linestyle="none", marker="$2$", markersize=8, color="black", label="number = depth"),
     ]
     return handles
 
 
-def draw_phase_diagram(grid: pd.DataFrame, x: str, y: str | None, facet: str | None = None,
-                       title: str = "", sampled: Iterable[str] = ()) -> Figure:
+def draw_phase_diagram(
+    grid: pd.DataFrame, x: str, y: str | None, facet: str | None = None, title: str = "", sampled: Iterable[str] = ()
+) -> Figure:
     """Draw a ``phase_grid``: one panel per facet value, a square per cell coloured by its majority phase,
     paler and dashed where the seeds disagree, hatched where the label is uncertain, the depth inside. Where x
     or y is sampled (listed in ``sampled``, the study's ``sample:`` keys, or ``looks_sampled``) each cell is a
@@ -389,14 +462,17 @@ def draw_phase_diagram(grid: pd.DataFrame, x: str, y: str | None, facet: str | N
     nrows = math.ceil(len(facets) / ncols)
     declared = set(sampled)
     xs = axis_scale(grid[x], sampled=True if x in declared else None)
-    ys = (axis_scale(grid[y], sampled=True if y in declared else None) if y is not None
-          else AxisScale("category", {None: 0.0}, [0.0], [""]))
+    ys = (
+        axis_scale(grid[y], sampled=True if y in declared else None)
+        if y is not None
+        else AxisScale("category", {None: 0.0}, [0.0], [""])
+    )
     points = xs.sampled or ys.sampled
     side = 4.6 if points else max(3.2, 0.55 * max(len(xs.ticks), len(ys.ticks)) + 1.5)
     height = side if y is not None else 2.4
     fig = Figure(figsize=(side * ncols + 2.6, height * nrows + 0.6))
     axes = fig.subplots(nrows, ncols, squeeze=False)
-    for ax in axes.ravel()[len(facets):]:
+    for ax in axes.ravel()[len(facets) :]:
         ax.set_visible(False)
     for ax, (value, _) in zip(axes.ravel(), facets):
         _apply_scale(ax, xs, "x", x)
@@ -407,8 +483,14 @@ def draw_phase_diagram(grid: pd.DataFrame, x: str, y: str | None, facet: str | N
             ax.set_ylim(-0.6, 0.6)
         if facet is not None:
             ax.set_title(f"{facet} = {value}", fontsize=10)
-    fig.legend(handles=_legend_handles(grid["phase"], points), loc="center right", title="phase (majority of seeds)",
-               fontsize=9, title_fontsize=9, frameon=False)
+    fig.legend(
+        handles=_legend_handles(grid["phase"], points),
+        loc="center right",
+        title="phase (majority of seeds)",
+        fontsize=9,
+        title_fontsize=9,
+        frameon=False,
+    )
     if title:
         fig.suptitle(title)
     for ax, (_, part) in zip(axes.ravel(), facets):

@@ -4,6 +4,7 @@ A dense S x S heatmap of W is unreadable in index order; reordered by level (inp
 outputs, inactive last) a layered network shows as blocks below the diagonal, a residual one adds a
 bright diagonal, a recurrent one blocks above it. Level boundaries are drawn as thin lines.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -15,8 +16,9 @@ from matplotlib.figure import Figure  # not pyplot: no global state, no GUI back
 from urn_study.reading.structure import level_blocks, ordered_by_level
 
 
-def draw_weight_heatmap(W: np.ndarray, levels: Any = None, layout: Any = None, title: str = "", signed: bool = False,
-                        ax: Axes | None = None) -> Figure:
+def draw_weight_heatmap(
+    W: np.ndarray, levels: Any = None, layout: Any = None, title: str = "", signed: bool = False, ax: Axes | None = None
+) -> Figure:
     """Heatmap of |W| (or signed W) with rows (to) and columns (from) ordered by ``neuron_order(levels)``.
 
     ``levels``: per neuron, -1 inactive (from the structure report); None keeps index order. ``layout``

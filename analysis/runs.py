@@ -16,6 +16,7 @@ time it holds, less a margin), those still running, those the cache holds as unf
 (dropped). What neither can see: a tag or metric written to a run long after it ended, or a run purged from
 the store without being deleted first; ``refresh=True`` re-reads everything by MLflow's search.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -68,12 +69,18 @@ def type_column(text: pd.Series, kind: Any = None) -> pd.Series:
     numbers = _as_number(text)
     all_numbers = bool(numbers[present].notna().all())
     if kind is bool:
-        return text.map(lambda v: v if v is None or (isinstance(v, float) and math.isnan(v))
-                        else str(v).strip().lower() in ("true", "1", "yes")).astype("boolean")
+        return text.map(
+            lambda v: v if v is None or (isinstance(v, float) and math.isnan(v)) else str(v).strip().lower() in ("true", "1", "yes")
+        ).astype("boolean")
     if kind is str or (kind in ("strength", None) and not all_numbers):
         return text.astype(object).where(present, None)
-    if kind is int or (kind is None and all_numbers and (numbers[present] % 1 == 0).all() and present.any()
-                       and not text[present].str.contains(r"[.eE]", regex=True).any()):
+    if kind is int or (
+        kind is None
+        and all_numbers
+        and (numbers[present] % 1 == 0).all()
+        and present.any()
+        and not text[present].str.contains(r"[.eE]", regex=True).any()
+    ):
         return numbers.astype("int64") if present.all() else numbers.astype("Int64")
     return numbers.astype(float)
 
@@ -97,7 +104,7 @@ def _tag_column(text: pd.Series) -> pd.Series:
 
 
 def _tag_name(tag: str) -> str:
-    return tag[len("urn."):] if tag.startswith("urn.") else tag  # urn.sweep -> sweep
+    return tag[len("urn.") :] if tag.startswith("urn.") else tag  # urn.sweep -> sweep
 
 
 def tidy_table(records: pd.DataFrame, trial_tag: str = TRIAL_TAG) -> pd.DataFrame:
@@ -114,17 +121,20 @@ def tidy_table(records: pd.DataFrame, trial_tag: str = TRIAL_TAG) -> pd.DataFram
     prefixed = [c for c in rows.columns if c.startswith((PARAM, METRIC, TAG))]
     rows = rows.drop(columns=[c for c in prefixed if rows[c].isna().all()])  # e.g. the sweep runs' own params
     columns: dict[str, pd.Series] = {
-        "trial_id": rows[trial_column].astype(object), "run_id": rows["run_id"], "status": rows["status"],
+        "trial_id": rows[trial_column].astype(object),
+        "run_id": rows["run_id"],
+        "status": rows["status"],
         "artifact_uri": rows["artifact_uri"] if "artifact_uri" in rows.columns else None,
         "start_time": pd.to_datetime(rows["start_time"], unit="ms", utc=True),
-        "end_time": pd.to_datetime(rows["end_time"], unit="ms", utc=True)}
+        "end_time": pd.to_datetime(rows["end_time"], unit="ms", utc=True),
+    }
     types = config_key_types()
     for raw in sorted(c for c in rows.columns if c.startswith(PARAM)):
-        columns[raw[len(PARAM):]] = type_column(rows[raw], types.get(raw[len(PARAM):]))
+        columns[raw[len(PARAM) :]] = type_column(rows[raw], types.get(raw[len(PARAM) :]))
     for raw in sorted(c for c in rows.columns if c.startswith(METRIC)):
-        columns[raw[len(METRIC):]] = rows[raw].astype(float)
+        columns[raw[len(METRIC) :]] = rows[raw].astype(float)
     for raw in sorted(c for c in rows.columns if c.startswith(TAG) and c != trial_column):
-        name = _tag_name(raw[len(TAG):])
+        name = _tag_name(raw[len(TAG) :])
         if name in FINAL_TAGS or name not in columns:
             columns[name] = _tag_column(rows[raw])
     table = pd.DataFrame(columns, index=rows.index)
@@ -136,8 +146,7 @@ def tidy_table(records: pd.DataFrame, trial_tag: str = TRIAL_TAG) -> pd.DataFram
 # --- reading the store (through urn_study.tracking, the one module that speaks MLflow) ----------------
 
 
-def _changed_runs(tracking_uri: str, experiment_id: str, cached: pd.DataFrame,
-                  watermark: int) -> tuple[list[dict], set[str]]:
+def _changed_runs(tracking_uri: str, experiment_id: str, cached: pd.DataFrame, watermark: int) -> tuple[list[dict], set[str]]:
     """Runs to re-read since the cache was written, and the ids of runs now deleted."""
     found, gone = changed_runs(tracking_uri, experiment_id, cached, watermark)
     deleted = {run["run_id"] for run in tracking.search_runs(tracking_uri, experiment_id, view="deleted")}
@@ -150,7 +159,7 @@ def _changed_runs(tracking_uri: str, experiment_id: str, cached: pd.DataFrame,
 def default_cache_dir(tracking_uri: str) -> Path:
     """Beside a local store (``sqlite:///x/mlflow.db`` -> ``x/study_cache``), else ``urn_results/study_cache``."""
     if tracking_uri.startswith("sqlite:///") and tracking_uri != "sqlite:///:memory:":
-        return Path(tracking_uri[len("sqlite:///"):]).parent / "study_cache"
+        return Path(tracking_uri[len("sqlite:///") :]).parent / "study_cache"
     return results_dir() / "study_cache"
 
 
@@ -184,8 +193,14 @@ def _write_cache(files: tuple[Path, Path], key: dict, frame: pd.DataFrame) -> No
     meta_tmp.replace(meta_file)
 
 
-def study_records(tracking_uri: str, experiment_id: str, files: tuple[Path, Path] | None, key: dict,
-                  refresh: bool = False, use_tables: bool = True) -> pd.DataFrame:
+def study_records(
+    tracking_uri: str,
+    experiment_id: str,
+    files: tuple[Path, Path] | None,
+    key: dict,
+    refresh: bool = False,
+    use_tables: bool = True,
+) -> pd.DataFrame:
     """Raw records of every active run of the experiment: from the local cache plus the runs changed since; else
     (no usable cache, ``files`` None) from the sweeps' study tables plus what they do not cover
     (``tracking.study_table``); else (``refresh``, or ``use_tables`` False) from a full search. Writes the cache
@@ -215,15 +230,21 @@ def _experiment(tracking_uri: str, study: Any) -> tuple[str, str]:
     return experiment
 
 
-def load_study_runs(study: Any, tracking_uri: str | None = None, refresh: bool = False,
-                    cache_dir: str | Path | None = None, use_cache: bool = True, use_tables: bool = True) -> pd.DataFrame:
+def load_study_runs(
+    study: Any,
+    tracking_uri: str | None = None,
+    refresh: bool = False,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+    use_tables: bool = True,
+) -> pd.DataFrame:
     """One row per trial run of a study: trial_id, run_id, status, start/end time, every config key
     typed back (numbers, bools, strings; schedules as their recorded text), the final metrics, and the
     tags (phase, depth as integers, widths as lists...). Read from the local cache, else from the study tables
     the sweeps keep on their runs, else (``refresh``, ``use_tables=False``) by MLflow's search of every run; see
     the module docstring."""
     tracking_uri = resolve_tracking_uri(tracking_uri)
-    store = Path(tracking_uri[len("sqlite:///"):]) if is_local(tracking_uri) else None
+    store = Path(tracking_uri[len("sqlite:///") :]) if is_local(tracking_uri) else None
     if store is not None and not store.is_file():  # MLflow would create an empty store there: reading writes nothing
         raise LookupError(f"no study {getattr(study, 'name', study)!r} recorded: no MLflow store at {store}")
     experiment_id, experiment_name = _experiment(tracking_uri, study)
@@ -241,8 +262,7 @@ def latest_runs(df: pd.DataFrame) -> pd.DataFrame:
     FINISHED run (else its latest run), so repeated sweeps do not count a seed twice."""
     if df.empty:
         return df
-    order = df.assign(_finished=df["status"].eq("FINISHED")).sort_values(
-        ["trial_id", "_finished", "start_time"], kind="stable")
+    order = df.assign(_finished=df["status"].eq("FINISHED")).sort_values(["trial_id", "_finished", "start_time"], kind="stable")
     return order.drop_duplicates("trial_id", keep="last").drop(columns="_finished").sort_index()
 
 
@@ -282,8 +302,7 @@ def download_artifact(run_id: str, name: str, tracking_uri: str | None, folder: 
     return tracking.download_run_artifact(resolve_tracking_uri(tracking_uri), run_id, name, folder)
 
 
-def load_trial_artifacts(run: Any, tracking_uri: str | None = None,
-                         names: Iterable[str] = (WEIGHTS, LAYOUT)) -> dict[str, Any]:
+def load_trial_artifacts(run: Any, tracking_uri: str | None = None, names: Iterable[str] = (WEIGHTS, LAYOUT)) -> dict[str, Any]:
     """Named artifacts of one run (a run id, or a study-table row with ``run_id`` and ``artifact_uri``):
     ``.npy`` as arrays (never unpickled), ``layout.json`` as a Layout, other ``.json`` as plain data.
     Read in place from a local store, downloaded from a server."""
@@ -306,8 +325,22 @@ def load_trial_artifacts(run: Any, tracking_uri: str | None = None,
     return out
 
 
-REPORT_COLUMNS = ("phase", "uncertain", "margin", "depth", "widths", "block_widths", "carrying_depths", "depth_shares",
-                  "hidden_width", "hidden_cost", "recurrence_cost", "locality", "receptive_field", "kept_units")
+REPORT_COLUMNS = (
+    "phase",
+    "uncertain",
+    "margin",
+    "depth",
+    "widths",
+    "block_widths",
+    "carrying_depths",
+    "depth_shares",
+    "hidden_width",
+    "hidden_cost",
+    "recurrence_cost",
+    "locality",
+    "receptive_field",
+    "kept_units",
+)
 LIST_COLUMNS = ("widths", "block_widths", "carrying_depths", "depth_shares")
 
 

@@ -6,6 +6,7 @@ series (the other axes' values) and point of the axis, each measure's mean, spre
 ``draw_trends`` draws one panel per measure, with the same measure on the untrained networks (the null) where
 the study records one.
 """
+
 from __future__ import annotations
 
 from typing import Iterable
@@ -19,12 +20,19 @@ from analysis.phase import axis_scale
 # the fields of the neurons that carry the task (IPR, extent per axis, locality), the kept hidden width, accuracy
 TREND_COLUMNS = ("ipr", "w_ipr", "receptive_field", "locality", "hidden_width", "test_accuracy")
 NULL_OF = {"w_ipr": "null_w_ipr", "locality": "null_locality_all"}  # the same measure on the trial's untrained W0
-TITLES = {"ipr": "IPR of the kept fields", "w_ipr": "IPR of the |W| fields", "receptive_field": "field extent (sites)",
-          "locality": "locality of the kept fields", "hidden_width": "hidden neurons kept", "test_accuracy": "test accuracy"}
+TITLES = {
+    "ipr": "IPR of the kept fields",
+    "w_ipr": "IPR of the |W| fields",
+    "receptive_field": "field extent (sites)",
+    "locality": "locality of the kept fields",
+    "hidden_width": "hidden neurons kept",
+    "test_accuracy": "test accuracy",
+}
 
 
-def trend_table(runs: pd.DataFrame, x: str, series: Iterable[str | None] = (), columns: Iterable[str] = TREND_COLUMNS
-                ) -> pd.DataFrame:
+def trend_table(
+    runs: pd.DataFrame, x: str, series: Iterable[str | None] = (), columns: Iterable[str] = TREND_COLUMNS
+) -> pd.DataFrame:
     """One row per (series, x): ``<column>_mean``, ``<column>_sd`` and ``<column>_n`` over the trials there
     (dead and diverged trials left out: they have no fields to measure). ``series``: the keys whose values tell
     the lines apart (None entries ignored)."""
@@ -43,8 +51,9 @@ def trend_table(runs: pd.DataFrame, x: str, series: Iterable[str | None] = (), c
     return table.reset_index()
 
 
-def draw_trends(table: pd.DataFrame, x: str, series: Iterable[str | None] = (), columns: Iterable[str] = TREND_COLUMNS,
-                title: str = "") -> Figure:
+def draw_trends(
+    table: pd.DataFrame, x: str, series: Iterable[str | None] = (), columns: Iterable[str] = TREND_COLUMNS, title: str = ""
+) -> Figure:
     """One panel per measure: its mean against x with the spread over seeds as error bars, one line per series;
     the null's mean as a dashed grey line where there is one. A log x axis when the values span decades."""
     keys = [k for k in series if k is not None and k in table.columns]
@@ -63,8 +72,7 @@ def draw_trends(table: pd.DataFrame, x: str, series: Iterable[str | None] = (), 
             label = ", ".join(f"{k}={v}" for k, v in zip(keys, values)) or column
             part = part.sort_values(x)
             where = part[x].map(lambda v: scale.positions.get(float(v), v))
-            ax.errorbar(where, part[f"{column}_mean"], yerr=part[f"{column}_sd"].fillna(0.0), marker="o", capsize=3,
-                        label=label)
+            ax.errorbar(where, part[f"{column}_mean"], yerr=part[f"{column}_sd"].fillna(0.0), marker="o", capsize=3, label=label)
             null = NULL_OF.get(column)
             if null and f"{null}_mean" in part.columns:
                 ax.plot(where, part[f"{null}_mean"], linestyle="--", color="grey", linewidth=1)
@@ -76,7 +84,7 @@ def draw_trends(table: pd.DataFrame, x: str, series: Iterable[str | None] = (), 
         ax.minorticks_off()
         ax.set_title(TITLES.get(column, column), fontsize=10)
         ax.set_xlabel(x)
-    for ax in axes[len(shown):]:
+    for ax in axes[len(shown) :]:
         ax.set_visible(False)
     axes[0].legend(fontsize=7, frameon=False)
     if title:

@@ -24,6 +24,7 @@ changed since), ``latest_runs``,
 whole ``urn-study phase`` command (a fresh process: imports, the study file, the warm load, runs.csv, the grid,
 PNG and SVG, the gallery), with its parts timed in this process.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,8 +57,11 @@ TRIAL_SECONDS, TRIAL_EVERY = 10.0, 5.0  # spacing of the recorded times: two 10 
 
 def grid_for(n_runs: int) -> tuple[dict, list[int]]:
     """Grid axes and seeds giving ``n_runs`` trials: 400 cells (4 panels of 10 x 10), or 50 for small runs."""
-    locality, l1, steps = ([0, 1e-4, 2e-4, 3e-4, 5e-4, 7e-4, 1e-3, 2e-3, 3e-3, 5e-3],
-                           [0, 1e-5, 3e-5, 1e-4, 2e-4, 3e-4, 5e-4, 1e-3, 2e-3, 3e-3], [2, 3, 4, 5])
+    locality, l1, steps = (
+        [0, 1e-4, 2e-4, 3e-4, 5e-4, 7e-4, 1e-3, 2e-3, 3e-3, 5e-3],
+        [0, 1e-5, 3e-5, 1e-4, 2e-4, 3e-4, 5e-4, 1e-3, 2e-3, 3e-3],
+        [2, 3, 4, 5],
+    )
     if n_runs < 4000:
         locality, l1, steps = locality[::2], l1[::2], steps[:2]
     cells = len(locality) * len(l1) * len(steps)
@@ -69,14 +73,26 @@ def grid_for(n_runs: int) -> tuple[dict, list[int]]:
 
 def write_study(folder: Path, n_runs: int) -> Path:
     grid, seeds = grid_for(n_runs)
-    study = {"name": STUDY, "base": {"data.name": "digits", "model.hidden_channels": 1, "train.epochs": 30,
-                                     "train.snapshot_every": 5, "train.checkpoint_every": 10},
-             "grid": grid, "seeds": seeds, "metric": "test_accuracy", "mode": "max",
-             "resources": {"cpu": 1, "gpu": 0}}
+    study = {
+        "name": STUDY,
+        "base": {
+            "data.name": "digits",
+            "model.hidden_channels": 1,
+            "train.epochs": 30,
+            "train.snapshot_every": 5,
+            "train.checkpoint_every": 10,
+        },
+        "grid": grid,
+        "seeds": seeds,
+        "metric": "test_accuracy",
+        "mode": "max",
+        "resources": {"cpu": 1, "gpu": 0},
+    }
     path = folder / f"{STUDY}.yaml"
-    path.write_text(f"# Question: none; the recorded study of benchmarks/analysis_scale.py ({n_runs} trials).\n"
-                    f"# Then: urn-study phase {path} --tracking-uri sqlite:///{folder / 'mlflow.db'}\n"
-                    + yaml.safe_dump(study, sort_keys=False))
+    path.write_text(
+        f"# Question: none; the recorded study of benchmarks/analysis_scale.py ({n_runs} trials).\n"
+        f"# Then: urn-study phase {path} --tracking-uri sqlite:///{folder / 'mlflow.db'}\n" + yaml.safe_dump(study, sort_keys=False)
+    )
     return path
 
 
@@ -100,11 +116,15 @@ def made_up_phase(point: dict, grid: dict, rng: np.random.Generator) -> str:
 def final_values(phase: str, steps: int, rng: np.random.Generator) -> dict:
     depth = {"dead": 0, "shallow": 1, "residual": max(1, steps - 1)}.get(phase, steps)
     accuracy = {"dead": 0.1, "shallow": 0.8, "residual": 0.88, "locally_connected": 0.93}.get(phase, 0.95)
-    return {"depth": depth, "w_effective_depth": max(0.0, depth - rng.random()),
-            "test_accuracy": float(np.clip(accuracy + rng.normal(0, 0.02), 0, 1)),
-            "locality": float(rng.uniform(0.1, 0.9)), "w_skip_share": 0.6 if phase == "residual" else 0.05,
-            "widths": [64] + [int(rng.integers(10, 64)) for _ in range(max(0, depth - 1))] + ([10] if depth else []),
-            "w_hop_spectrum": [round(float(v), 4) for v in rng.dirichlet(np.ones(steps))]}
+    return {
+        "depth": depth,
+        "w_effective_depth": max(0.0, depth - rng.random()),
+        "test_accuracy": float(np.clip(accuracy + rng.normal(0, 0.02), 0, 1)),
+        "locality": float(rng.uniform(0.1, 0.9)),
+        "w_skip_share": 0.6 if phase == "residual" else 0.05,
+        "widths": [64] + [int(rng.integers(10, 64)) for _ in range(max(0, depth - 1))] + ([10] if depth else []),
+        "w_hop_spectrum": [round(float(v), 4) for v in rng.dirichlet(np.ones(steps))],
+    }
 
 
 def record_template(study, uri: str) -> tuple[str, str, str]:
@@ -118,16 +138,32 @@ def record_template(study, uri: str) -> tuple[str, str, str]:
 
     experiment = tracking.ensure_experiment(uri, study.name)
     sweep_id = f"{study.name}-benchmark"
-    parent = tracking.open_sweep_run(uri, experiment, study.name, sweep_id,
-                                     {"searcher": "grid", "trials": len(study.trials()), "study_file": str(study.path),
-                                      "smoke": False, "fingerprint": study.fingerprint(), "trials_per_worker": 1},
-                                     study.path)
+    parent = tracking.open_sweep_run(
+        uri,
+        experiment,
+        study.name,
+        sweep_id,
+        {
+            "searcher": "grid",
+            "trials": len(study.trials()),
+            "study_file": str(study.path),
+            "smoke": False,
+            "fingerprint": study.fingerprint(),
+            "trials_per_worker": 1,
+        },
+        study.path,
+    )
     trial = study.trials()[0]
-    placement = {"urn.node_ip": socket.gethostbyname("localhost"), "urn.node_id": "0" * 56, "urn.gpu_ids": "[]",
-                 "urn.device": "cpu", "urn.resources": json.dumps({"CPU": 1.0}), "urn.tune_trial": trial.trial_id,
-                 "urn.pid": str(os.getpid())}
-    record = tracking.TrialRecord.open(uri, experiment, parent, study.name, sweep_id, trial.trial_id, trial.config,
-                                       placement)
+    placement = {
+        "urn.node_ip": socket.gethostbyname("localhost"),
+        "urn.node_id": "0" * 56,
+        "urn.gpu_ids": "[]",
+        "urn.device": "cpu",
+        "urn.resources": json.dumps({"CPU": 1.0}),
+        "urn.tune_trial": trial.trial_id,
+        "urn.pid": str(os.getpid()),
+    }
+    record = tracking.TrialRecord.open(uri, experiment, parent, study.name, sweep_id, trial.trial_id, trial.config, placement)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -148,8 +184,7 @@ def copy_record(study, uri: str, experiment: str, template_id: str, out=sys.stdo
 
     client = tracking.client(uri)
     template = client.get_run(template_id)
-    history = {key: [(m.step, m.value) for m in client.get_metric_history(template_id, key)]
-               for key in template.data.metrics}
+    history = {key: [(m.step, m.value) for m in client.get_metric_history(template_id, key)] for key in template.data.metrics}
     final_step = max(step for points in history.values() for step, _ in points)
     tags = {k: v for k, v in template.data.tags.items() if k != "mlflow.runName"}
     artifacts = _local_folder(template.info.artifact_uri)
@@ -164,18 +199,37 @@ def copy_record(study, uri: str, experiment: str, template_id: str, out=sys.stdo
         final = final_values(phase, trial.config.model.steps, rng)
         start = first_start + int(1000 * TRIAL_EVERY * n)
         end = start + int(1000 * TRIAL_SECONDS)
-        run = client.create_run(experiment, start_time=start, run_name=trial.trial_id, tags={
-            **tags, tracking.TRIAL_TAG: trial.trial_id, "urn.tune_trial": trial.trial_id, "phase": phase,
-            "depth": str(final["depth"]), "widths": json.dumps(final["widths"]),
-            "w_hop_spectrum": json.dumps(final["w_hop_spectrum"])})
-        final_metrics = {**{k: float(v) for k, v in final.items() if not isinstance(v, list)},
-                         "phase_index": float(tracking.PHASE_CODES[phase])}
-        metrics = [Metric(key, final_metrics[key] if step == final_step and key in final_metrics else value,
-                          start + int((end - start) * step / (final_step + 1)), step)
-                   for key, points in history.items() for step, value in points]
+        run = client.create_run(
+            experiment,
+            start_time=start,
+            run_name=trial.trial_id,
+            tags={
+                **tags,
+                tracking.TRIAL_TAG: trial.trial_id,
+                "urn.tune_trial": trial.trial_id,
+                "phase": phase,
+                "depth": str(final["depth"]),
+                "widths": json.dumps(final["widths"]),
+                "w_hop_spectrum": json.dumps(final["w_hop_spectrum"]),
+            },
+        )
+        final_metrics = {
+            **{k: float(v) for k, v in final.items() if not isinstance(v, list)},
+            "phase_index": float(tracking.PHASE_CODES[phase]),
+        }
+        metrics = [
+            Metric(
+                key,
+                final_metrics[key] if step == final_step and key in final_metrics else value,
+                start + int((end - start) * step / (final_step + 1)),
+                step,
+            )
+            for key, points in history.items()
+            for step, value in points
+        ]
         params = [Param(k, tracking.runs._param_text(v)) for k, v in to_flat(trial.config).items()]
         while metrics or params:  # MLflow's limits per batch: 100 params, 1000 entries in all
-            some_params, params = params[:tracking.BATCH], params[tracking.BATCH:]
+            some_params, params = params[: tracking.BATCH], params[tracking.BATCH :]
             room = 1000 - len(some_params)
             some_metrics, metrics = metrics[:room], metrics[room:]
             client.log_batch(run.info.run_id, metrics=some_metrics, params=some_params, synchronous=True)
@@ -306,10 +360,8 @@ def measure(study_path: Path, uri: str, folder: Path, n_runs: int, repeats: int)
     rows.append(("load_study_runs, cold from the sweep's table", from_table, table_all))
     warm, warm_all, table = timed(lambda: load_study_runs(STUDY, uri), repeats)
     rows.append(("load_study_runs, warm (cache + changed runs)", warm, warm_all))
-    if len(table) != n_runs or not table[["run_id", "phase", "test_accuracy"]].equals(
-            fresh[["run_id", "phase", "test_accuracy"]]):
-        raise RuntimeError(f"the cached table ({len(table)} runs) differs from the store's ({len(fresh)}; "
-                           f"{n_runs} expected)")
+    if len(table) != n_runs or not table[["run_id", "phase", "test_accuracy"]].equals(fresh[["run_id", "phase", "test_accuracy"]]):
+        raise RuntimeError(f"the cached table ({len(table)} runs) differs from the store's ({len(fresh)}; {n_runs} expected)")
     if not read.equals(fresh) or not (read.dtypes == fresh.dtypes).all():
         raise RuntimeError("the table read from the sweep's study table differs from MLflow's search")
     latest, latest_all, runs = timed(lambda: latest_runs(table), repeats)
@@ -317,27 +369,38 @@ def measure(study_path: Path, uri: str, folder: Path, n_runs: int, repeats: int)
     grid_s, grid_all, grid = timed(lambda: phase_grid(runs, x, y, facet), repeats)
     rows.append((f"phase_grid ({len(grid)} cells)", grid_s, grid_all))
     out = folder / "figures" / "benchmark"
-    draw_s, draw_all, _ = timed(lambda: save_figure(draw_phase_diagram(grid, x, y, facet, title=STUDY),
-                                                    out / "phase_diagram", formats=("png",)), repeats)
+    draw_s, draw_all, _ = timed(
+        lambda: save_figure(draw_phase_diagram(grid, x, y, facet, title=STUDY), out / "phase_diagram", formats=("png",)), repeats
+    )
     rows.append(("draw_phase_diagram + PNG", draw_s, draw_all))
     total = warm + latest + grid_s + draw_s
     rows.append(("total: warm load to PNG", total, []))
     rows.append(("  the same with the cold load", cold + latest + grid_s + draw_s, []))
-    command = [sys.executable, "-m", "urn_study.cli", "phase", str(study_path), "--tracking-uri", uri,
-               "--out", str(folder / "figures" / STUDY)]
+    command = [
+        sys.executable,
+        "-m",
+        "urn_study.cli",
+        "phase",
+        str(study_path),
+        "--tracking-uri",
+        uri,
+        "--out",
+        str(folder / "figures" / STUDY),
+    ]
     cli_s, cli_all, _ = timed(lambda: run_command(command), repeats)
     rows.append(("urn-study phase (new process, warm cache)", cli_s, cli_all))
     study_s, study_all, _ = timed(lambda: load_study(study_path), repeats)
     rows.append((f"  of which: load_study ({n_runs} configs built)", study_s, study_all))
     rows.append(("  of which: load_study_runs, warm", warm, []))
-    report_s, report_all, _ = timed(lambda: write_phase_report(runs, x, y, facet, folder / "figures" / "benchmark",
-                                                               uri, title=STUDY), repeats)
+    report_s, report_all, _ = timed(
+        lambda: write_phase_report(runs, x, y, facet, folder / "figures" / "benchmark", uri, title=STUDY), repeats
+    )
     rows.append(("  of which: write_phase_report", report_s, report_all))
-    csv_s, csv_all, _ = timed(lambda: runs.to_csv(folder / "figures" / "benchmark" / "runs.csv", index=False),
-                              repeats)
+    csv_s, csv_all, _ = timed(lambda: runs.to_csv(folder / "figures" / "benchmark" / "runs.csv", index=False), repeats)
     rows.append(("    of which: runs.csv", csv_s, csv_all))
-    svg_s, svg_all, _ = timed(lambda: save_figure(draw_phase_diagram(grid, x, y, facet, title=STUDY),
-                                                  out / "phase_diagram", formats=("svg",)), repeats)
+    svg_s, svg_all, _ = timed(
+        lambda: save_figure(draw_phase_diagram(grid, x, y, facet, title=STUDY), out / "phase_diagram", formats=("svg",)), repeats
+    )
     rows.append(("    of which: draw_phase_diagram + SVG", svg_s, svg_all))
     rows.append(("  rest: interpreter, imports, store, latest_runs", cli_s - study_s - warm - report_s, []))
 
@@ -345,12 +408,16 @@ def measure(study_path: Path, uri: str, folder: Path, n_runs: int, repeats: int)
     for name, seconds, samples in rows:
         print(f"{name:<52}{seconds:>8.2f}   " + " ".join(f"{s:.2f}" for s in samples))
     table_verdict = "met" if from_table < TABLE_TARGET_SECONDS else "missed"
-    print(f"target: {n_runs} runs loaded cold (no local cache) from the sweep's study table in under "
-          f"{TABLE_TARGET_SECONDS:g} s: {table_verdict} ({from_table:.2f} s, {cold / from_table:.0f}x faster than the "
-          f"full search)")
+    print(
+        f"target: {n_runs} runs loaded cold (no local cache) from the sweep's study table in under "
+        f"{TABLE_TARGET_SECONDS:g} s: {table_verdict} ({from_table:.2f} s, {cold / from_table:.0f}x faster than the "
+        f"full search)"
+    )
     verdict = "met" if total < TARGET_SECONDS else "missed"
-    print(f"target: {n_runs} runs loaded (warm), classified and drawn in under {TARGET_SECONDS:g} s: {verdict} "
-          f"({total:.1f} s); load average now {os.getloadavg()[0]:.1f}")
+    print(
+        f"target: {n_runs} runs loaded (warm), classified and drawn in under {TARGET_SECONDS:g} s: {verdict} "
+        f"({total:.1f} s); load average now {os.getloadavg()[0]:.1f}"
+    )
 
 
 if __name__ == "__main__":

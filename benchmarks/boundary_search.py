@@ -26,6 +26,7 @@ Trials are trained in this process (``run_trials``, each round of the search as 
 trials is the figure, not the time. ``--out`` writes every trained trial (``trials.csv``) and the figures
 (``summary.csv``); a later run with the same ``--out`` reuses the trials already there.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,17 +46,37 @@ from urn_study.config import parse_config  # noqa: E402
 from urn_study.model import pick_device  # noqa: E402
 from urn_study.trial import run_trials  # noqa: E402
 
-STRUCTURE = {"model.input_mode": "once", "model.readout": "last", "model.steps": 2, "data.name": "digits",
-             "model.init_scale": 0.05, "train.epochs": 30, "train.snapshot_every": 30}
-DEPTH = {"data.name": "nlgp", "data.dims": 1, "data.side": 16, "model.steps": 4, "model.input_mode": "clamp",
-         "model.readout": "all", "model.readout_from": 1, "model.init_scale": 0.05, "train.epochs": 60,
-         "train.snapshot_every": 60}
+STRUCTURE = {
+    "model.input_mode": "once",
+    "model.readout": "last",
+    "model.steps": 2,
+    "data.name": "digits",
+    "model.init_scale": 0.05,
+    "train.epochs": 30,
+    "train.snapshot_every": 30,
+}
+DEPTH = {
+    "data.name": "nlgp",
+    "data.dims": 1,
+    "data.side": 16,
+    "model.steps": 4,
+    "model.input_mode": "clamp",
+    "model.readout": "all",
+    "model.readout_from": 1,
+    "model.init_scale": 0.05,
+    "train.epochs": 60,
+    "train.snapshot_every": 60,
+}
 LINES = {  # name -> (base, axis, its coarse values in the study, the other axis held, the label followed)
-    "locality at l1 1e-4": (STRUCTURE, "regulators.locality", [0, 1e-4, 3e-4, 5e-4, 1e-3, 2e-3, 3e-3],
-                            {"regulators.l1": 1e-4}, "phase"),
+    "locality at l1 1e-4": (
+        STRUCTURE,
+        "regulators.locality",
+        [0, 1e-4, 3e-4, 5e-4, 1e-3, 2e-3, 3e-3],
+        {"regulators.l1": 1e-4},
+        "phase",
+    ),
     "l1 at locality 0": (STRUCTURE, "regulators.l1", [0, 1e-4, 3e-4, 1e-3], {"regulators.locality": 0.0}, "phase"),
-    "depth: l1 at locality 0": (DEPTH, "regulators.l1", [0, 1e-4, 3e-4, 6e-4, 1e-3, 2e-3],
-                                {"regulators.locality": 0.0}, "depth"),
+    "depth: l1 at locality 0": (DEPTH, "regulators.l1", [0, 1e-4, 3e-4, 6e-4, 1e-3, 2e-3], {"regulators.locality": 0.0}, "depth"),
 }
 SEEDS = [0, 1, 2]
 TOLERANCE = 1.25
@@ -111,8 +132,11 @@ def dense_values(plan: BoundaryPlan, axis: str, coarse: list) -> list[float]:
 
 def dense(axis: str, values: list[float], outcomes) -> BoundaryPlan:
     """Every value with every seed: the label of a point is the majority of the three."""
-    plan = BoundaryPlan({axis: values}, SEEDS, Refine((axis,), TOLERANCE, budget=len(values) * len(SEEDS),
-                                                      start_seeds=len(SEEDS), max_seeds=len(SEEDS)))
+    plan = BoundaryPlan(
+        {axis: values},
+        SEEDS,
+        Refine((axis,), TOLERANCE, budget=len(values) * len(SEEDS), start_seeds=len(SEEDS), max_seeds=len(SEEDS)),
+    )
     issued = plan.next_trials()
     for trial, (label, margin) in zip(issued, outcomes([(float(i.point[0]), i.seed) for i in issued])):
         plan.record(trial.point, trial.seed, label, margin)
@@ -122,8 +146,20 @@ def dense(axis: str, values: list[float], outcomes) -> BoundaryPlan:
 def matches(searched: list, swept: list) -> tuple[list, list]:
     """(search brackets, each with its overlapping dense bracket of the same labels or None; dense brackets that
     no search bracket matches)."""
-    pairs = [(s, next((d for d in swept if (s.phase_low, s.phase_high) == (d.phase_low, d.phase_high)
-                       and s.low <= d.high and d.low <= s.high), None)) for s in searched]
+    pairs = [
+        (
+            s,
+            next(
+                (
+                    d
+                    for d in swept
+                    if (s.phase_low, s.phase_high) == (d.phase_low, d.phase_high) and s.low <= d.high and d.low <= s.high
+                ),
+                None,
+            ),
+        )
+        for s in searched
+    ]
     matched = {id(d) for _, d in pairs if d is not None}
     return pairs, [d for d in swept if id(d) not in matched]
 
@@ -140,14 +176,18 @@ def between_agreeing_coarse(plan: BoundaryPlan, bracket) -> bool:
 def implied_check(plan: BoundaryPlan, outcomes) -> tuple[int, int, int]:
     """(labels implied, of them contradicted by training, search points whose three trained seeds' majority
     differs from the search's label)."""
-    implied = [(p, s) for p in plan.results for s in SEEDS[:plan.refine.max_seeds]
-               if s not in plan.results[p] and plan.implied(p, s) is not None]
+    implied = [
+        (p, s)
+        for p in plan.results
+        for s in SEEDS[: plan.refine.max_seeds]
+        if s not in plan.results[p] and plan.implied(p, s) is not None
+    ]
     trained = outcomes([(float(p[0]), s) for p, s in implied])
     wrong = sum(label != plan.implied(p, s) for (p, s), (label, _) in zip(implied, trained))
     full = outcomes([(float(p[0]), s) for p in plan.results for s in SEEDS])
     moved = 0
     for i, point in enumerate(plan.results):
-        labels = [label for label, _ in full[i * len(SEEDS):(i + 1) * len(SEEDS)]]
+        labels = [label for label, _ in full[i * len(SEEDS) : (i + 1) * len(SEEDS)]]
         top = max(labels.count(x) for x in labels)
         moved += plan.label(point) not in {x for x in labels if labels.count(x) == top}
     return len(implied), wrong, moved
@@ -184,29 +224,62 @@ def main(argv: list[str] | None = None) -> None:
         pairs, unmatched = matches(searched, grid)
         agree = bool(pairs) and all(d is not None for _, d in pairs)
         implied, wrong, moved = implied_check(plan, outcomes)
-        text = "; ".join(f"[{s.low:.3g}, {s.high:.3g}] {s.phase_low}->{s.phase_high}"
-                         f"{'' if s.located else ' (not located)'} -> "
-                         f"{f'[{d.low:.3g}, {d.high:.3g}]' if d else 'no dense bracket'}" for s, d in pairs)
-        extra = "; ".join(f"[{d.low:.3g}, {d.high:.3g}] {d.phase_low}->{d.phase_high}"
-                          f"{' (between agreeing coarse values)' if between_agreeing_coarse(plan, d) else ''}"
-                          for d in unmatched)
-        print(f"{name:24s} {len(plan.issued):7d} {len(swept.issued):6d} {len(swept.issued) / len(plan.issued):6.1f}  "
-              f"{text or 'no bracket'} ({'same answer' if agree else 'DIFFERENT'}"
-              f"{f'; the dense grid also has {extra}' if extra else ''}; labels implied {implied}, contradicted by "
-              f"training {wrong}; search labels unlike the trained majority {moved}; "
-              f"{time.perf_counter() - start:.0f} s)", flush=True)
-        common = {"line": name, "search_trials": len(plan.issued), "dense_trials": len(swept.issued),
-                  "ratio": len(swept.issued) / len(plan.issued), "implied": implied, "contradicted": wrong,
-                  "majority_differs": moved}
+        text = "; ".join(
+            f"[{s.low:.3g}, {s.high:.3g}] {s.phase_low}->{s.phase_high}"
+            f"{'' if s.located else ' (not located)'} -> "
+            f"{f'[{d.low:.3g}, {d.high:.3g}]' if d else 'no dense bracket'}"
+            for s, d in pairs
+        )
+        extra = "; ".join(
+            f"[{d.low:.3g}, {d.high:.3g}] {d.phase_low}->{d.phase_high}"
+            f"{' (between agreeing coarse values)' if between_agreeing_coarse(plan, d) else ''}"
+            for d in unmatched
+        )
+        print(
+            f"{name:24s} {len(plan.issued):7d} {len(swept.issued):6d} {len(swept.issued) / len(plan.issued):6.1f}  "
+            f"{text or 'no bracket'} ({'same answer' if agree else 'DIFFERENT'}"
+            f"{f'; the dense grid also has {extra}' if extra else ''}; labels implied {implied}, contradicted by "
+            f"training {wrong}; search labels unlike the trained majority {moved}; "
+            f"{time.perf_counter() - start:.0f} s)",
+            flush=True,
+        )
+        common = {
+            "line": name,
+            "search_trials": len(plan.issued),
+            "dense_trials": len(swept.issued),
+            "ratio": len(swept.issued) / len(plan.issued),
+            "implied": implied,
+            "contradicted": wrong,
+            "majority_differs": moved,
+        }
         for s, d in pairs:
-            summary.append({**common, "found_by": "both" if d else "search", "phase_low": s.phase_low,
-                            "phase_high": s.phase_high, "search_low": s.low, "search_high": s.high,
-                            "dense_low": d.low if d else math.nan, "dense_high": d.high if d else math.nan,
-                            "between_agreeing_coarse": False})
+            summary.append(
+                {
+                    **common,
+                    "found_by": "both" if d else "search",
+                    "phase_low": s.phase_low,
+                    "phase_high": s.phase_high,
+                    "search_low": s.low,
+                    "search_high": s.high,
+                    "dense_low": d.low if d else math.nan,
+                    "dense_high": d.high if d else math.nan,
+                    "between_agreeing_coarse": False,
+                }
+            )
         for d in unmatched:
-            summary.append({**common, "found_by": "dense", "phase_low": d.phase_low, "phase_high": d.phase_high,
-                            "search_low": math.nan, "search_high": math.nan, "dense_low": d.low,
-                            "dense_high": d.high, "between_agreeing_coarse": between_agreeing_coarse(plan, d)})
+            summary.append(
+                {
+                    **common,
+                    "found_by": "dense",
+                    "phase_low": d.phase_low,
+                    "phase_high": d.phase_high,
+                    "search_low": math.nan,
+                    "search_high": math.nan,
+                    "dense_low": d.low,
+                    "dense_high": d.high,
+                    "between_agreeing_coarse": between_agreeing_coarse(plan, d),
+                }
+            )
     if args.out and not args.smoke:
         args.out.mkdir(parents=True, exist_ok=True)
         with (args.out / "trials.csv").open("w", newline="") as f:

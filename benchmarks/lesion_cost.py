@@ -13,6 +13,7 @@ seconds of each part, the lesion passes it ran (real forward runs of the network
 default schedule costs a 30-epoch trial (6 snapshots + the null) against that trial's training time (30 times
 the median epoch of the training run, the measured last epoch left out).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,37 +70,67 @@ def main(argv: list[str] | None = None) -> None:
         args.sizes, args.epochs, args.repeats = [202], 1, 1
 
     print("lesion_cost |", describe(pick_device("auto")))
-    print(f"digits, T = 3, l1 1e-4, trained {args.epochs} epochs; medians of {args.repeats}; a 30-epoch trial "
-          "measures its null once, 5 snapshots and the final W")
-    header = ("S", "probe", "null s", "snapshot s", "final s", "function s", "runs", "lesions", "per trial s",
-              "train 30 ep s", "share")
+    print(
+        f"digits, T = 3, l1 1e-4, trained {args.epochs} epochs; medians of {args.repeats}; a 30-epoch trial "
+        "measures its null once, 5 snapshots and the final W"
+    )
+    header = (
+        "S",
+        "probe",
+        "null s",
+        "snapshot s",
+        "final s",
+        "function s",
+        "runs",
+        "lesions",
+        "per trial s",
+        "train 30 ep s",
+        "share",
+    )
     rows = []
     for size in args.sizes:
-        config = parse_config({"data.name": "digits", "model.hidden_channels": SIZES[size], "model.steps": 3,
-                               "regulators.l1": 1e-4, "train.epochs": args.epochs,
-                               "train.snapshot_every": args.epochs})
+        config = parse_config(
+            {
+                "data.name": "digits",
+                "model.hidden_channels": SIZES[size],
+                "model.steps": 3,
+                "regulators.l1": 1e-4,
+                "train.epochs": args.epochs,
+                "train.snapshot_every": args.epochs,
+            }
+        )
         run_trial(parse_config({**to_flat(config), "train.epochs": 1}))  # warm-up: imports, threads, data
         stamps = [time.perf_counter()]
         result = run_trial(config, report=lambda epoch, m: stamps.append(time.perf_counter()))
         # an epoch's training (and its accuracy figures): the epochs before the last, which alone is measured
-        epoch_s = statistics.median(b - a for a, b in zip(stamps[1:-1], stamps[2:])) if len(stamps) > 3 else \
-            stamps[-1] - stamps[0]
+        epoch_s = statistics.median(b - a for a, b in zip(stamps[1:-1], stamps[2:])) if len(stamps) > 3 else stamps[-1] - stamps[0]
         data = load_dataset(config.data, config.seed)
         probe = probe_of(data.x_test, data.y_test, config.seed)
-        null_s, null = timed(args.repeats, lambda: measure_null(result.initial_weights, result.layout, config.model,
-                                                                 probe))
-        measure_s, _ = timed(args.repeats, lambda: measure(result.weights, result.bias, result.layout, config.model,
-                                                            probe, null, shuffle=False))
-        final_s, _ = timed(args.repeats, lambda: measure(result.weights, result.bias, result.layout, config.model,
-                                                          probe, null))
+        null_s, null = timed(args.repeats, lambda: measure_null(result.initial_weights, result.layout, config.model, probe))
+        measure_s, _ = timed(
+            args.repeats, lambda: measure(result.weights, result.bias, result.layout, config.model, probe, null, shuffle=False)
+        )
+        final_s, _ = timed(args.repeats, lambda: measure(result.weights, result.bias, result.layout, config.model, probe, null))
         net = function.Network.of(result.weights, result.bias, result.layout, config.model)
         function_s, _ = timed(args.repeats, lambda: function.functional_report(net, probe, null.function))
         _, runs, lesions = counted_runs(lambda: function.functional_report(net, probe, null.function))
         train_30 = 30 * epoch_s
         per_trial = null_s + 5 * measure_s + final_s
-        rows.append((size, len(probe.y), f"{null_s:.2f}", f"{measure_s:.2f}", f"{final_s:.2f}", f"{function_s:.2f}",
-                     runs, lesions,
-                     f"{per_trial:.1f}", f"{train_30:.1f}", f"{per_trial / (per_trial + train_30):.2f}"))
+        rows.append(
+            (
+                size,
+                len(probe.y),
+                f"{null_s:.2f}",
+                f"{measure_s:.2f}",
+                f"{final_s:.2f}",
+                f"{function_s:.2f}",
+                runs,
+                lesions,
+                f"{per_trial:.1f}",
+                f"{train_30:.1f}",
+                f"{per_trial / (per_trial + train_30):.2f}",
+            )
+        )
     widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
     print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
     for row in rows:

@@ -1,4 +1,5 @@
 """The machine a benchmark ran on, printed above its figures so numbers are never read without it."""
+
 from __future__ import annotations
 
 import os
@@ -24,9 +25,11 @@ def cpu_model() -> str:
 def describe(device: torch.device) -> str:
     """One line: date, CPU model, cores, torch threads, torch version, device."""
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    return (f"{time.strftime('%Y-%m-%d %H:%M')} | {cpu_model()} | {os.cpu_count()} cores, torch threads "
-            f"{torch.get_num_threads()} | torch {torch.__version__} | device {device} ({where}) | "
-            f"load average {os.getloadavg()[0]:.1f}")
+    return (
+        f"{time.strftime('%Y-%m-%d %H:%M')} | {cpu_model()} | {os.cpu_count()} cores, torch threads "
+        f"{torch.get_num_threads()} | torch {torch.__version__} | device {device} ({where}) | "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
 
 
 def kernel_counters() -> dict[str, float] | None:
@@ -38,8 +41,13 @@ def kernel_counters() -> dict[str, float] | None:
     except OSError:
         return None
     user, nice, system, idle, iowait, irq, softirq, steal = (int(x) for x in lines["cpu"][:8])
-    return {"time": time.time(), "switches": int(lines["ctxt"][0]), "busy": user + nice + system + irq + softirq,
-            "kernel": system + irq + softirq, "total": user + nice + system + idle + iowait + irq + softirq + steal}
+    return {
+        "time": time.time(),
+        "switches": int(lines["ctxt"][0]),
+        "busy": user + nice + system + irq + softirq,
+        "kernel": system + irq + softirq,
+        "total": user + nice + system + idle + iowait + irq + softirq + steal,
+    }
 
 
 def between(before: dict | None, after: dict | None) -> dict[str, float] | None:
@@ -47,9 +55,11 @@ def between(before: dict | None, after: dict | None) -> dict[str, float] | None:
     if before is None or after is None:
         return None
     ticks = max(after["total"] - before["total"], 1)
-    return {"switches_per_s": (after["switches"] - before["switches"]) / max(after["time"] - before["time"], 1e-9),
-            "kernel": (after["kernel"] - before["kernel"]) / ticks,
-            "idle": 1 - (after["busy"] - before["busy"]) / ticks}
+    return {
+        "switches_per_s": (after["switches"] - before["switches"]) / max(after["time"] - before["time"], 1e-9),
+        "kernel": (after["kernel"] - before["kernel"]) / ticks,
+        "idle": 1 - (after["busy"] - before["busy"]) / ticks,
+    }
 
 
 def sync(device: torch.device) -> None:
@@ -57,8 +67,13 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def median_seconds(run: Callable[[], None], device: torch.device, repeats: int, min_seconds: float = 0.2,
-                   clock: Callable[[], float] = time.perf_counter) -> float:
+def median_seconds(
+    run: Callable[[], None],
+    device: torch.device,
+    repeats: int,
+    min_seconds: float = 0.2,
+    clock: Callable[[], float] = time.perf_counter,
+) -> float:
     """Median over ``repeats`` of the seconds one ``run()`` takes; each repeat loops ``run`` for about
     ``min_seconds`` so that short calls are timed over many. The machine is shared, hence the median.
     ``clock``: wall time, or ``time.thread_time`` (the calling thread's time on a core: with torch on one
@@ -105,8 +120,13 @@ def timed_trial(config) -> dict:
     end = time.time()
     after = thread_counters()
     counts = {k: after[k] - before[k] for k in after} if before and after else None
-    return {"start": start, "end": end, "torch_threads": torch.get_num_threads(),
-            "loop": float(result.metrics["seconds"]), "thread": counts}
+    return {
+        "start": start,
+        "end": end,
+        "torch_threads": torch.get_num_threads(),
+        "loop": float(result.metrics["seconds"]),
+        "thread": counts,
+    }
 
 
 def tune_trial(tune_config: dict, configs: list) -> None:

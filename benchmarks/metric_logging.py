@@ -19,6 +19,7 @@ longest hand-over and how many points are in the store once the server is back a
 it gives up (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, 7: about four minutes); the outage here outlasts the
 retries that ``--retries`` leaves (default 1), which is what a server down for longer than four minutes does.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,8 +58,9 @@ class Way:
         self.sender = None
         if name.startswith("MetricSender"):
             every = 5.0 if "5 s" in name else 0.0
-            self.sender = tracking.MetricSender(lambda items: self.client.log_batch(self.run_id, metrics=items,
-                                                                                    synchronous=True), every_s=every)
+            self.sender = tracking.MetricSender(
+                lambda items: self.client.log_batch(self.run_id, metrics=items, synchronous=True), every_s=every
+            )
 
     def hand_over(self, items: list) -> None:
         start = time.perf_counter()
@@ -127,10 +129,25 @@ def start_server(folder: Path, port: int) -> subprocess.Popen:
     from conftest import MLFLOW, wait_http
 
     with open(folder / "server.log", "ab") as log:  # the server keeps its own copy of the descriptor
-        process = subprocess.Popen([str(MLFLOW), "server", "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
-                                    "--artifacts-destination", str(folder / "served"), "--host", "127.0.0.1",
-                                    "--port", str(port), "--workers", "1"],
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [
+                str(MLFLOW),
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{folder / 'server.db'}",
+                "--artifacts-destination",
+                str(folder / "served"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     wait_http(f"http://127.0.0.1:{port}/health", process=process)
     return process
 
@@ -144,8 +161,9 @@ def live(uri: str, epochs: int, n_metrics: int, epoch_s: float) -> None:
     stored = seconds_until_stored(ways, epochs, last)
     for way in ways:
         way.drain()
-        print(f"  {way.name:<18}{statistics.median(way.times) * 1000:>10.2f}{max(way.times) * 1000:>10.1f}"
-              f"{stored[way.name]:>10.2f}")
+        print(
+            f"  {way.name:<18}{statistics.median(way.times) * 1000:>10.2f}{max(way.times) * 1000:>10.1f}{stored[way.name]:>10.2f}"
+        )
 
 
 def outage(folder: Path, epochs: int, n_metrics: int, epoch_s: float) -> None:
@@ -176,8 +194,10 @@ def outage(folder: Path, epochs: int, n_metrics: int, epoch_s: float) -> None:
     train_loop(ways, epochs, n_metrics, epoch_s, at_epoch)
     restarting.join()
     try:
-        print(f"  server down {down['back'] - down['stopped']:.1f} s from epoch {epochs // 3} "
-              f"(the loop ran on: {epochs} epochs of {epoch_s:g} s)")
+        print(
+            f"  server down {down['back'] - down['stopped']:.1f} s from epoch {epochs // 3} "
+            f"(the loop ran on: {epochs} epochs of {epoch_s:g} s)"
+        )
         for way in ways:
             way.drain()
             print(f"  {way.name:<18}{max(way.times) * 1000:>10.1f}{way.errors:>8}{way.points():>8} of {epochs}")
@@ -209,8 +229,10 @@ def main(argv: list[str] | None = None) -> None:
                 port = free_port()
                 server, uri = start_server(folder, port), f"http://127.0.0.1:{port}"
             try:
-                print(f"{label}: {args.epochs} epochs of {args.metrics} metrics, one every {args.epoch_s:g} s; "
-                      f"load average {os.getloadavg()[0]:.1f}")
+                print(
+                    f"{label}: {args.epochs} epochs of {args.metrics} metrics, one every {args.epoch_s:g} s; "
+                    f"load average {os.getloadavg()[0]:.1f}"
+                )
                 print(header)
                 live(uri, args.epochs, args.metrics, args.epoch_s)
             finally:

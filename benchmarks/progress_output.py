@@ -19,6 +19,7 @@ descriptors; as in the driver, workers' output is not forwarded), the characters
 and the driver process's CPU seconds during it (every thread of the driver: Tune's loop, the reporter, Ray's
 client).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,9 +61,11 @@ def fit(way: str, trials: int, reports: int, report_s: float, storage: Path) -> 
     if way == "silent":
         ours = {"verbose": 0}
     run_config = tune.RunConfig(name=f"{way.replace(' ', '_')}-{time.time_ns()}", storage_path=str(storage), **ours)
-    tuner = tune.Tuner(urn_like_trial, run_config=run_config,
-                       param_space={"index": tune.grid_search(list(range(trials))), "reports": reports,
-                                    "report_s": report_s})
+    tuner = tune.Tuner(
+        urn_like_trial,
+        run_config=run_config,
+        param_space={"index": tune.grid_search(list(range(trials))), "reports": reports, "report_s": report_s},
+    )
     with captured_terminal() as text:
         cpu, start = time.process_time(), time.perf_counter()
         tuner.fit()
@@ -113,14 +116,15 @@ def main(argv: list[str] | None = None) -> None:
     print("progress_output |", describe(pick_device("auto")))
     previous = os.environ.get("RAY_AIR_NEW_OUTPUT")
     with tempfile.TemporaryDirectory(prefix="urn-progress-") as scratch:
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 logging_level="WARNING")  # as the driver does
+        ray.init(
+            address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING"
+        )  # as the driver does
         try:
             results: dict[str, list[dict]] = {way: [] for way in WAYS}
             loads = [os.getloadavg()[0]]
             fit("Progress", args.trials, args.reports, args.report_s, Path(scratch))  # untimed: starts Ray's workers
             for repeat in range(args.repeats):
-                for way in WAYS[repeat % len(WAYS):] + WAYS[:repeat % len(WAYS)]:  # each way first in turn
+                for way in WAYS[repeat % len(WAYS) :] + WAYS[: repeat % len(WAYS)]:  # each way first in turn
                     results[way].append(fit(way, args.trials, args.reports, args.report_s, Path(scratch)))
                 loads.append(os.getloadavg()[0])
         finally:
@@ -129,8 +133,10 @@ def main(argv: list[str] | None = None) -> None:
                 os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
             else:
                 os.environ["RAY_AIR_NEW_OUTPUT"] = previous
-    print(f"{args.trials} trials of {args.reports} reports {args.report_s:g} s apart, 2 at a time; medians of "
-          f"{args.repeats}, interleaved; load average {min(loads):.1f} to {max(loads):.1f}")
+    print(
+        f"{args.trials} trials of {args.reports} reports {args.report_s:g} s apart, 2 at a time; medians of "
+        f"{args.repeats}, interleaved; load average {min(loads):.1f} to {max(loads):.1f}"
+    )
     print(f"{'way':<14}{'lines':>7}{'chars':>8}{'wall s':>8}{'driver CPU s':>14}")
     for way, runs in results.items():
         median = {k: statistics.median(r[k] for r in runs) for k in ("lines", "chars", "wall", "cpu")}

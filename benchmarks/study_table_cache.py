@@ -18,6 +18,7 @@ results), made with ``--runs`` runs. Timed in turn (ours, the library's, ours, .
 Then ours' warm load taken apart: reading the cache, asking the store for changed runs, writing the cache
 back, typing the table (``tidy_table``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -79,8 +80,7 @@ def measure(uri: str, folder: Path, n_runs: int, repeats: int) -> None:
     experiment_id = MlflowClient(uri).get_experiment_by_name(STUDY).experiment_id
     ours_dir, parquet = folder / "bench_cache", folder / "bench_library.parquet"
     ways = {
-        "ours, cold (full search, typed, cache written)": lambda: load_study_runs(STUDY, uri, refresh=True,
-                                                                                  cache_dir=ours_dir),
+        "ours, cold (full search, typed, cache written)": lambda: load_study_runs(STUDY, uri, refresh=True, cache_dir=ours_dir),
         "library, cold (mlflow.search_runs, parquet written)": lambda: library_cold(uri, experiment_id, parquet),
         "ours, warm (cache + changed runs)": lambda: load_study_runs(STUDY, uri, cache_dir=ours_dir),
         "library, warm (parquet + runs ended since)": lambda: library_warm(uri, experiment_id, parquet),
@@ -96,13 +96,17 @@ def measure(uri: str, folder: Path, n_runs: int, repeats: int) -> None:
             samples[name].append(time.perf_counter() - start)
             rows[name] = len(table)
         loads.append(os.getloadavg()[0])
-    print(f"{n_runs} recorded trial runs (plus the sweep's run); medians of {repeats}, interleaved; "
-          f"load average {min(loads):.1f} to {max(loads):.1f}")
+    print(
+        f"{n_runs} recorded trial runs (plus the sweep's run); medians of {repeats}, interleaved; "
+        f"load average {min(loads):.1f} to {max(loads):.1f}"
+    )
     print(f"{'':<54}{'seconds':>8}{'rows':>7}   each repeat")
     for name, times in samples.items():
         print(f"{name:<54}{statistics.median(times):>8.2f}{rows[name]:>7}   " + " ".join(f"{s:.2f}" for s in times))
-    print("where ours' warm load goes: " + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in
-                                                     warm_parts(uri, experiment_id, ours_dir, repeats).items()))
+    print(
+        "where ours' warm load goes: "
+        + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in warm_parts(uri, experiment_id, ours_dir, repeats).items())
+    )
 
 
 def warm_parts(uri: str, experiment_id: str, cache_dir: Path, repeats: int) -> dict[str, float]:
@@ -112,8 +116,12 @@ def warm_parts(uri: str, experiment_id: str, cache_dir: Path, repeats: int) -> d
 
     files = runs._cache_files(cache_dir, uri, experiment_id, STUDY)
     key = {"version": runs.CACHE_VERSION, "tracking_uri": uri, "experiment_id": experiment_id}
-    parts: dict[str, list[float]] = {"reading the cache": [], "asking for changed runs": [], "writing it back": [],
-                                     "typing the table": []}
+    parts: dict[str, list[float]] = {
+        "reading the cache": [],
+        "asking for changed runs": [],
+        "writing it back": [],
+        "typing the table": [],
+    }
     for _ in range(repeats):
         start = time.perf_counter()
         frame, watermark = runs._read_cache(files, key)

@@ -14,6 +14,7 @@ urn_study.cli sweep FILE --num-cpus CORES``; the loop runs ``run_trial`` on each
 after the other, with torch's default threads, recording nothing. Ways take turns across repeats; medians are
 printed, and each repeat's figures.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,21 +58,29 @@ def write_study(folder: Path, smoke: bool, per_worker: int | None) -> Path:
         study["grid"] = {"regulators.locality": [0, 1.0e-3], "regulators.l1": [1.0e-4], "model.steps": [3]}
         study["seeds"] = [0, 1]
     else:
-        study["grid"] = {"regulators.locality": [0, 1.0e-4, 3.0e-4, 1.0e-3], "regulators.l1": [0, 1.0e-4, 1.0e-3],
-                         "model.steps": [2, 3]}
+        study["grid"] = {
+            "regulators.locality": [0, 1.0e-4, 3.0e-4, 1.0e-3],
+            "regulators.l1": [0, 1.0e-4, 1.0e-3],
+            "model.steps": [2, 3],
+        }
         study["seeds"] = [0, 1]
     if per_worker is not None:
         study["trials_per_worker"] = per_worker
     path = folder / f"{study['name']}.yaml"
-    path.write_text(f"# Question: none; benchmarks/study_throughput.py's sub-grid of structure.yaml.\n"
-                    f"# Run: urn-study sweep {path.name}\n" + yaml.safe_dump(study, sort_keys=False))
+    path.write_text(
+        f"# Question: none; benchmarks/study_throughput.py's sub-grid of structure.yaml.\n"
+        f"# Run: urn-study sweep {path.name}\n" + yaml.safe_dump(study, sort_keys=False)
+    )
     return path
 
 
 def run_way(way: str, paths: dict[str, Path], results: Path, cores: int) -> tuple[float, str]:
     """One way in its own process: (wall seconds, what it printed)."""
-    env = {**os.environ, "URN_RESULTS_DIR": str(results), "PYTHONPATH": os.pathsep.join(
-        p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+    env = {
+        **os.environ,
+        "URN_RESULTS_DIR": str(results),
+        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
+    }
     if way == "plain loop":
         command = [sys.executable, "-c", LOOP, str(paths[way])]
     else:
@@ -104,13 +113,15 @@ def main(argv: list[str] | None = None) -> None:
         paths = {"packed": packed, "one per worker": write_study(folder, args.smoke, 1), "plain loop": packed}
         study = load_study(packed)
         trials = len(study.trials())
-        print(f"{trials} trials of structure.yaml's sub-grid ({', '.join(f'{k} {v}' for k, v in study.grid.items())}, "
-              f"seeds {study.seeds}), {study.trials()[0].config.train.epochs} epochs; sweeps on {args.cores} CPUs, "
-              f"the loop one trial after another; {args.repeats} repeat(s), ways in turn")
+        print(
+            f"{trials} trials of structure.yaml's sub-grid ({', '.join(f'{k} {v}' for k, v in study.grid.items())}, "
+            f"seeds {study.seeds}), {study.trials()[0].config.train.epochs} epochs; sweeps on {args.cores} CPUs, "
+            f"the loop one trial after another; {args.repeats} repeat(s), ways in turn"
+        )
         samples: dict[str, list[float]] = {way: [] for way in WAYS}
         packing = ""
         for repeat in range(args.repeats):
-            for way in WAYS[repeat % 3:] + WAYS[:repeat % 3]:
+            for way in WAYS[repeat % 3 :] + WAYS[: repeat % 3]:
                 results = folder / f"results-{repeat}-{way.replace(' ', '-')}"
                 results.mkdir()
                 seconds, out = run_way(way, paths, results, args.cores)
@@ -121,8 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     wall = {way: statistics.median(samples[way]) for way in WAYS}
     print(f"{'way':<16} {'wall s':>8} {'trials/hour':>12}   wall of each repeat")
     for way in WAYS:
-        print(f"{way:<16} {wall[way]:>8.1f} {trials / wall[way] * 3600:>12.0f}   "
-              + " ".join(f"{s:.1f}" for s in samples[way]))
+        print(f"{way:<16} {wall[way]:>8.1f} {trials / wall[way] * 3600:>12.0f}   " + " ".join(f"{s:.1f}" for s in samples[way]))
     print(f"plain loop / packed: {wall['plain loop'] / wall['packed']:.2f}  (target: at least 1.5)")
     print(f"one per worker / packed: {wall['one per worker'] / wall['packed']:.2f}")
     print(f"plain loop / one per worker: {wall['plain loop'] / wall['one per worker']:.2f}")

@@ -32,6 +32,7 @@ kernel share of CPU while each ran are given (Linux ``/proc/stat``), and, for pl
 what each trial's thread did (``/proc/thread-self``: seconds on a core, seconds waiting for one, times
 preempted); last, one trial is recorded in-process step by step (no Ray) to cost each part of the record.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,9 +61,14 @@ LOCALITY = (0.0, 1e-4, 3e-4, 1e-3)
 STUDY = "overhead"
 QUEUE = "queue each epoch's metrics (a thread sends them)"
 SIDES = ("plain", "tune", "ray")
-RECORD_STEPS = ("open the run (search, create, params, tags)", QUEUE,
-                "save checkpoints (save_state)", "finish (artifacts written and stored, tags, end)",
-                "  of which: write the artifacts", "  of which: draw the W heatmap")
+RECORD_STEPS = (
+    "open the run (search, create, params, tags)",
+    QUEUE,
+    "save checkpoints (save_state)",
+    "finish (artifacts written and stored, tags, end)",
+    "  of which: write the artifacts",
+    "  of which: draw the W heatmap",
+)
 
 
 def write_study(folder: Path, n_trials: int, channels: int, epochs: int) -> Path:
@@ -70,16 +76,27 @@ def write_study(folder: Path, n_trials: int, channels: int, epochs: int) -> Path
     per_seed = next(k for k in (4, 2, 1) if n_trials % k == 0)
     study = {
         "name": STUDY,
-        "base": {"data.name": "digits", "model.hidden_channels": channels, "model.steps": 3, "train.epochs": epochs,
-                 "train.snapshot_every": min(5, epochs), "train.checkpoint_every": min(10, epochs),
-                 "regulators.l1": 1e-4},
+        "base": {
+            "data.name": "digits",
+            "model.hidden_channels": channels,
+            "model.steps": 3,
+            "train.epochs": epochs,
+            "train.snapshot_every": min(5, epochs),
+            "train.checkpoint_every": min(10, epochs),
+            "regulators.l1": 1e-4,
+        },
         "grid": {"regulators.locality": list(LOCALITY[:per_seed])},
         "seeds": list(range(n_trials // per_seed)),
-        "metric": "test_accuracy", "mode": "max", "resources": {"cpu": 1, "gpu": 0}, "trials_per_worker": 1,
+        "metric": "test_accuracy",
+        "mode": "max",
+        "resources": {"cpu": 1, "gpu": 0},
+        "trials_per_worker": 1,
     }
     path = folder / f"{STUDY}.yaml"
-    path.write_text(f"# Question: none; the reference sweep of benchmarks/sweep_overhead.py ({n_trials} trials).\n"
-                    f"# Run: .venv/bin/python benchmarks/sweep_overhead.py\n" + yaml.safe_dump(study, sort_keys=False))
+    path.write_text(
+        f"# Question: none; the reference sweep of benchmarks/sweep_overhead.py ({n_trials} trials).\n"
+        f"# Run: .venv/bin/python benchmarks/sweep_overhead.py\n" + yaml.safe_dump(study, sort_keys=False)
+    )
     return path
 
 
@@ -100,9 +117,17 @@ def plain_loop(configs: list, cores: int) -> dict:
             os.environ.pop("OMP_NUM_THREADS", None)
         else:
             os.environ["OMP_NUM_THREADS"] = previous
-    return {"wall": end - start, "closed": closed - start, "start": start, "end": end, "kernel": kernel,
-            "spans": [(t["start"], t["end"]) for t in trials], "loops": [t["loop"] for t in trials],
-            "threads": sorted({t["torch_threads"] for t in trials}), "thread": [t["thread"] for t in trials]}
+    return {
+        "wall": end - start,
+        "closed": closed - start,
+        "start": start,
+        "end": end,
+        "kernel": kernel,
+        "spans": [(t["start"], t["end"]) for t in trials],
+        "loops": [t["loop"] for t in trials],
+        "threads": sorted({t["torch_threads"] for t in trials}),
+        "thread": [t["thread"] for t in trials],
+    }
 
 
 def tune_alone(configs: list, cores: int, storage: Path) -> dict:
@@ -122,7 +147,8 @@ def tune_alone(configs: list, cores: int, storage: Path) -> dict:
             tune.with_resources(tune.with_parameters(tune_trial, configs=configs), {"cpu": 1}),
             param_space={"index": tune.grid_search(list(range(len(configs))))},
             tune_config=tune.TuneConfig(reuse_actors=True),
-            run_config=tune.RunConfig(storage_path=str(storage), verbose=0, callbacks=[JsonLoggerCallback()]))
+            run_config=tune.RunConfig(storage_path=str(storage), verbose=0, callbacks=[JsonLoggerCallback()]),
+        )
         counters = kernel_counters()
         start = time.time()
         with contextlib.redirect_stdout(io.StringIO()):
@@ -134,9 +160,15 @@ def tune_alone(configs: list, cores: int, storage: Path) -> dict:
     if grid.errors:
         raise RuntimeError(f"the Tune-alone sweep failed: {grid.errors[0]}")
     trials = [result.metrics for result in grid]
-    return {"wall": end - start, "start": start, "end": end, "kernel": kernel,
-            "spans": [(t["start"], t["end"]) for t in trials], "loops": [t["loop"] for t in trials],
-            "thread": [{k: t[k] for k in ("cpu", "wait", "preempted")} if "cpu" in t else None for t in trials]}
+    return {
+        "wall": end - start,
+        "start": start,
+        "end": end,
+        "kernel": kernel,
+        "spans": [(t["start"], t["end"]) for t in trials],
+        "loops": [t["loop"] for t in trials],
+        "thread": [{k: t[k] for k in ("cpu", "wait", "preempted")} if "cpu" in t else None for t in trials],
+    }
 
 
 def ray_sweep(study_path: Path, uri: str, cores: int) -> dict:
@@ -163,10 +195,17 @@ def ray_sweep(study_path: Path, uri: str, cores: int) -> dict:
     record = records.find_record(load_study(study_path))
     experiment = tracking.client(uri).get_experiment_by_name(STUDY).experiment_id
     runs = tracking.trial_runs(uri, experiment, record.sweep_id)
-    return {"wall": t3 - t0, "up": t2 - t1, "init": t1 - t0, "shutdown": t3 - t2, "start": t1, "end": t2,
-            "kernel": kernel,
-            "spans": [(r.info.start_time / 1000, r.info.end_time / 1000) for r in runs],
-            "loops": [r.data.metrics.get("seconds", float("nan")) for r in runs]}
+    return {
+        "wall": t3 - t0,
+        "up": t2 - t1,
+        "init": t1 - t0,
+        "shutdown": t3 - t2,
+        "start": t1,
+        "end": t2,
+        "kernel": kernel,
+        "spans": [(r.info.start_time / 1000, r.info.end_time / 1000) for r in runs],
+        "loops": [r.data.metrics.get("seconds", float("nan")) for r in runs],
+    }
 
 
 def split(run: dict, cores: int) -> dict[str, float]:
@@ -175,9 +214,14 @@ def split(run: dict, cores: int) -> dict[str, float]:
     span and training loop (its own ``seconds``: epochs, their reports and checkpoints) on average."""
     starts, ends = [s for s, _ in run["spans"]], [e for _, e in run["spans"]]
     inside = sum(e - s for s, e in run["spans"]) / cores
-    return {"head": min(starts) - run["start"], "inside": inside, "between": max(ends) - min(starts) - inside,
-            "tail": run["end"] - max(ends), "per_trial": statistics.mean(e - s for s, e in run["spans"]),
-            "loop": statistics.mean(run["loops"])}
+    return {
+        "head": min(starts) - run["start"],
+        "inside": inside,
+        "between": max(ends) - min(starts) - inside,
+        "tail": run["end"] - max(ends),
+        "per_trial": statistics.mean(e - s for s, e in run["spans"]),
+        "loop": statistics.mean(run["loops"]),
+    }
 
 
 def record_costs(config, uri: str) -> Counter:
@@ -204,16 +248,31 @@ def record_costs(config, uri: str) -> Counter:
     try:
         experiment = tracking.ensure_experiment(uri, STUDY)
         parent = tracking.open_sweep_run(uri, experiment, STUDY, "breakdown", {"searcher": "none"})
-        record = timed("open the run (search, create, params, tags)", tracking.TrialRecord.open, uri, experiment,
-                       parent, STUDY, "breakdown", f"{STUDY}-b0000", config, {})
+        record = timed(
+            "open the run (search, create, params, tags)",
+            tracking.TrialRecord.open,
+            uri,
+            experiment,
+            parent,
+            STUDY,
+            "breakdown",
+            f"{STUDY}-b0000",
+            config,
+            {},
+        )
         with tempfile.TemporaryDirectory(prefix="urn-bench-") as folder:
-            result = timed("train", run_trial, config,
-                           lambda epoch, m: timed(QUEUE, record.log_epoch, epoch, m),
-                           lambda state: timed("save checkpoints (save_state)", save_state, state,
-                                               Path(folder) / f"epoch_{state.epoch}"))
+            result = timed(
+                "train",
+                run_trial,
+                config,
+                lambda epoch, m: timed(QUEUE, record.log_epoch, epoch, m),
+                lambda state: timed("save checkpoints (save_state)", save_state, state, Path(folder) / f"epoch_{state.epoch}"),
+            )
             timed("  of which: write the artifacts", write_artifacts, result, Path(folder) / "artifacts")
-        image = timed("  of which: draw the W heatmap", lambda: weight_image(
-            result.weights, result.structure.get("levels"), layout=result.layout, title=record.trial_id))
+        image = timed(
+            "  of which: draw the W heatmap",
+            lambda: weight_image(result.weights, result.structure.get("levels"), layout=result.layout, title=record.trial_id),
+        )
         with tempfile.TemporaryDirectory(prefix="urn-bench-") as folder:
             timed("  of which: draw the W heatmap", lambda: image.save(Path(folder) / "W.png", compress_level=1))
         timed("finish (artifacts written and stored, tags, end)", record.finish, result)
@@ -261,14 +320,16 @@ def run(args, folder: Path, results: Path) -> None:
     tracking.ensure_experiment(uri, STUDY)
     store_seconds = time.perf_counter() - start
     size = 64 * (1 + args.channels) + 10
-    print(f"reference sweep: {args.trials} trials, digits, S = {size}, T = 3, {args.epochs} epochs, "
-          f"{args.cores} at a time; medians of {args.repeats} repeats (MLflow store created once before: "
-          f"{store_seconds:.1f} s)")
+    print(
+        f"reference sweep: {args.trials} trials, digits, S = {size}, T = 3, {args.epochs} epochs, "
+        f"{args.cores} at a time; medians of {args.repeats} repeats (MLflow store created once before: "
+        f"{store_seconds:.1f} s)"
+    )
 
     runs: dict[str, list[dict]] = {side: [] for side in SIDES}
     for n in range(args.repeats):
         # each repeat starts with the next side: a load that rises or falls meets all of them alike
-        for side in SIDES[n % len(SIDES):] + SIDES[:n % len(SIDES)]:
+        for side in SIDES[n % len(SIDES) :] + SIDES[: n % len(SIDES)]:
             if side == "plain":
                 runs[side].append(plain_loop(configs, args.cores))
             elif side == "tune":
@@ -276,9 +337,12 @@ def run(args, folder: Path, results: Path) -> None:
             else:
                 runs[side].append(ray_sweep(study_path, uri, args.cores))
         plain, tune, ray = (runs[side][-1] for side in SIDES)
-        print(f"  repeat {n + 1}: plain {plain['wall']:.1f} s ({plain['closed']:.1f} s with the pool shut down), "
-              f"Tune alone {tune['wall']:.1f} s, Ray + MLflow up {ray['up']:.1f} s, whole {ray['wall']:.1f} s "
-              f"(load average {os.getloadavg()[0]:.1f})", flush=True)
+        print(
+            f"  repeat {n + 1}: plain {plain['wall']:.1f} s ({plain['closed']:.1f} s with the pool shut down), "
+            f"Tune alone {tune['wall']:.1f} s, Ray + MLflow up {ray['up']:.1f} s, whole {ray['wall']:.1f} s "
+            f"(load average {os.getloadavg()[0]:.1f})",
+            flush=True,
+        )
     plains, tunes, rays = (runs[side] for side in SIDES)
     print_ratios(plains, tunes, rays, args.trials)
     print_split(plains, tunes, rays, args.cores)
@@ -297,11 +361,18 @@ def print_ratios(plains: list[dict], tunes: list[dict], rays: list[dict], n_tria
     """Wall times, trials per hour and the ratios (each repeat's own, then their median) against the target;
     then the record's own share, the full sweep against Tune alone."""
     threads = sorted({t for p in plains for t in p["threads"]})
-    walls = {"plain loop": [p["wall"] for p in plains], "plain, pool shut down": [p["closed"] for p in plains],
-             "Ray Tune alone, Ray up": [t["wall"] for t in tunes],
-             "Ray + MLflow, Ray up": [r["up"] for r in rays], "Ray + MLflow, whole": [r["wall"] for r in rays]}
-    against = {"Ray Tune alone, Ray up": "plain loop", "Ray + MLflow, Ray up": "plain loop",
-               "Ray + MLflow, whole": "plain, pool shut down"}
+    walls = {
+        "plain loop": [p["wall"] for p in plains],
+        "plain, pool shut down": [p["closed"] for p in plains],
+        "Ray Tune alone, Ray up": [t["wall"] for t in tunes],
+        "Ray + MLflow, Ray up": [r["up"] for r in rays],
+        "Ray + MLflow, whole": [r["wall"] for r in rays],
+    }
+    against = {
+        "Ray Tune alone, Ray up": "plain loop",
+        "Ray + MLflow, Ray up": "plain loop",
+        "Ray + MLflow, whole": "plain, pool shut down",
+    }
     ratios = {name: [a / b for a, b in zip(walls[name], walls[base])] for name, base in against.items()}
     print(f"plain workers: torch threads {', '.join(map(str, threads))}; load average now {os.getloadavg()[0]:.1f}")
     print(f"{'':<23}{'wall s':>7} {'trials/hour':>12}  {'against':<22}{'ratio':>6}   each repeat: ratio (wall s)")
@@ -309,47 +380,65 @@ def print_ratios(plains: list[dict], tunes: list[dict], rays: list[dict], n_tria
         wall = statistics.median(samples)
         line = f"{name:<23}{wall:>7.1f} {n_trials / wall * 3600:>12.0f}  "
         if name in against:
-            line += (f"{against[name]:<22}{statistics.median(ratios[name]):>6.3f}   "
-                     + "  ".join(f"{q:.3f} ({w:.1f})" for q, w in zip(ratios[name], samples)))
+            line += f"{against[name]:<22}{statistics.median(ratios[name]):>6.3f}   " + "  ".join(
+                f"{q:.3f} ({w:.1f})" for q, w in zip(ratios[name], samples)
+            )
         else:
             line += " " * 31 + "  ".join(f"({w:.1f})" for w in samples)
         print(line)
     record = [a / b for a, b in zip(walls["Ray + MLflow, Ray up"], walls["Ray Tune alone, Ray up"])]
-    print(f"the record's share (MLflow, checkpoints, reports): Ray + MLflow against Tune alone, Ray up both: "
-          f"{statistics.median(record):.3f}   each repeat: " + "  ".join(f"{q:.3f}" for q in record))
+    print(
+        f"the record's share (MLflow, checkpoints, reports): Ray + MLflow against Tune alone, Ray up both: "
+        f"{statistics.median(record):.3f}   each repeat: " + "  ".join(f"{q:.3f}" for q in record)
+    )
     ratio = statistics.median(ratios["Ray + MLflow, Ray up"])
     print(f"target: Ray up within 5% of the plain loop (ratio <= 1.050): {'met' if ratio <= 1.05 else 'missed'}")
 
 
 def print_split(plains: list[dict], tunes: list[dict], rays: list[dict], cores: int) -> None:
     """Where the time goes: the sweeps' phases from their trials' spans; the machine and the trials' threads."""
-    print("\nwhere the time goes (medians, seconds; from each trial's span: a plain or Tune-alone trial's run_trial "
-          "call, a Ray + MLflow trial's MLflow run)")
+    print(
+        "\nwhere the time goes (medians, seconds; from each trial's span: a plain or Tune-alone trial's run_trial "
+        "call, a Ray + MLflow trial's MLflow run)"
+    )
     print(f"  Ray start (ray.init) {_median(rays, 'init'):.2f}, Ray shutdown {_median(rays, 'shutdown'):.2f}")
     sides = {"plain": plains, "Tune": tunes, "Ray up": rays}
-    columns = (("head", "before first trial"), ("inside", "inside trials"), ("between", "between trials"),
-               ("tail", "after last"), ("per_trial", "a trial"), ("loop", "its training loop"))
+    columns = (
+        ("head", "before first trial"),
+        ("inside", "inside trials"),
+        ("between", "between trials"),
+        ("tail", "after last"),
+        ("per_trial", "a trial"),
+        ("loop", "its training loop"),
+    )
     print(f"  {'':<8}" + " ".join(f"{title:>{len(title) + 1}}" for _, title in columns))
     for name, runs in sides.items():
         splits = [split(r, cores) for r in runs]
-        print(f"  {name:<8}" + " ".join(f"{statistics.median(s[k] for s in splits):>{len(title) + 1}.2f}"
-                                        for k, title in columns))
+        print(f"  {name:<8}" + " ".join(f"{statistics.median(s[k] for s in splits):>{len(title) + 1}.2f}" for k, title in columns))
     if all(r["kernel"] is not None for runs in sides.values() for r in runs):
-        print("  the whole machine meanwhile (/proc/stat: every process, the benchmark's own and any other's): "
-              "a thread woken on a core the trials fill takes that core from a trial")
+        print(
+            "  the whole machine meanwhile (/proc/stat: every process, the benchmark's own and any other's): "
+            "a thread woken on a core the trials fill takes that core from a trial"
+        )
         for name, runs in sides.items():
-            print(f"  {name:<8} context switches/s {statistics.median(r['kernel']['switches_per_s'] for r in runs):>6.0f}   "
-                  f"kernel CPU {statistics.median(r['kernel']['kernel'] for r in runs):>5.1%}   "
-                  f"idle {statistics.median(r['kernel']['idle'] for r in runs):>5.1%}")
+            print(
+                f"  {name:<8} context switches/s {statistics.median(r['kernel']['switches_per_s'] for r in runs):>6.0f}   "
+                f"kernel CPU {statistics.median(r['kernel']['kernel'] for r in runs):>5.1%}   "
+                f"idle {statistics.median(r['kernel']['idle'] for r in runs):>5.1%}"
+            )
     counted = {name: [t for r in runs for t in r["thread"] if t] for name, runs in (("plain", plains), ("Tune", tunes))}
     if all(counted.values()):
-        print("  a trial's thread (medians per trial, Linux /proc/thread-self): seconds on a core, seconds waiting "
-              "in the run queue for one, and times a second taken off its core by another thread")
+        print(
+            "  a trial's thread (medians per trial, Linux /proc/thread-self): seconds on a core, seconds waiting "
+            "in the run queue for one, and times a second taken off its core by another thread"
+        )
         for name, threads in counted.items():
             spans = [e - s for r in sides[name] for s, e in r["spans"]]
-            print(f"  {name:<8} on a core {statistics.median(t['cpu'] for t in threads):>6.2f}   "
-                  f"waiting {statistics.median(t['wait'] for t in threads):>5.2f}   "
-                  f"preempted/s {statistics.median(t['preempted'] for t in threads) / statistics.median(spans):>6.0f}")
+            print(
+                f"  {name:<8} on a core {statistics.median(t['cpu'] for t in threads):>6.2f}   "
+                f"waiting {statistics.median(t['wait'] for t in threads):>5.2f}   "
+                f"preempted/s {statistics.median(t['preempted'] for t in threads) / statistics.median(spans):>6.0f}"
+            )
 
 
 if __name__ == "__main__":

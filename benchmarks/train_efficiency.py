@@ -25,6 +25,7 @@ Every figure is the median of ``--repeats`` runs: the machine may be shared, so 
 On a machine too busy for wall time (torch's threads wait on each other when another process holds a core),
 ``--cpu-clock`` runs torch on one thread and times both sides by that thread's CPU time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,10 +52,21 @@ def digits_channels(size: int) -> int:
 
 
 def make_batch(size: int, trials: int, batch_size: int, steps: int) -> _Batch:
-    configs = [parse_config({"seed": k, "data.name": "digits", "model.hidden_channels": digits_channels(size),
-                             "model.steps": steps, "train.batch_size": batch_size, "train.epochs": EPOCHS,
-                             "train.snapshot_every": EPOCHS, **REGULATORS_ON})
-               for k in range(trials)]
+    configs = [
+        parse_config(
+            {
+                "seed": k,
+                "data.name": "digits",
+                "model.hidden_channels": digits_channels(size),
+                "model.steps": steps,
+                "train.batch_size": batch_size,
+                "train.epochs": EPOCHS,
+                "train.snapshot_every": EPOCHS,
+                **REGULATORS_ON,
+            }
+        )
+        for k in range(trials)
+    ]
     batch = _Batch(configs)
     batch.data_for_epoch(0)
     return batch
@@ -109,8 +121,17 @@ def gpu_plan(sizes: list[int], trials: int, batch_size: int, steps: int, n_in: i
         for how, passes in UPDATE_PASSES.items():
             moved = passes * 4 * trials * size * size
             for gpu, bandwidth in GPUS.items():
-                rows.append({"S": size, "update": how, "gpu": gpu, "bytes": moved, "update_s": moved / bandwidth,
-                             "matmul_s": matmul, "ratio": matmul / (matmul + moved / bandwidth)})
+                rows.append(
+                    {
+                        "S": size,
+                        "update": how,
+                        "gpu": gpu,
+                        "bytes": moved,
+                        "update_s": moved / bandwidth,
+                        "matmul_s": matmul,
+                        "ratio": matmul / (matmul + moved / bandwidth),
+                    }
+                )
     return rows
 
 
@@ -128,8 +149,10 @@ def epoch_seconds(batch: _Batch, repeats: int, clock=time.perf_counter) -> float
 def matmul_seconds(shapes: Counter, trials: int, device: torch.device, repeats: int, clock=time.perf_counter) -> float:
     """Seconds torch needs for these products, one after another: torch.mm for one trial, else torch.bmm."""
     gen = torch.Generator(device="cpu").manual_seed(0)
-    operands = {(m, k, n): (torch.randn(trials, m, k, generator=gen).to(device),
-                            torch.randn(trials, k, n, generator=gen).to(device)) for m, k, n in shapes}
+    operands = {
+        (m, k, n): (torch.randn(trials, m, k, generator=gen).to(device), torch.randn(trials, k, n, generator=gen).to(device))
+        for m, k, n in shapes
+    }
     if trials == 1:
         operands = {shape: (a[0], b[0]) for shape, (a, b) in operands.items()}
     mm = torch.mm if trials == 1 else torch.bmm
@@ -151,10 +174,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=3, help="T, the URN's recursion steps")
     parser.add_argument("--repeats", type=int, default=5, help="timings per figure; medians reported")
     parser.add_argument("--smoke", action="store_true", help="one small size, two repeats: seconds")
-    parser.add_argument("--gpu-plan", action="store_true",
-                        help="print the plan for a GPU on paper (no timing): S = 1034 and 1994 unless --sizes")
-    parser.add_argument("--cpu-clock", action="store_true",
-                        help="torch on one thread, training and products timed by its CPU time (a busy machine)")
+    parser.add_argument(
+        "--gpu-plan", action="store_true", help="print the plan for a GPU on paper (no timing): S = 1034 and 1994 unless --sizes"
+    )
+    parser.add_argument(
+        "--cpu-clock", action="store_true", help="torch on one thread, training and products timed by its CPU time (a busy machine)"
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.sizes, args.repeats = [200], 2
@@ -169,11 +194,15 @@ def main(argv: list[str] | None = None) -> None:
     batches = (make_batch(size, args.trials, args.batch_size, args.steps) for size in args.sizes)
     batch = next(batches)
     print("train_efficiency |", describe(batch.device))
-    print(f"K = {args.trials} trial(s) per batch, B = {args.batch_size}, T = {args.steps}, all five regulators on, "
-          f"digits ({batch.x_train.shape[1]} training samples); medians of {args.repeats}"
-          + ("; CPU time of torch's one thread" if args.cpu_clock else "; wall time"))
-    print(f"{'S':>5} {'ms/step':>8} {'GFLOP/s':>8} {'mm GFLOP/s':>10} {'ratio':>6}   "
-          f"{'dense GFLOP/s':>13} {'mm GFLOP/s':>10} {'dense ratio':>11}")
+    print(
+        f"K = {args.trials} trial(s) per batch, B = {args.batch_size}, T = {args.steps}, all five regulators on, "
+        f"digits ({batch.x_train.shape[1]} training samples); medians of {args.repeats}"
+        + ("; CPU time of torch's one thread" if args.cpu_clock else "; wall time")
+    )
+    print(
+        f"{'S':>5} {'ms/step':>8} {'GFLOP/s':>8} {'mm GFLOP/s':>10} {'ratio':>6}   "
+        f"{'dense GFLOP/s':>13} {'mm GFLOP/s':>10} {'dense ratio':>11}"
+    )
     while batch is not None:
         seconds = epoch_seconds(batch, args.repeats, clock)
         steps = -(-batch.x_train.shape[1] // args.batch_size)
@@ -189,12 +218,16 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def print_gpu_plan(sizes: list[int], trials: int, batch_size: int, steps: int) -> None:
-    print(f"train_efficiency --gpu-plan | on paper: K = {trials}, B = {batch_size}, T = {steps}, float32, products at "
-          f"{GPU_FP32 / 1e12:.0f} TFLOP/s")
+    print(
+        f"train_efficiency --gpu-plan | on paper: K = {trials}, B = {batch_size}, T = {steps}, float32, products at "
+        f"{GPU_FP32 / 1e12:.0f} TFLOP/s"
+    )
     print(f"{'S':>5} {'GPU':>9} {'MB/step':>8} {'update us':>9} {'matmul us':>9} {'ratio':>6}  update")
     for row in gpu_plan(sizes, trials, batch_size, steps):
-        print(f"{row['S']:>5} {row['gpu']:>9} {row['bytes'] / 1e6:>8.1f} {row['update_s'] * 1e6:>9.1f} "
-              f"{row['matmul_s'] * 1e6:>9.1f} {row['ratio']:>6.2f}  {row['update']}")
+        print(
+            f"{row['S']:>5} {row['gpu']:>9} {row['bytes'] / 1e6:>8.1f} {row['update_s'] * 1e6:>9.1f} "
+            f"{row['matmul_s'] * 1e6:>9.1f} {row['ratio']:>6.2f}  {row['update']}"
+        )
 
 
 if __name__ == "__main__":

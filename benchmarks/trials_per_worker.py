@@ -11,6 +11,7 @@ metrics, structure snapshots and the final structure report are all inside the t
 values take turns in each repeat, so load from other users of a shared machine falls on all of them; medians are
 reported.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,16 +33,26 @@ LOCALITY = (0.0, 1e-4, 3e-4, 1e-3)
 
 def sweep(n_trials: int, epochs: int, channels: int = 2) -> list:
     """A small sweep of one shape: seeds and locality strengths vary, the group key does not."""
-    return [parse_config({"seed": i, "data.name": "digits", "model.hidden_channels": channels, "model.steps": 3,
-                          "train.epochs": epochs, "regulators.l1": 1e-4,
-                          "regulators.locality": LOCALITY[i % len(LOCALITY)]})
-            for i in range(n_trials)]
+    return [
+        parse_config(
+            {
+                "seed": i,
+                "data.name": "digits",
+                "model.hidden_channels": channels,
+                "model.steps": 3,
+                "train.epochs": epochs,
+                "regulators.l1": 1e-4,
+                "regulators.locality": LOCALITY[i % len(LOCALITY)],
+            }
+        )
+        for i in range(n_trials)
+    ]
 
 
 def seconds_for(configs: list, k: int) -> float:
     start = time.perf_counter()
     for i in range(0, len(configs), k):
-        run_trials(configs[i:i + k])
+        run_trials(configs[i : i + k])
     return time.perf_counter() - start
 
 
@@ -60,8 +71,10 @@ def main(argv: list[str] | None = None) -> None:
     configs = sweep(n_trials, args.epochs, args.channels)
     print("trials_per_worker |", describe(pick_device(configs[0].train.device)))
     size = 64 * (1 + args.channels) + 10
-    print(f"{n_trials} trials per measurement: digits, S = {size}, T = 3, batch 128, {args.epochs} epochs, "
-          f"structure every 5 epochs and at the end; medians of {args.repeats} repeats")
+    print(
+        f"{n_trials} trials per measurement: digits, S = {size}, T = 3, batch 128, {args.epochs} epochs, "
+        f"structure every 5 epochs and at the end; medians of {args.repeats} repeats"
+    )
     run_trials([parse_config({"data.name": "digits", "model.hidden_channels": args.channels, "train.epochs": 1})])  # warm-up
     samples: dict[int, list[float]] = {k: [] for k in args.ks}
     for _ in range(args.repeats):
@@ -72,8 +85,10 @@ def main(argv: list[str] | None = None) -> None:
     for k in args.ks:
         seconds = statistics.median(samples[k])
         per_hour = n_trials / seconds * 3600
-        print(f"{k:>3} {seconds / n_trials:>12.3f} {per_hour:>12.0f} {per_hour / base:>8.2f}   "
-              + " ".join(f"{s:.2f}" for s in samples[k]))
+        print(
+            f"{k:>3} {seconds / n_trials:>12.3f} {per_hour:>12.0f} {per_hour / base:>8.2f}   "
+            + " ".join(f"{s:.2f}" for s in samples[k])
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Shared fixtures: a results folder per test, a real MLflow server on loopback, a multi-node Ray cluster."""
+
 from __future__ import annotations
 
 import socket
@@ -24,9 +25,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(condition: Callable[[], Any], what: str, *, timeout: float = 240.0,
-               process: subprocess.Popen | None = None, retry_on: tuple[type[BaseException], ...] = (),
-               interval: float = 0.1) -> Any:
+def wait_until(
+    condition: Callable[[], Any],
+    what: str,
+    *,
+    timeout: float = 240.0,
+    process: subprocess.Popen | None = None,
+    retry_on: tuple[type[BaseException], ...] = (),
+    interval: float = 0.1,
+) -> Any:
     """Poll ``condition`` until it gives something truthy, and return that. A bound, not a window: at ``timeout``
     it fails naming ``what`` (and the last exception it retried); it fails at once when ``process``, which should
     get there, has ended. An exception of ``condition`` propagates, unless it is one of ``retry_on`` (a store
@@ -41,11 +48,13 @@ def wait_until(condition: Callable[[], Any], what: str, *, timeout: float = 240.
         if value:
             return value
         if process is not None and process.poll() is not None:
-            raise AssertionError(f"the process ended (code {process.returncode}) before {what}"
-                                 + (f"; last error: {last!r}" if last else "")) from last
+            raise AssertionError(
+                f"the process ended (code {process.returncode}) before {what}" + (f"; last error: {last!r}" if last else "")
+            ) from last
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}"
-                                 + (f"; last error: {last!r}" if last else "")) from last
+            raise AssertionError(
+                f"timed out after {timeout:.0f} s waiting for {what}" + (f"; last error: {last!r}" if last else "")
+            ) from last
         time.sleep(interval)
 
 
@@ -56,8 +65,7 @@ def _http_ok(url: str) -> bool:
 
 def wait_http(url: str, timeout: float = 90.0, process: subprocess.Popen | None = None) -> None:
     """Wait until ``url`` answers 200 (failing at once if the process that should serve it has exited)."""
-    wait_until(lambda: _http_ok(url), f"{url} to answer", timeout=timeout, process=process, retry_on=(OSError,),
-               interval=0.3)
+    wait_until(lambda: _http_ok(url), f"{url} to answer", timeout=timeout, process=process, retry_on=(OSError,), interval=0.3)
 
 
 class Net:
@@ -96,10 +104,25 @@ def mlflow_server(tmp_path_factory):
     port = free_port()
     log = open(folder / "server.log", "wb")
     process = subprocess.Popen(
-        [str(MLFLOW), "server", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
-         "--artifacts-destination", str(folder / "mlartifacts"), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "2"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=folder, start_new_session=True)
+        [
+            str(MLFLOW),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{folder / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(folder / "mlartifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=folder,
+        start_new_session=True,
+    )
     uri = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{uri}/health", process=process)

@@ -1,5 +1,6 @@
 """K trials trained together as one batch (``trials_per_worker``) are K independent trials: each matches
 itself trained alone, a diverging one does not disturb the others, and a resumed batch continues exactly."""
+
 import math
 
 import numpy as np
@@ -9,16 +10,33 @@ from urn_study.checkpoint import load_state, save_state
 from urn_study.config import parse_config
 from urn_study.trial import TrialState, run_trial, run_trials
 
-SMALL = {"data.name": "digits", "model.hidden_channels": 1, "model.steps": 3, "model.input_mode": "once",
-         "model.readout": "last", "train.epochs": 4, "train.snapshot_every": 2, "train.checkpoint_every": 2}
+SMALL = {
+    "data.name": "digits",
+    "model.hidden_channels": 1,
+    "model.steps": 3,
+    "model.input_mode": "once",
+    "model.readout": "last",
+    "train.epochs": 4,
+    "train.snapshot_every": 2,
+    "train.checkpoint_every": 2,
+}
 
 # One group (same shape and training settings), everything per trial different: seed, data, regulators.
 MIXED = [
     {"seed": 0, "regulators.l1": 1e-4, "regulators.locality": 1e-3},
-    {"seed": 1, "data.name": "digits_permuted", "regulators.width": 1e-3, "regulators.l2": 1e-3,
-     "regulators.locality": {"kind": "linear", "start": 0.0, "end": 1e-3, "start_epoch": 0, "end_epoch": 3}},
-    {"seed": 2, "model.init_scale": 0.1, "regulators.self": {"kind": "step", "before": 0.0, "after": 1e-2, "epoch": 2},
-     "regulators.locality_alpha": 2.0},
+    {
+        "seed": 1,
+        "data.name": "digits_permuted",
+        "regulators.width": 1e-3,
+        "regulators.l2": 1e-3,
+        "regulators.locality": {"kind": "linear", "start": 0.0, "end": 1e-3, "start_epoch": 0, "end_epoch": 3},
+    },
+    {
+        "seed": 2,
+        "model.init_scale": 0.1,
+        "regulators.self": {"kind": "step", "before": 0.0, "after": 1e-2, "epoch": 2},
+        "regulators.locality_alpha": 2.0,
+    },
 ]
 
 
@@ -31,8 +49,9 @@ def _run(configs, resumes=None, checkpoint_dir=None):
     reports = [lambda epoch, m, h=h: h.append((epoch, m)) for h in histories]
     checkpoints = None
     if checkpoint_dir is not None:
-        checkpoints = [lambda state, k=k: save_state(state, checkpoint_dir / f"trial{k}" / f"epoch{state.epoch}")
-                       for k in range(len(configs))]
+        checkpoints = [
+            lambda state, k=k: save_state(state, checkpoint_dir / f"trial{k}" / f"epoch{state.epoch}") for k in range(len(configs))
+        ]
     return run_trials(configs, reports, checkpoints, resumes), histories
 
 
@@ -113,8 +132,9 @@ def test_a_pack_with_a_diverged_trial_resumes_to_the_uninterrupted_run(tmp_path)
     from where the others stood (epoch 2), and every result is the uninterrupted one."""
     configs = _configs([MIXED[0], {"seed": 5, "model.init_scale": 1e30}])
     saves = []  # (trial, the pack's checkpoint number)
-    checkpoints = [lambda state, k=k: saves.append(k) or save_state(state, tmp_path / f"trial{k}" / f"save{saves.count(k)}")
-                   for k in range(2)]
+    checkpoints = [
+        lambda state, k=k: saves.append(k) or save_state(state, tmp_path / f"trial{k}" / f"save{saves.count(k)}") for k in range(2)
+    ]
     uninterrupted = run_trials(configs, checkpoints=checkpoints)
     resumes = [load_state(tmp_path / f"trial{k}" / "save1") for k in range(2)]  # after epoch 2 of 4
     assert [state.epoch for state in resumes] == [2, 1] and resumes[1].diverged_at == 1
@@ -172,8 +192,11 @@ def test_a_shipped_studys_default_pack_records_each_trial_as_it_trains_alone(tmp
     for trial, packed in zip(pack, run_trials([t.config for t in pack])):
         alone = run_trial(trial.config)
         assert packed.metrics["phase"] == alone.metrics["phase"] and packed.metrics["depth"] == alone.metrics["depth"]
-        _assert_close_record({k: v for k, v in packed.metrics.items() if k != "seconds"},
-                             {k: v for k, v in alone.metrics.items() if k != "seconds"}, trial.trial_id)
+        _assert_close_record(
+            {k: v for k, v in packed.metrics.items() if k != "seconds"},
+            {k: v for k, v in alone.metrics.items() if k != "seconds"},
+            trial.trial_id,
+        )
         files = {}
         for name, result in (("packed", packed), ("alone", alone)):
             folder = tmp_path / name / trial.trial_id

@@ -1,4 +1,5 @@
 """Each benchmark runs in its seconds-long smoke form and prints the machine and its table."""
+
 import importlib.util
 from collections import Counter
 from pathlib import Path
@@ -20,15 +21,13 @@ def _load(name: str):
     return module
 
 
-@pytest.mark.parametrize("name,header", [("train_efficiency", "ratio"), ("trials_per_worker", "trials/hour"),
-                                         ("lesion_cost", "S")])
+@pytest.mark.parametrize("name,header", [("train_efficiency", "ratio"), ("trials_per_worker", "trials/hour"), ("lesion_cost", "S")])
 def test_smoke_run_prints_machine_and_figures(name, header, capsys):
     _load(name).main(["--smoke"])
     out = capsys.readouterr().out
     assert "torch " in out and "cores" in out
-    table = out[out.index(header):].splitlines()
+    table = out[out.index(header) :].splitlines()
     assert len(table) >= 2 and table[1].split()[0].isdigit()
-
 
 
 class _PassesOverW(TorchDispatchMode):
@@ -94,11 +93,12 @@ def test_boundary_search_smoke_locates_the_synthetic_boundary_in_fewer_trials(ca
     searched, dense, ratio = _numbers(out, "locality at l1 1e-4")[:3]
     assert dense / searched == pytest.approx(ratio, abs=0.05) and ratio >= 3
 
+
 def _numbers(out: str, label: str) -> list[float]:
     """The numbers on the line that starts with ``label``, in order (words and "(12.3)" skipped)."""
     line = next(line for line in out.splitlines() if line.startswith(label))
     numbers = []
-    for word in line[len(label):].split():
+    for word in line[len(label) :].split():
         try:
             numbers.append(float(word))
         except ValueError:
@@ -141,8 +141,9 @@ def test_analysis_scale_smoke_times_each_step_and_the_phase_command(capsys, tmp_
     module.main(["--smoke", str(tmp_path / "store")])
     out = capsys.readouterr().out
     assert "torch " in out and "cores" in out
-    steps = [_numbers(out, label)[0] for label in ("load_study_runs, warm", "latest_runs", "phase_grid",
-                                                   "draw_phase_diagram + PNG")]
+    steps = [
+        _numbers(out, label)[0] for label in ("load_study_runs, warm", "latest_runs", "phase_grid", "draw_phase_diagram + PNG")
+    ]
     # each step timed (printed to 0.01 s: a quick one reads 0.00), and the total covers the slowest
     assert all(step >= 0 for step in steps) and _numbers(out, "total: warm load to PNG")[0] >= max(steps)
     assert _numbers(out, "urn-study phase")[0] > 0 and "target: 100 runs" in out
@@ -156,8 +157,13 @@ def test_analysis_scale_smoke_times_each_step_and_the_phase_command(capsys, tmp_
     _load("study_table_cache").main(["--smoke", str(tmp_path / "store")])
     out = capsys.readouterr().out
     assert "making the store" not in out and "interleaved" in out
-    for label, runs in (("ours, cold", 100), ("ours, warm", 100), ("library, cold", 101), ("library, warm", 101),
-                        ("library, parquet alone", 101)):  # the library's table also holds the sweep's own run
+    for label, runs in (
+        ("ours, cold", 100),
+        ("ours, warm", 100),
+        ("library, cold", 101),
+        ("library, warm", 101),
+        ("library, parquet alone", 101),
+    ):  # the library's table also holds the sweep's own run
         seconds, rows = _numbers(out, label)[:2]
         assert seconds > 0 and rows == runs
 
@@ -170,7 +176,7 @@ def test_metric_logging_smoke_keeps_every_point_through_an_outage(capsys):
     for way in ("sync", "MetricSender 5 s", "MetricSender 0 s", "mlflow async"):
         median_ms, longest_ms, stored_s = _numbers(out, f"  {way}")[:3]  # the first table: the SQLite store
         assert 0 <= median_ms <= longest_ms and stored_s >= 0
-    outage = out[out.index("server down"):]
+    outage = out[out.index("server down") :]
     for way in ("MetricSender 5 s", "MetricSender 0 s"):  # queued while the server was away, delivered after
         _, errors, stored, of = _numbers(outage, f"  {way}")
         assert errors == 0 and stored == of == 12
@@ -199,9 +205,11 @@ def test_study_throughput_smoke_prints_the_three_ways_and_their_ratios(capsys):
         wall, per_hour = _numbers(out, way)[:2]
         assert wall > 0 and per_hour == pytest.approx(4 / wall * 3600, rel=0.01, abs=1)
         walls[way] = wall
-    for label, (a, b) in (("plain loop / packed", ("plain loop", "packed")),
-                          ("one per worker / packed", ("one per worker", "packed")),
-                          ("plain loop / one per worker", ("plain loop", "one per worker"))):
+    for label, (a, b) in (
+        ("plain loop / packed", ("plain loop", "packed")),
+        ("one per worker / packed", ("one per worker", "packed")),
+        ("plain loop / one per worker", ("plain loop", "one per worker")),
+    ):
         ratio = _numbers(out, label + ":")[0]  # of the unrounded walls, printed to 0.01 (the walls to 0.1 s)
         assert (walls[a] - 0.05) / (walls[b] + 0.05) - 0.005 <= ratio <= (walls[a] + 0.05) / (walls[b] - 0.05) + 0.005
     assert "(target: at least 1.5)" in out

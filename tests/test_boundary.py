@@ -1,5 +1,6 @@
 """The boundary search's plan on synthetic phase functions (no training): it finds known boundaries within the
 tolerance, in far fewer trials than a dense grid of the same resolution, whatever order results come back in."""
+
 import json
 import math
 import random
@@ -46,8 +47,10 @@ def drive(plan, rng=None, fail=()):
 
 @pytest.mark.parametrize("order", [None, 1, 2])
 def test_every_boundary_is_located_within_the_tolerance(order):
-    plan = drive(BoundaryPlan(GRID, [0, 1, 2], Refine(axes=("regulators.locality",), tolerance=1.25, budget=400)),
-                 random.Random(order) if order else None)
+    plan = drive(
+        BoundaryPlan(GRID, [0, 1, 2], Refine(axes=("regulators.locality",), tolerance=1.25, budget=400)),
+        random.Random(order) if order else None,
+    )
     segments = plan.segments()
     assert len(segments) == 4 and all(s.located for s in segments)
     for s in segments:
@@ -83,8 +86,13 @@ def test_the_ends_of_brackets_hold_the_majority_of_their_seeds_and_points_far_aw
 def test_a_seed_implies_its_label_between_two_equal_ones_unless_it_went_back():
     axis = "regulators.locality"
     plan = BoundaryPlan({axis: [0, 1e-4, 1e-3]}, [0, 1, 2], Refine((axis,), budget=50))
-    for value, seed, phase in [(0, 0, "fully_connected"), (1e-3, 0, "fully_connected"), (0, 1, "fully_connected"),
-                               (1e-4, 1, "residual"), (1e-3, 1, "fully_connected")]:
+    for value, seed, phase in [
+        (0, 0, "fully_connected"),
+        (1e-3, 0, "fully_connected"),
+        (0, 1, "fully_connected"),
+        (1e-4, 1, "residual"),
+        (1e-3, 1, "fully_connected"),
+    ]:
         plan.record((value,), seed, phase, 0.5)
     assert plan.implied((1e-4,), 0) == "fully_connected"  # fully connected on both sides
     assert plan.implied((3e-4,), 0) == "fully_connected"
@@ -99,8 +107,12 @@ def test_a_clear_end_waits_for_an_uncertain_end_that_may_move_the_bracket():
     5e-4 never needed a second seed."""
     axis = "regulators.locality"
     plan = BoundaryPlan({axis: [1e-4, 3e-4, 5e-4, 1e-3]}, [0, 1, 2], Refine((axis,), budget=50))
-    table = {1e-4: ["residual"] * 3, 3e-4: ["locally_connected", "residual", "residual"], 5e-4: ["residual"] * 3,
-             1e-3: ["residual"] * 3}
+    table = {
+        1e-4: ["residual"] * 3,
+        3e-4: ["locally_connected", "residual", "residual"],
+        5e-4: ["residual"] * 3,
+        1e-3: ["residual"] * 3,
+    }
     while not plan.done:
         for issued in plan.next_trials():
             value = issued.point[0]
@@ -166,8 +178,9 @@ STRAY = 0.03  # the share of trials that read a stray label
 
 def noisy_line(b: float, width: float, draw: int):
     rng = random.Random(f"{b} {width} {draw}")
-    thresholds = {seed: b * math.exp(width * math.log(u / (1 - u)))
-                  for seed in range(5) for u in [min(max(rng.random(), 1e-9), 1 - 1e-9)]}
+    thresholds = {
+        seed: b * math.exp(width * math.log(u / (1 - u))) for seed in range(5) for u in [min(max(rng.random(), 1e-9), 1 - 1e-9)]
+    }
 
     def outcome(value: float, seed: int) -> tuple[str, float]:
         t = thresholds.get(seed, b)
@@ -181,8 +194,9 @@ def noisy_line(b: float, width: float, draw: int):
 
 def run_line(outcome, values, start_seeds=1, max_seeds=3, budget=400):
     axis = "regulators.locality"
-    plan = BoundaryPlan({axis: values}, [0, 1, 2], Refine((axis,), 1.25, budget=budget, start_seeds=start_seeds,
-                                                          max_seeds=max_seeds))
+    plan = BoundaryPlan(
+        {axis: values}, [0, 1, 2], Refine((axis,), 1.25, budget=budget, start_seeds=start_seeds, max_seeds=max_seeds)
+    )
     while not plan.done:
         for issued in plan.next_trials():
             plan.record(issued.point, issued.seed, *outcome(issued.point[0], issued.seed))
@@ -199,14 +213,19 @@ def dense_grid(outcome, zero):
 def holds(plan, b):
     """One bracket, from fully to locally connected, within the tolerance, and b within a factor 1.25 of it."""
     segments = plan.segments()
-    return (len(segments) == 1 and segments[0].located and segments[0].phase_high == "locally_connected"
-            and segments[0].low / 1.25 <= b <= segments[0].high * 1.25)
+    return (
+        len(segments) == 1
+        and segments[0].located
+        and segments[0].phase_high == "locally_connected"
+        and segments[0].low / 1.25 <= b <= segments[0].high * 1.25
+    )
 
 
 def agree(plan, dense):
     s, d = plan.segments(), dense.segments()
-    return len(s) == len(d) and all((a.phase_low, a.phase_high) == (c.phase_low, c.phase_high)
-                                    and a.low <= c.high and c.low <= a.high for a, c in zip(s, d))
+    return len(s) == len(d) and all(
+        (a.phase_low, a.phase_high) == (c.phase_low, c.phase_high) and a.low <= c.high and c.low <= a.high for a, c in zip(s, d)
+    )
 
 
 @pytest.mark.parametrize("width, located, same", [(0.1, 0.8, 0.8), (0.5, 0.25, 0.8)])
@@ -228,8 +247,10 @@ def test_noisy_boundaries_are_found_as_the_dense_grid_finds_them_in_a_quarter_of
             grid_found += holds(dense, b)
             same_answer += agree(plan, dense)
     n = len(CROSSINGS) * draws
-    print(f"width {width}: search {sum(searched) / n:.1f} trials, dense {sum(swept) / n:.1f}; b located by the search "
-          f"{found / n:.2f}, by the grid {grid_found / n:.2f}; same answer {same_answer / n:.2f}")
+    print(
+        f"width {width}: search {sum(searched) / n:.1f} trials, dense {sum(swept) / n:.1f}; b located by the search "
+        f"{found / n:.2f}, by the grid {grid_found / n:.2f}; same answer {same_answer / n:.2f}"
+    )
     assert found / n >= located and found >= grid_found - 0.1 * n
     assert same_answer / n >= same
     assert 4 * sum(searched) <= sum(swept)
@@ -238,8 +259,10 @@ def test_noisy_boundaries_are_found_as_the_dense_grid_finds_them_in_a_quarter_of
 def test_zero_stands_one_median_log_step_below_the_smallest_value_and_the_diagrams_draw_it_there():
     from analysis.phase import axis_scale
 
-    for values, zero in [([0, 1e-4, 3e-4, 1e-3], 10 ** -4.5),  # steps 0.48 and 0.52 decades: their median, 0.5
-                         ([0, 1e-4, 1e-3, 1e-2], 1e-5),  # a decade a step
-                         ([0, 1e-3, 1.5e-3, 3e-3, 1e-2], 10 ** -3.5)]:  # steps under half a decade: half a decade
+    for values, zero in [
+        ([0, 1e-4, 3e-4, 1e-3], 10**-4.5),  # steps 0.48 and 0.52 decades: their median, 0.5
+        ([0, 1e-4, 1e-3, 1e-2], 1e-5),  # a decade a step
+        ([0, 1e-3, 1.5e-3, 3e-3, 1e-2], 10**-3.5),
+    ]:  # steps under half a decade: half a decade
         assert zero_position(values) == pytest.approx(zero)
         assert axis_scale(values).positions[0.0] == pytest.approx(zero)

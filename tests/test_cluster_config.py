@@ -1,4 +1,5 @@
 """cluster.yaml is a real Ray cluster-launcher config: checked offline by Ray's own schema and defaults."""
+
 from __future__ import annotations
 
 import copy
@@ -80,8 +81,14 @@ def test_trials_land_on_the_gpu_workers_never_on_the_head(cluster):
         left, _ = get_bin_pack_residual([dict(types[head]["resources"])], [trial])
         assert left == [trial], f"the head ({types[head]['resources']}) would take a trial {trial}"
     for trials, workers in (([gpu_trial] * 8, 2), ([gpu_trial] * 5, 2), ([cpu_trial] * 4, 1)):
-        to_add, left = get_nodes_for(types, {head: 1}, head, config["max_workers"], trials, functools.partial(
-            _default_utilization_scorer, node_availability_summary=NodeAvailabilitySummary({})))
+        to_add, left = get_nodes_for(
+            types,
+            {head: 1},
+            head,
+            config["max_workers"],
+            trials,
+            functools.partial(_default_utilization_scorer, node_availability_summary=NodeAvailabilitySummary({})),
+        )
         assert (dict(to_add), left) == ({"gpu_worker": workers}, []), (trials, to_add)
 
 
@@ -94,7 +101,7 @@ def test_setup_installs_this_project_under_the_versions_its_tests_ran_with(clust
     assert mounted.get(project) == ROOT / ".", (project, mounted)
     constraints = install[install.index("-c") + 1]
     assert constraints.startswith(project + "/"), constraints
-    pins = (ROOT / constraints[len(project) + 1:]).read_text().splitlines()
+    pins = (ROOT / constraints[len(project) + 1 :]).read_text().splitlines()
     assert any(re.fullmatch(r"torch==[\d.]+", line) for line in pins), pins
 
 
@@ -112,8 +119,7 @@ def test_mlflow_server_on_the_head_listens_on_loopback_with_sqlite(cluster):
 def test_nothing_reports_usage_to_its_makers(cluster):
     """Ray's usage statistics and MLflow's telemetry are off on every node (urn_study.tracking turns MLflow's
     off in the trials' own processes)."""
-    starts = [c for key in ("head_start_ray_commands", "worker_start_ray_commands") for c in cluster[key]
-              if "ray start" in c]
+    starts = [c for key in ("head_start_ray_commands", "worker_start_ray_commands") for c in cluster[key] if "ray start" in c]
     assert len(starts) == 2 and all("--disable-usage-stats" in c for c in starts)
     server = next(c for c in cluster["head_start_ray_commands"] if "mlflow server" in c)
     assert "MLFLOW_DISABLE_TELEMETRY=true nohup" in server

@@ -1,4 +1,5 @@
 """Typed configuration: dotted keys, schedules, and errors that name the key."""
+
 import subprocess
 import sys
 
@@ -15,29 +16,49 @@ def test_dotted_and_nested_keys_build_the_same_config():
 
 
 def test_every_required_key_exists():
-    required = ["seed", "data.name", "model.steps", "model.input_mode", "model.readout", "model.activation",
-                "model.hidden_channels", "model.hidden_layout", "model.output_position", "model.init_scale",
-                "regulators.l1", "regulators.l2", "regulators.locality", "regulators.locality_alpha",
-                "regulators.width", "regulators.self", "train.epochs", "train.batch_size", "train.lr",
-                "train.snapshot_every"]
+    required = [
+        "seed",
+        "data.name",
+        "model.steps",
+        "model.input_mode",
+        "model.readout",
+        "model.activation",
+        "model.hidden_channels",
+        "model.hidden_layout",
+        "model.output_position",
+        "model.init_scale",
+        "regulators.l1",
+        "regulators.l2",
+        "regulators.locality",
+        "regulators.locality_alpha",
+        "regulators.width",
+        "regulators.self",
+        "train.epochs",
+        "train.batch_size",
+        "train.lr",
+        "train.snapshot_every",
+    ]
     assert set(required) <= set(all_keys())
 
 
-@pytest.mark.parametrize("mapping,fragment", [
-    ({"model.stepz": 3}, "unknown key 'model.stepz' (did you mean 'model.steps'?)"),
-    ({"model.steps": "three"}, "model.steps: expected an integer"),
-    ({"model.steps": 2.5}, "model.steps: expected an integer"),
-    ({"train.lr": True}, "train.lr: expected a number"),
-    ({"regulators.self": "lots"}, "regulators.self: expected a number"),
-    ({"model.input_mode": "twice"}, "model.input_mode: must be one of once, clamp"),
-    ({"model.steps": 0}, "model.steps: must be at least 1"),
-    ({"regulators.l1": -1.0}, "regulators.l1: strength must be >= 0"),
-    ({"model.readout_from": 5, "model.steps": 3}, "model.readout_from"),
-    ({"regulators.l1": {"kind": "ramp"}}, "regulators.l1.kind"),
-    ({"regulators.l1": {"kind": "step", "before": 0}}, "regulators.l1: a step schedule needs after, epoch"),
-    ({"regulators.l1": {"kind": "step", "before": 0, "after": 1, "epoch": 2, "end": 3}}, "regulators.l1.end"),
-    ({"data.name": "cifar"}, "data.name"),
-])
+@pytest.mark.parametrize(
+    "mapping,fragment",
+    [
+        ({"model.stepz": 3}, "unknown key 'model.stepz' (did you mean 'model.steps'?)"),
+        ({"model.steps": "three"}, "model.steps: expected an integer"),
+        ({"model.steps": 2.5}, "model.steps: expected an integer"),
+        ({"train.lr": True}, "train.lr: expected a number"),
+        ({"regulators.self": "lots"}, "regulators.self: expected a number"),
+        ({"model.input_mode": "twice"}, "model.input_mode: must be one of once, clamp"),
+        ({"model.steps": 0}, "model.steps: must be at least 1"),
+        ({"regulators.l1": -1.0}, "regulators.l1: strength must be >= 0"),
+        ({"model.readout_from": 5, "model.steps": 3}, "model.readout_from"),
+        ({"regulators.l1": {"kind": "ramp"}}, "regulators.l1.kind"),
+        ({"regulators.l1": {"kind": "step", "before": 0}}, "regulators.l1: a step schedule needs after, epoch"),
+        ({"regulators.l1": {"kind": "step", "before": 0, "after": 1, "epoch": 2, "end": 3}}, "regulators.l1.end"),
+        ({"data.name": "cifar"}, "data.name"),
+    ],
+)
 def test_bad_values_name_the_key(mapping, fragment):
     with pytest.raises(ConfigError) as err:
         parse_config(mapping, source="my.yaml")
@@ -46,11 +67,13 @@ def test_bad_values_name_the_key(mapping, fragment):
 
 
 def test_schedules():
-    cfg = parse_config({
-        "regulators.l1": {"kind": "linear", "start": 0.0, "end": 1.0, "start_epoch": 10, "end_epoch": 20},
-        "regulators.self": {"kind": "step", "before": 0.0, "after": 0.5, "epoch": 5},
-        "regulators.l2": 0.1,
-    })
+    cfg = parse_config(
+        {
+            "regulators.l1": {"kind": "linear", "start": 0.0, "end": 1.0, "start_epoch": 10, "end_epoch": 20},
+            "regulators.self": {"kind": "step", "before": 0.0, "after": 0.5, "epoch": 5},
+            "regulators.l2": 0.1,
+        }
+    )
     l1 = cfg.regulators.schedule("l1")
     assert [l1.at(e) for e in (0, 10, 15, 20, 30)] == [0.0, 0.0, 0.5, 1.0, 1.0]
     sc = cfg.regulators.schedule("self")
@@ -59,9 +82,15 @@ def test_schedules():
 
 
 def test_a_step_can_end_and_the_trial_lists_where_its_pressures_change():
-    cfg = parse_config({"regulators.locality": {"kind": "step", "before": 0.0, "after": 1e-3, "epoch": 10, "until": 20},
-                        "data.switch_to": "digits_permuted", "data.switch_epoch": 20, "data.switch_back_epoch": 30,
-                        "train.epochs": 40})
+    cfg = parse_config(
+        {
+            "regulators.locality": {"kind": "step", "before": 0.0, "after": 1e-3, "epoch": 10, "until": 20},
+            "data.switch_to": "digits_permuted",
+            "data.switch_epoch": 20,
+            "data.switch_back_epoch": 30,
+            "train.epochs": 40,
+        }
+    )
     loc = cfg.regulators.schedule("locality")
     assert [loc.at(e) for e in (9, 10, 19, 20, 39)] == [0.0, 1e-3, 1e-3, 0.0, 0.0]
     assert change_epochs(cfg) == [10, 20, 30]
@@ -133,12 +162,15 @@ def test_yaml_aliases_expanding_past_the_budget_are_one_line(tmp_path):
     assert load_config(path).regulators.l2 == 0.001
 
 
-@pytest.mark.parametrize("args,fragment", [
-    (["--set", "model.stepz=3"], "model.stepz"),
-    (["--set", "train.epochs=many"], "train.epochs"),
-    (["/no/such/config.yaml"], "/no/such/config.yaml"),
-    (["--threads", "0"], "--threads"),
-])
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["--set", "model.stepz=3"], "model.stepz"),
+        (["--set", "train.epochs=many"], "train.epochs"),
+        (["/no/such/config.yaml"], "/no/such/config.yaml"),
+        (["--threads", "0"], "--threads"),
+    ],
+)
 def test_cli_bad_config_is_one_line_without_traceback(args, fragment):
     proc = subprocess.run([sys.executable, "-m", "urn_study.cli", "train", *args], capture_output=True, text=True)
     assert proc.returncode == 2

@@ -1,4 +1,5 @@
 """Tests of urn_study.data: shapes, determinism, the geometry each dataset is meant to carry."""
+
 from __future__ import annotations
 
 import json
@@ -292,14 +293,29 @@ def unreadable_files(folder) -> dict[str, str]:
     (folder / "truncated.npz").write_bytes(whole[: len(whole) // 2])
     (folder / "garbage.npz").write_bytes(b"PK\x03\x04" + bytes(range(256)) * 4)
     (folder / "mnist.gz").write_bytes(b"\x1f\x8b\x08\x00" + bytes(64))
-    np.savez(folder / "objects.npz", x_train=np.array([None] * 3, dtype=object), y_train=np.zeros(3),
-             x_test=np.zeros((2, 28, 28)), y_test=np.zeros(2))
-    np.savez(folder / "labels.npz", x_train=np.zeros((3, 28, 28)), y_train=np.full(3, np.nan),
-             x_test=np.zeros((2, 28, 28)), y_test=np.zeros(2))
-    return {"/etc/passwd": "not an .npz archive", str(folder / "array.npy"): "single .npy array",
-            str(folder / "truncated.npz"): "truncated or corrupt", str(folder / "garbage.npz"): "truncated or corrupt",
-            str(folder / "mnist.gz"): "gzip", str(folder / "objects.npz"): "Object arrays",
-            str(folder / "labels.npz"): "labels must be the integers 0..9"}
+    np.savez(
+        folder / "objects.npz",
+        x_train=np.array([None] * 3, dtype=object),
+        y_train=np.zeros(3),
+        x_test=np.zeros((2, 28, 28)),
+        y_test=np.zeros(2),
+    )
+    np.savez(
+        folder / "labels.npz",
+        x_train=np.zeros((3, 28, 28)),
+        y_train=np.full(3, np.nan),
+        x_test=np.zeros((2, 28, 28)),
+        y_test=np.zeros(2),
+    )
+    return {
+        "/etc/passwd": "not an .npz archive",
+        str(folder / "array.npy"): "single .npy array",
+        str(folder / "truncated.npz"): "truncated or corrupt",
+        str(folder / "garbage.npz"): "truncated or corrupt",
+        str(folder / "mnist.gz"): "gzip",
+        str(folder / "objects.npz"): "Object arrays",
+        str(folder / "labels.npz"): "labels must be the integers 0..9",
+    }
 
 
 def test_an_unreadable_data_file_is_one_config_error_naming_it(tmp_path) -> None:

@@ -12,6 +12,7 @@ is written with (a trailing ``%`` reads the result in percent). A decimal number
 or the tables without such a comment fails the test, so that none is typed in by hand; config values are
 written as code (backticks) and skipped.
 """
+
 import re
 from pathlib import Path
 
@@ -21,8 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results.md"
 FIGURES = ROOT / "docs" / "figures"
-ANNOTATED = re.compile(r"(?P<number>-?\d+(?:\.\d+)?)(?P<percent>%?)<!--=\s*(?P<source>[^:]+?):\s*(?P<expr>.*?)\s*-->",
-                       re.S)
+ANNOTATED = re.compile(r"(?P<number>-?\d+(?:\.\d+)?)(?P<percent>%?)<!--=\s*(?P<source>[^:]+?):\s*(?P<expr>.*?)\s*-->", re.S)
 EXPRESSION = re.compile(r"^(?P<column>[\w.]+)\s*(?:\|\s*(?P<agg>\w+))?\s*(?:where\s+(?P<query>.+))?$", re.S)
 BARE_FIGURE = re.compile(r"(?<![\w.\-/=`])(?:\d+\.\d+%?|\d+%)(?![\w.]*<!--=)")
 AGGREGATES = {"mean", "median", "min", "max", "sum", "count", "nunique", "value"}
@@ -67,13 +67,16 @@ def test_the_page_quotes_figures_at_all():
     assert len(_annotations(RESULTS.read_text())) >= 20
 
 
-@pytest.mark.parametrize("match", _annotations(RESULTS.read_text()) if RESULTS.exists() else [],
-                         ids=lambda m: f"{m['number']}{m['percent']} {m['source'].strip()}")
+@pytest.mark.parametrize(
+    "match",
+    _annotations(RESULTS.read_text()) if RESULTS.exists() else [],
+    ids=lambda m: f"{m['number']}{m['percent']} {m['source'].strip()}",
+)
 def test_each_quoted_figure_matches_its_csv(match):
     written = float(match["number"])
     value = evaluate(match["source"], match["expr"]) * (100.0 if match["percent"] else 1.0)
     decimals = len(match["number"].split(".")[1]) if "." in match["number"] else 0
-    assert abs(value - written) <= 0.5 * 10 ** -decimals + 1e-9, f"{match['expr']!r} is {value}, the page says {written}"
+    assert abs(value - written) <= 0.5 * 10**-decimals + 1e-9, f"{match['expr']!r} is {value}, the page says {written}"
 
 
 def test_no_figure_is_typed_in_by_hand():
@@ -86,6 +89,6 @@ def test_the_checker_catches_a_wrong_figure(tmp_path):
     match = _annotations(RESULTS.read_text())[0]
     written = match["number"]
     decimals = len(written.split(".")[1]) if "." in written else 0
-    wrong = float(written) + 10 ** -decimals * 2
+    wrong = float(written) + 10**-decimals * 2
     value = evaluate(match["source"], match["expr"]) * (100.0 if match["percent"] else 1.0)
-    assert abs(value - wrong) > 0.5 * 10 ** -decimals
+    assert abs(value - wrong) > 0.5 * 10**-decimals

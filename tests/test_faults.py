@@ -3,6 +3,7 @@ pickles planted for its resume), a node of a Ray cluster removed, the MLflow ser
 diverging trial, many writers to one store. Nothing is lost and nothing is recorded twice. A trial that must be hit
 mid-training waits at a named epoch behind a gate (``URN_PAUSE_AT``) that the test opens once its fault is in place.
 (Bad input before Ray starts: test_study_fuzz.py.)"""
+
 from __future__ import annotations
 
 import _thread
@@ -41,8 +42,7 @@ max_failures: 3
 
 def write_study(folder: Path, name: str, epochs: int = 32, checkpoint_every: int = 4, extra: str = "") -> Path:
     path = folder / f"{name}.yaml"
-    path.write_text(DIGITS.format(name=name, epochs=epochs, checkpoint_every=checkpoint_every)
-                    + textwrap.dedent(extra))
+    path.write_text(DIGITS.format(name=name, epochs=epochs, checkpoint_every=checkpoint_every) + textwrap.dedent(extra))
     return path
 
 
@@ -187,17 +187,25 @@ def test_killed_worker_and_killed_driver_each_trial_once_and_the_resume_unpickle
     from urn_study.sweep.trainable import PAUSE_ENV
     from urn_study.trial import run_trial
 
-    path = write_study(tmp_path, "killed", epochs=8, checkpoint_every=2,
-                       extra="grid:\n  regulators.locality: [0, 1.0e-3]\n  regulators.l1: [0, 1.0e-3]\nseeds: [0]\n"
-                             "trials_per_worker: 1\n")
+    path = write_study(
+        tmp_path,
+        "killed",
+        epochs=8,
+        checkpoint_every=2,
+        extra="grid:\n  regulators.locality: [0, 1.0e-3]\n  regulators.l1: [0, 1.0e-3]\nseeds: [0]\ntrials_per_worker: 1\n",
+    )
     uri = tracking.resolve_tracking_uri()
     gate = tmp_path / "gate"
     gate.mkdir()
     log = open(tmp_path / "driver.log", "wb")
-    driver = subprocess.Popen([sys.executable, "-m", "urn_study.cli", "sweep", str(path), "--num-cpus", "2"],
-                              cwd=tmp_path, env={**os.environ, "URN_RESULTS_DIR": str(results),
-                                                 PAUSE_ENV: f"4:{gate}"},
-                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "urn_study.cli", "sweep", str(path), "--num-cpus", "2"],
+        cwd=tmp_path,
+        env={**os.environ, "URN_RESULTS_DIR": str(results), PAUSE_ENV: f"4:{gate}"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
     def victim_finished() -> bool:
         for trial in set(paused(gate)) - {waiting}:  # every other trial goes on (its slot frees one for the retry)
@@ -245,8 +253,7 @@ def test_killed_worker_and_killed_driver_each_trial_once_and_the_resume_unpickle
     assert after[waiting].data.tags["urn.resumed_from_epoch"] == "4"
     assert after[waiting].data.tags[tracking.ATTEMPTS_TAG] == "2"
     client = tracking.client(uri)
-    parents = [r for r in client.search_runs([after[victim].info.experiment_id])
-               if r.data.tags.get(tracking.ROLE_TAG) == "sweep"]
+    parents = [r for r in client.search_runs([after[victim].info.experiment_id]) if r.data.tags.get(tracking.ROLE_TAG) == "sweep"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
 
     # the retried trial against the same trial never interrupted, in this process with the worker's thread count
@@ -282,13 +289,26 @@ def test_removed_node_trials_finish_on_another_node(results, tmp_path, monkeypat
     gate = tmp_path / "gate"
     gate.mkdir()
     monkeypatch.setenv(PAUSE_ENV, f"4:{gate}")  # the nodes' workers inherit it from this process
-    path = write_study(tmp_path, "nodes", epochs=8, checkpoint_every=4,
-                       extra="grid:\n  regulators.l1: [0, 1.0e-4, 1.0e-3]\nseeds: [0]\ntrials_per_worker: 1\n")
+    path = write_study(
+        tmp_path,
+        "nodes",
+        epochs=8,
+        checkpoint_every=4,
+        extra="grid:\n  regulators.l1: [0, 1.0e-4, 1.0e-3]\nseeds: [0]\ntrials_per_worker: 1\n",
+    )
     uri = tracking.resolve_tracking_uri()
     # a node is declared dead after about 3 s without an answer, not Ray's default of half a minute
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 0, "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 3,
-                                          "health_check_timeout_ms": 1000}})
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 0,
+            "_system_config": {
+                "health_check_period_ms": 1000,
+                "health_check_failure_threshold": 3,
+                "health_check_timeout_ms": 1000,
+            },
+        },
+    )
     try:
         nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
         cluster.wait_for_nodes()
@@ -296,8 +316,11 @@ def test_removed_node_trials_finish_on_another_node(results, tmp_path, monkeypat
 
         def remove(trials: list[str]):
             node_id = runs_by_trial(uri, "nodes")[trials[0]][0].data.tags["urn.node_id"]
-            on_it = sorted(t for t, r in runs_by_trial(uri, "nodes").items()
-                           if r[0].info.status == "RUNNING" and r[0].data.tags.get("urn.node_id") == node_id)
+            on_it = sorted(
+                t
+                for t, r in runs_by_trial(uri, "nodes").items()
+                if r[0].info.status == "RUNNING" and r[0].data.tags.get("urn.node_id") == node_id
+            )
             pid = int((gate / f"{trials[0]}.paused").read_text())
             cluster.remove_node(by_id[node_id], allow_graceful=False)
             wait(lambda: not alive(pid), f"the worker of {trials[0]} to die with its node", timeout=60)
@@ -325,10 +348,25 @@ def test_removed_node_trials_finish_on_another_node(results, tmp_path, monkeypat
 def start_server(folder: Path, port: int, net) -> subprocess.Popen:
     log = open(folder / "server.log", "ab")
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
-         f"sqlite:///{folder / 'mlflow.db'}", "--artifacts-destination", str(folder / "mlartifacts"),
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=folder, start_new_session=True)
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{folder / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(folder / "mlartifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=folder,
+        start_new_session=True,
+    )
     log.close()
     net.wait_http(f"http://127.0.0.1:{port}/health", process=process)
     return process
@@ -339,13 +377,13 @@ def checkpointed_epoch(results: Path, trial_id: str) -> int:
     CheckpointError for one Tune is copying in or removing."""
     from urn_study.checkpoint import load_state
 
-    return max((load_state(folder).epoch for folder in (results / "ray").glob(f"*/{trial_id}_*/checkpoint_*/{trial_id}")),
-               default=0)
+    return max(
+        (load_state(folder).epoch for folder in (results / "ray").glob(f"*/{trial_id}_*/checkpoint_*/{trial_id}")), default=0
+    )
 
 
 @pytest.mark.slow
-def test_server_down_mid_sweep_loses_no_record_and_no_token_is_written(results, tmp_path, net, monkeypatch, capfd,
-                                                                         wait):
+def test_server_down_mid_sweep_loses_no_record_and_no_token_is_written(results, tmp_path, net, monkeypatch, capfd, wait):
     """Both trials wait at epoch 8 (of 16) behind a gate; the server is killed there, the gate opens, and the trials
     train on without it, their epochs queued, until both have checkpointed epoch 12; then the server comes back
     and the queued epochs are sent (MLflow's retries first; their backoff shortened here so the test waits less).
@@ -364,8 +402,13 @@ def test_server_down_mid_sweep_loses_no_record_and_no_token_is_written(results, 
     port = net.free_port()
     uri = f"http://127.0.0.1:{port}"
     servers = [start_server(folder, port, net)]
-    path = write_study(tmp_path, "outage", epochs=16, checkpoint_every=4,
-                       extra="grid:\n  regulators.l1: [0, 1.0e-3]\nseeds: [0]\ntrials_per_worker: 1\n")
+    path = write_study(
+        tmp_path,
+        "outage",
+        epochs=16,
+        checkpoint_every=4,
+        extra="grid:\n  regulators.l1: [0, 1.0e-3]\nseeds: [0]\ntrials_per_worker: 1\n",
+    )
     trials = ["outage-0000", "outage-0001"]
 
     def past(epoch: int) -> list[int] | None:
@@ -460,7 +503,8 @@ def test_server_gone_for_good_is_one_clear_error(results, net, monkeypatch):
 @pytest.mark.slow
 def test_diverging_trial_is_recorded_as_diverged_and_the_sweep_goes_on(results, tmp_path):
     path = tmp_path / "diverge.yaml"
-    path.write_text(textwrap.dedent("""\
+    path.write_text(
+        textwrap.dedent("""\
         # Question: does a diverging trial stop the others?
         # Run: urn-study sweep diverge.yaml
         name: diverge
@@ -469,7 +513,8 @@ def test_diverging_trial_is_recorded_as_diverged_and_the_sweep_goes_on(results, 
         grid:
           model.init_scale: [10.0, 0.05, 0.1]
         trials_per_worker: 2
-        """))
+        """)
+    )
     assert sweep(str(path), "--num-cpus", "2") == 0
     uri = tracking.resolve_tracking_uri()
     runs = assert_each_trial_once(uri, path, epochs=3)
@@ -515,9 +560,17 @@ def test_many_trials_logging_at_once_to_the_local_store_lose_nothing(results, tm
     gate = tmp_path / "gate"
     gate.mkdir()
     trial_ids = [f"many-{i:04d}" for i in range(writers)]
-    processes = [subprocess.Popen([sys.executable, "-c", WRITER, uri, experiment, parent, t, str(epochs), str(gate)],
-                                  cwd=tmp_path, stderr=subprocess.PIPE, text=True) for t in trial_ids]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, uri, experiment, parent, t, str(epochs), str(gate)],
+            cwd=tmp_path,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for t in trial_ids
+    ]
     try:
+
         def all_at_gate() -> bool:
             ended = [p.returncode for p in processes if p.poll() is not None]
             assert not ended, f"writers ended before the gate (codes {ended})"

@@ -1,6 +1,7 @@
 """The hand-written gradients of the training hot path: the regulators' closed form equals autograd through
 the regulator penalty, the URN's backward passes torch's numerical gradient check, and the trial's training
 steps equal the same training written plainly (autograd, torch.optim.Adam unfused)."""
+
 import itertools
 import math
 
@@ -16,16 +17,21 @@ from urn_study.trial import _Batch, _train_epoch
 NAMES = REGULATORS  # every regulator the config knows: a new one joins the check by itself
 
 
-@pytest.mark.parametrize("active", [set(c) for r in range(1, len(NAMES) + 1) for c in itertools.combinations(NAMES, r)],
-                         ids=lambda a: "+".join(sorted(a)))
+@pytest.mark.parametrize(
+    "active",
+    [set(c) for r in range(1, len(NAMES) + 1) for c in itertools.combinations(NAMES, r)],
+    ids=lambda a: "+".join(sorted(a)),
+)
 def test_closed_form_regulator_gradient_equals_autograd(active):
     gen = torch.Generator().manual_seed(len(active))
     k, s = 3, 13
     W = torch.randn(k, s, s, generator=gen, dtype=torch.float64)
     W[0, 1, 2] = W[1, 4, 4] = 0.0  # |W| at 0: both sides take the subgradient 0
     distances = torch.rand(k, s, s, generator=gen, dtype=torch.float64)
-    strengths = {n: (torch.rand(k, generator=gen, dtype=torch.float64) if n in active else torch.zeros(k, dtype=torch.float64))
-                 for n in NAMES}
+    strengths = {
+        n: (torch.rand(k, generator=gen, dtype=torch.float64) if n in active else torch.zeros(k, dtype=torch.float64))
+        for n in NAMES
+    }
     strengths["l1"][2] = 0.0  # a trial with a regulator off while another has it on
     mask = torch.stack([waits(s, 3, "waits"), waits(s, 3, "diagonal"), waits(s, 3, "waits")]).double()
     cost = linear_cost(distances, strengths, mask)
@@ -37,8 +43,10 @@ def test_closed_form_regulator_gradient_equals_autograd(active):
 
 
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
-@pytest.mark.parametrize("input_mode,readout,steps", [("once", "last", 1), ("once", "last", 2), ("once", "last", 3),
-                                                      ("clamp", "all", 3), ("once", "all", 4)])
+@pytest.mark.parametrize(
+    "input_mode,readout,steps",
+    [("once", "last", 1), ("once", "last", 2), ("once", "last", 3), ("clamp", "all", 3), ("once", "all", 4)],
+)
 def test_urn_gradients_pass_the_numerical_check(activation, input_mode, readout, steps):
     model = URN(initial_weights([0, 1], 9, 0.5).double(), 3, 2, steps, input_mode, readout, 1, activation).double()
     x = torch.randn(2, 4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
@@ -51,7 +59,6 @@ def test_urn_gradients_pass_the_numerical_check(activation, input_mode, readout,
     assert torch.autograd.gradcheck(logits, (W, b))
 
 
-
 def test_the_input_is_data_and_asking_for_its_gradient_is_refused():
     model = URN(initial_weights([0], 9, 0.5), 3, 2, 2)
     with pytest.raises(ValueError, match="input x is data"):
@@ -61,10 +68,22 @@ def test_the_input_is_data_and_asking_for_its_gradient_is_refused():
 # Every regulator on in some trial, each at its own strength, one off in one trial, both scopes of `self`.
 PACK = [
     {"seed": 0, "regulators.l1": 1e-3, "regulators.locality": 1e-3, "regulators.width": 1e-2, "regulators.self": 1e-2},
-    {"seed": 1, "regulators.l2": 1e-2, "regulators.locality": 2e-3, "regulators.locality_alpha": 2.0,
-     "regulators.self": 1e-2, "regulators.self_scope": "waits"},
-    {"seed": 2, "model.init_scale": 0.1, "regulators.l1": 1e-3, "regulators.l2": 1e-3, "regulators.width": 1e-3,
-     "regulators.self": {"kind": "step", "before": 0.0, "after": 1e-2, "epoch": 1}},
+    {
+        "seed": 1,
+        "regulators.l2": 1e-2,
+        "regulators.locality": 2e-3,
+        "regulators.locality_alpha": 2.0,
+        "regulators.self": 1e-2,
+        "regulators.self_scope": "waits",
+    },
+    {
+        "seed": 2,
+        "model.init_scale": 0.1,
+        "regulators.l1": 1e-3,
+        "regulators.l2": 1e-3,
+        "regulators.width": 1e-3,
+        "regulators.self": {"kind": "step", "before": 0.0, "after": 1e-2, "epoch": 1},
+    },
 ]
 STEP_EPOCHS = 2
 
@@ -93,7 +112,7 @@ def _plain_training(batch, configs):
     for epoch in range(STEP_EPOCHS):
         order = torch.tensor(np.stack([np.random.default_rng([c.seed, epoch]).permutation(n) for c in configs]))
         for start in range(0, n, first.train.batch_size):
-            idx = order[:, start:start + first.train.batch_size]
+            idx = order[:, start : start + first.train.batch_size]
             x, y = x_all[rows, idx], y_all[rows, idx]
             h = torch.cat([x, x.new_zeros(*x.shape[:2], size - n_in)], dim=-1)
             readouts = []
@@ -104,15 +123,21 @@ def _plain_training(batch, configs):
                 h = torch.cat([phi(a[..., :n_act]), a[..., n_act:]], dim=-1)
                 if first.model.input_mode == "clamp":
                     h = torch.cat([x, h[..., n_in:]], dim=-1)
-            loss = sum(torch.nn.functional.cross_entropy(logits[k], y[k]) / len(readouts)
-                       for logits in readouts for k in range(len(configs)))
+            loss = sum(
+                torch.nn.functional.cross_entropy(logits[k], y[k]) / len(readouts)
+                for logits in readouts
+                for k in range(len(configs))
+            )
             for k, c in enumerate(configs):
                 s = {name: float(np.float32(c.regulators.schedule(name).at(epoch))) for name in NAMES}
                 w = W[k]
-                loss = loss + (s["l1"] * w.abs().sum() + s["l2"] * (w**2).sum()
-                               + s["locality"] * (w.abs() * wiring[k]).sum()
-                               + s["width"] * torch.sqrt((w**2).sum(0) + (w**2).sum(1) + 1e-12).sum()
-                               + s["self"] * (w.abs() * waits_masks[k]).sum())
+                loss = loss + (
+                    s["l1"] * w.abs().sum()
+                    + s["l2"] * (w**2).sum()
+                    + s["locality"] * (w.abs() * wiring[k]).sum()
+                    + s["width"] * torch.sqrt((w**2).sum(0) + (w**2).sum(1) + 1e-12).sum()
+                    + s["self"] * (w.abs() * waits_masks[k]).sum()
+                )
             for group in optimizer.param_groups:
                 progress = epoch + start / n
                 group["lr"] = first.train.lr * 0.5 * (1 + math.cos(math.pi * progress / first.train.epochs))
@@ -132,17 +157,40 @@ def _double(batch):
     return batch
 
 
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="no CUDA device here: the CUDA path of the training step runs where one is"))])
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=pytest.mark.skipif(
+                not torch.cuda.is_available(), reason="no CUDA device here: the CUDA path of the training step runs where one is"
+            ),
+        ),
+    ],
+)
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
 @pytest.mark.parametrize("input_mode,readout", [("clamp", "all"), ("once", "last")])
 def test_training_steps_equal_plain_autograd_and_unfused_adam(device, activation, input_mode, readout):
     """The trial's own epochs (hand-written backward, closed-form regulators, fused Adam) against
     ``_plain_training``: K = 3 trials, every regulator, several steps (3 per epoch), float64."""
-    configs = [parse_config({"data.name": "digits", "model.hidden_channels": 1, "model.steps": 3,
-                             "model.activation": activation, "model.input_mode": input_mode, "model.readout": readout,
-                             "train.batch_size": 512, "train.epochs": STEP_EPOCHS + 1, "train.device": device, **t})
-               for t in PACK]
+    configs = [
+        parse_config(
+            {
+                "data.name": "digits",
+                "model.hidden_channels": 1,
+                "model.steps": 3,
+                "model.activation": activation,
+                "model.input_mode": input_mode,
+                "model.readout": readout,
+                "train.batch_size": 512,
+                "train.epochs": STEP_EPOCHS + 1,
+                "train.device": device,
+                **t,
+            }
+        )
+        for t in PACK
+    ]
     batch = _double(_Batch(configs))
     for epoch in range(STEP_EPOCHS):
         _train_epoch(batch, epoch, [True] * len(configs))

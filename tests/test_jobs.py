@@ -1,6 +1,7 @@
 """The README's Ray Jobs recipe, for real: a head started by ``ray start --head`` (with its dashboard, which Ray Jobs
 goes through), a smoke sweep submitted with ``ray job submit --working-dir .``; the job succeeds and its records land
 where URN_RESULTS_DIR says, not in the job's uploaded copy of the repository."""
+
 from __future__ import annotations
 
 import json
@@ -36,21 +37,49 @@ def ray_head(tmp_path, net, wait):
     # the raylet's wait for its agents (Python processes, slow to start on a loaded machine), longer
     env["RAY_agent_register_timeout_ms"] = "120000"
     dashboard = net.free_port()
-    ports = {flag: net.free_port() for flag in ("port", "node-manager-port", "object-manager-port",
-                                                 "ray-client-server-port", "dashboard-agent-listen-port",
-                                                 "dashboard-agent-grpc-port", "runtime-env-agent-port",
-                                                 "metrics-export-port")}
+    ports = {
+        flag: net.free_port()
+        for flag in (
+            "port",
+            "node-manager-port",
+            "object-manager-port",
+            "ray-client-server-port",
+            "dashboard-agent-listen-port",
+            "dashboard-agent-grpc-port",
+            "runtime-env-agent-port",
+            "metrics-export-port",
+        )
+    }
     log = open(tmp_path / "head.log", "wb")
     head = subprocess.Popen(
-        [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=2",
-         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
-         f"--temp-dir={temp}", "--disable-usage-stats", *(f"--{flag}={port}" for flag, port in ports.items())],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            str(BIN / "ray"),
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=2",
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dashboard}",
+            f"--temp-dir={temp}",
+            "--disable-usage-stats",
+            *(f"--{flag}={port}" for flag, port in ports.items()),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         api = f"http://127.0.0.1:{dashboard}"
-        wait(lambda: _jobs_api_up(api, env["RAY_AUTH_TOKEN"], ports["dashboard-agent-listen-port"], head,
-                                  tmp_path / "head.log"),
-             f"the job API at {api}", timeout=300, retry_on=(OSError,), interval=0.5)
+        wait(
+            lambda: _jobs_api_up(api, env["RAY_AUTH_TOKEN"], ports["dashboard-agent-listen-port"], head, tmp_path / "head.log"),
+            f"the job API at {api}",
+            timeout=300,
+            retry_on=(OSError,),
+            interval=0.5,
+        )
         yield env, api, temp, tmp_path / "head.log", f"127.0.0.1:{ports['port']}"
     finally:
         _stop_head(head, temp)
@@ -99,9 +128,26 @@ def test_a_sweep_submitted_as_a_ray_job_records_every_trial_where_urn_results_di
     env, dashboard, temp, head_log, _ = ray_head
     records = tmp_path / "urn_results"  # absolute: the job runs in an uploaded copy under Ray's temp dir
     runtime_env = {"env_vars": {"URN_RESULTS_DIR": str(records)}, "excludes": [".git"]}
-    submit = [str(BIN / "ray"), "job", "submit", "--address", dashboard, "--submission-id", "urn-jobs-test",
-              "--working-dir", ".", "--runtime-env-json", json.dumps(runtime_env),
-              "--", "urn-study", "sweep", "search_spaces/quickstart.yaml", "--smoke", "--address", "auto"]
+    submit = [
+        str(BIN / "ray"),
+        "job",
+        "submit",
+        "--address",
+        dashboard,
+        "--submission-id",
+        "urn-jobs-test",
+        "--working-dir",
+        ".",
+        "--runtime-env-json",
+        json.dumps(runtime_env),
+        "--",
+        "urn-study",
+        "sweep",
+        "search_spaces/quickstart.yaml",
+        "--smoke",
+        "--address",
+        "auto",
+    ]
     # `ray job submit` waits for the job to end and says how it ended
     try:
         done = subprocess.run(submit, cwd=ROOT, env=env, capture_output=True, text=True, timeout=JOB_TIMEOUT_S)
@@ -141,8 +187,14 @@ def test_a_local_sweeps_ray_is_its_own_beside_a_head_left_running(ray_head):
     """Ray would join the instance a `ray start` left running (RAY_ADDRESS, or the address it notes in /tmp/ray) and
     then refuse a sweep's CPU count: a sweep without --address starts its own, with the CPUs it was given."""
     env, _, _, _, head_address = ray_head
-    done = subprocess.run([sys.executable, "-c", LOCAL_RAY], cwd=ROOT, env={**env, "RAY_ADDRESS": head_address},
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", LOCAL_RAY],
+        cwd=ROOT,
+        env={**env, "RAY_ADDRESS": head_address},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     address, cpus, dashboard = done.stdout.split()[-3:]
     assert address != head_address and float(cpus) == 1.0, (address, cpus, head_address)

@@ -2,6 +2,7 @@
 the edges (urn_study/tracking/: MLflow; urn_study/sweep/: Ray) -> analysis/ (the reading of recorded studies) -> the CLI
 (cli.py, commands.py). Read from the source files with ast, nothing imported: every import counts, a lazy one
 inside a function as much as one at the top."""
+
 import ast
 import graphlib
 from pathlib import Path
@@ -29,12 +30,16 @@ def imported(source: str, package: str = "", parents: bool = True) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                parent = package.split(".")[:len(package.split(".")) - node.level + 1]
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*parent, *([base] if base else [])])
             names |= {base} | {f"{base}.{alias.name}" for alias in node.names}
-        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) in
-              ("import_module", "__import__") and node.args and isinstance(node.args[0], ast.Constant)
-              and isinstance(node.args[0].value, str)):
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", getattr(node.func, "id", None)) in ("import_module", "__import__")
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
             names.add(node.args[0].value)
     if not parents:
         return names
@@ -48,8 +53,7 @@ def imports_of(path: Path, root: Path = ROOT, parents: bool = True) -> set[str]:
 
 
 def offences(files: list[Path], forbidden: tuple[str, ...]) -> list[str]:
-    return sorted(f"{path.relative_to(ROOT)} imports {name}" for path in files for name in imports_of(path)
-                  if name in forbidden)
+    return sorted(f"{path.relative_to(ROOT)} imports {name}" for path in files for name in imports_of(path) if name in forbidden)
 
 
 def test_the_import_reader_sees_every_form():
@@ -72,15 +76,23 @@ def test_the_file_sets_are_what_they_name():
     assert PACKAGE / "tracking" / "store.py" in TRACKING and not set(TRACKING) & set(CORE)
 
 
-@pytest.mark.parametrize("files,forbidden,why", [
-    (BELOW_THE_CLI, ("analysis",), "only the CLI (cli.py, commands.py) sits above analysis/"),
-    (CORE, ("ray", "mlflow", "urn_study.sweep", "urn_study.tracking"), "the core knows no edge"),
-    (SWEEP, ("analysis",), "the Ray edge sits below the analysis of records"),
-    (TRACKING, ("ray", "urn_study.sweep", "analysis"), "the record edge knows neither Ray nor the analysis"),
-    (ANALYSIS, ("urn_study.sweep",), "the analysis reads records, it does not run sweeps"),
-], ids=["nothing-below-the-cli-imports-analysis", "the-core-imports-no-edge", "the-sweep-imports-no-analysis",
+@pytest.mark.parametrize(
+    "files,forbidden,why",
+    [
+        (BELOW_THE_CLI, ("analysis",), "only the CLI (cli.py, commands.py) sits above analysis/"),
+        (CORE, ("ray", "mlflow", "urn_study.sweep", "urn_study.tracking"), "the core knows no edge"),
+        (SWEEP, ("analysis",), "the Ray edge sits below the analysis of records"),
+        (TRACKING, ("ray", "urn_study.sweep", "analysis"), "the record edge knows neither Ray nor the analysis"),
+        (ANALYSIS, ("urn_study.sweep",), "the analysis reads records, it does not run sweeps"),
+    ],
+    ids=[
+        "nothing-below-the-cli-imports-analysis",
+        "the-core-imports-no-edge",
+        "the-sweep-imports-no-analysis",
         "the-record-edge-imports-no-ray-nor-analysis",
-        "analysis-imports-no-sweep"])
+        "analysis-imports-no-sweep",
+    ],
+)
 def test_imports_go_one_way(files, forbidden, why):
     assert files
     found = offences(files, forbidden)
@@ -98,8 +110,9 @@ def import_cycle(files: list[Path], root: Path = ROOT) -> list[str]:
         parts = name.split(".")
         return next((".".join(parts[:i]) for i in range(len(parts), 0, -1) if ".".join(parts[:i]) in modules), None)
 
-    graph = {name: {target(other) for other in imports_of(path, root, parents=False)} - {None, name}
-             for name, path in modules.items()}
+    graph = {
+        name: {target(other) for other in imports_of(path, root, parents=False)} - {None, name} for name, path in modules.items()
+    }
     try:
         list(graphlib.TopologicalSorter(graph).static_order())
     except graphlib.CycleError as err:

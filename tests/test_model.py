@@ -1,4 +1,5 @@
 """The URN computes exactly what an explicit layered network computes when W is set to it."""
+
 import numpy as np
 import pytest
 import torch
@@ -17,8 +18,8 @@ def _mlp_in_urn(widths: list[int], seed: int = 0):
     for i in range(len(widths) - 1):
         w = rng.normal(size=(widths[i + 1], widths[i]))
         bias = rng.normal(size=widths[i + 1])
-        W[offsets[i + 1]:offsets[i + 2], offsets[i]:offsets[i + 1]] = w
-        b[offsets[i + 1]:offsets[i + 2]] = bias
+        W[offsets[i + 1] : offsets[i + 2], offsets[i] : offsets[i + 1]] = w
+        b[offsets[i + 1] : offsets[i + 2]] = bias
         layers.append((w, bias))
     return W, b, layers
 
@@ -72,8 +73,8 @@ def test_stacked_trials_do_not_mix():
     x = torch.randn(3, 6, 8)
     out = model(x)[-1]
     for k in range(3):
-        single = URN(w[k:k + 1], 8, 4, steps=3)
-        torch.testing.assert_close(single(x[k:k + 1])[-1][0], out[k])
+        single = URN(w[k : k + 1], 8, 4, steps=3)
+        torch.testing.assert_close(single(x[k : k + 1])[-1][0], out[k])
 
 
 def test_initial_weights_are_seeded_dense_and_scaled():
@@ -95,8 +96,7 @@ def test_regulator_values_by_hand():
     # neuron 0: column (1, 0) and row (1, -2); neuron 1: column (-2, 3) and row (0, 3)
     expected_width = np.sqrt(1 + 0 + 1 + 4) + np.sqrt(4 + 9 + 0 + 9)
     assert v["width"].item() == pytest.approx(expected_width, rel=1e-5)
-    strengths = {name: torch.tensor([s]) for name, s in
-                 {"l1": 0.1, "l2": 0.01, "locality": 0.5, "width": 0.2, "self": 1.0}.items()}
+    strengths = {name: torch.tensor([s]) for name, s in {"l1": 0.1, "l2": 0.01, "locality": 0.5, "width": 0.2, "self": 1.0}.items()}
     penalty = regulator_penalty(W, linear_cost(d, strengths), strengths, set(strengths))
     expected = 0.1 * 6 + 0.01 * 14 + 0.5 * 4 + 0.2 * expected_width + 1.0 * 4
     assert penalty.item() == pytest.approx(expected, rel=1e-5)
@@ -125,17 +125,17 @@ def test_device_is_chosen_at_run_time(monkeypatch, gpu):
             pick_device("cuda")
 
 
-@pytest.mark.parametrize("hidden_layout,output_position,periodic", [
-    ("lattice", "uniform", False), ("lattice", "center", True), ("random", "free", False)])
-def test_saved_layout_keeps_positions_and_gives_back_the_same_distances(tmp_path, hidden_layout, output_position,
-                                                                       periodic):
+@pytest.mark.parametrize(
+    "hidden_layout,output_position,periodic",
+    [("lattice", "uniform", False), ("lattice", "center", True), ("random", "free", False)],
+)
+def test_saved_layout_keeps_positions_and_gives_back_the_same_distances(tmp_path, hidden_layout, output_position, periodic):
     from urn_study.layout import Layout, make_layout
 
     layout = make_layout((8, 8), 10, 3, hidden_layout, output_position, periodic, seed=4)
     layout.save(tmp_path / "layout.json")
     back = Layout.load(tmp_path / "layout.json")
     assert "distances" not in (tmp_path / "layout.json").read_text()  # S x S numbers would be most of the file
-    assert (back.n_in, back.n_hidden, back.n_out, back.periodic, back.output_position) == \
-        (64, 192, 10, periodic, output_position)
+    assert (back.n_in, back.n_hidden, back.n_out, back.periodic, back.output_position) == (64, 192, 10, periodic, output_position)
     np.testing.assert_array_equal(back.positions, layout.positions)
     np.testing.assert_array_equal(back.distances, layout.distances)

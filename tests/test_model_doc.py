@@ -6,6 +6,7 @@ In backticks the page cites config keys (``regulators.locality``: one of ``urn_s
 (``python -m urn_study.reading.untrained``: the module imports). Other spans (values such as ``clamp``, file names of
 a trial's record such as ``W0.npy``) are not names of the code and are left alone.
 """
+
 import importlib
 import re
 from pathlib import Path
@@ -69,10 +70,16 @@ def test_every_cited_name_exists():
     assert not problems, f"docs/model.md cites what the code does not have: {problems}"
 
 
-@pytest.mark.parametrize("span,why", [("regulators.localty", "no config key"), ("urn_study/reading/fucntion.py", "no file"),
-                                      ("urn_study.reading.function.Thresholds.costs", "has no"),
-                                      ("urn_study.regulator.linear_cost", "has no"),
-                                      ("python -m analysis.untrainde", "no module")])
+@pytest.mark.parametrize(
+    "span,why",
+    [
+        ("regulators.localty", "no config key"),
+        ("urn_study/reading/fucntion.py", "no file"),
+        ("urn_study.reading.function.Thresholds.costs", "has no"),
+        ("urn_study.regulator.linear_cost", "has no"),
+        ("python -m analysis.untrainde", "no module"),
+    ],
+)
 def test_the_checker_catches_a_misspelt_name(span, why):
     assert why in (problem(span) or "")
 

@@ -1,5 +1,6 @@
 """How many trials a sweep packs into one worker (urn_study.packing): the study's number, else chosen from the
 trials' size and the device, never leaving workers idle, and one at a time for the searchers that ask so."""
+
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def digits(n: int, channels: int = 1, **extra) -> list:
     """``n`` digits trials of one shape, S = 64 (1 + channels) + 10."""
-    return [parse_config({"seed": i, "data.name": "digits", "model.hidden_channels": channels, **extra})
-            for i in range(n)]
+    return [parse_config({"seed": i, "data.name": "digits", "model.hidden_channels": channels, **extra}) for i in range(n)]
 
 
 def test_network_size_is_the_layout_the_trial_builds():
@@ -68,12 +68,17 @@ def test_a_pack_never_exceeds_what_one_batch_may_take():
     from urn_study.trial import MAX_TRAINING_GIB
 
     assert packing.MAX_PACK_GIB == MAX_TRAINING_GIB
-    big = [parse_config({"seed": i, "data.name": "nlgp", "data.dims": 2, "data.side": 32, "model.hidden_channels": 2})
-           for i in range(200)]  # S = 3074
+    big = [
+        parse_config({"seed": i, "data.name": "nlgp", "data.dims": 2, "data.side": 32, "model.hidden_channels": 2})
+        for i in range(200)
+    ]  # S = 3074
     chosen = packing.choose("auto", big, slots=1, gpu_bytes=10**15)
     assert 1 < chosen.per_pack < packing.GPU_MAX_PER_PACK and "memory" in chosen.reason
-    assert chosen.per_pack * packing.trial_bytes(big[0]) <= MAX_TRAINING_GIB * 2**30 < \
-        (chosen.per_pack + 1) * packing.trial_bytes(big[0])
+    assert (
+        chosen.per_pack * packing.trial_bytes(big[0])
+        <= MAX_TRAINING_GIB * 2**30
+        < (chosen.per_pack + 1) * packing.trial_bytes(big[0])
+    )
 
 
 def test_the_shipped_grid_studies_pack_on_two_cores():

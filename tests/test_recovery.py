@@ -5,6 +5,7 @@ middle of a boundary or Optuna search, checkpoint folders left by killed workers
 (pickles planted in the results storage: test_faults.py, after its killed driver). Trials that must be hit
 mid-training wait at a named epoch behind a gate (``URN_PAUSE_AT``) that the test opens once its fault is in place:
 no time window."""
+
 from __future__ import annotations
 
 import json
@@ -144,8 +145,17 @@ def test_the_checkpoints_of_a_sweeps_earlier_runs_are_found_by_trial_newest_firs
 
 def _record(results: Path, study_path: Path, sweep_id: str, created: str) -> records.SweepRecord:
     study = load_study(study_path)
-    return records.SweepRecord(sweep_id, study.name, str(study_path), study.fingerprint(), "grid",
-                                f"sqlite:///{results}/mlflow.db", str(results / "ray"), created, str(results))
+    return records.SweepRecord(
+        sweep_id,
+        study.name,
+        str(study_path),
+        study.fingerprint(),
+        "grid",
+        f"sqlite:///{results}/mlflow.db",
+        str(results / "ray"),
+        created,
+        str(results),
+    )
 
 
 def test_broken_and_foreign_files_among_sweep_records_are_passed_over_with_a_warning(results, tmp_path, capsys):
@@ -183,14 +193,21 @@ def test_a_second_driver_of_a_running_sweep_is_refused_in_one_line(results, tmp_
     (results / "sweeps").mkdir(parents=True)
     (results / "sweeps" / "twice-1.json").write_text(json.dumps(asdict(record)))
     gate = tmp_path / "release"
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import pathlib, time
         from urn_study.sweep.records import SweepLock
         with SweepLock("twice-1"):
-            pathlib.Path({str(tmp_path / 'held')!r}).touch()
+            pathlib.Path({str(tmp_path / "held")!r}).touch()
             while not pathlib.Path({str(gate)!r}).exists():
                 time.sleep(0.05)
-        """)], env={**os.environ, "URN_RESULTS_DIR": str(results)})
+        """),
+        ],
+        env={**os.environ, "URN_RESULTS_DIR": str(results)},
+    )
     try:
         wait(lambda: (tmp_path / "held").exists(), "the first driver to hold the sweep", process=holder)
         assert cli.main(["sweep", str(path), "--resume", "twice-1"]) == 2
@@ -228,8 +245,12 @@ def test_drivers_creating_one_fresh_store_at_once_all_get_the_one_experiment(tmp
     (tmp_path / "fresh").mkdir()
     gate = tmp_path / "gate"
     gate.mkdir()
-    drivers = [subprocess.Popen([sys.executable, "-c", CREATE, uri, f"d{i}", str(gate)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True) for i in range(3)]
+    drivers = [
+        subprocess.Popen(
+            [sys.executable, "-c", CREATE, uri, f"d{i}", str(gate)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for i in range(3)
+    ]
     wait(lambda: len(list(gate.iterdir())) == len(drivers), "every driver at the gate")
     (gate / "go").touch()
     outputs = [d.communicate(timeout=120) for d in drivers]
@@ -272,9 +293,13 @@ def test_a_stopped_driver_says_how_to_resume_and_exits_with_the_signals_code(res
     log_path = tmp_path / "driver.log"
     with open(log_path, "wb") as log:
         driver = subprocess.Popen(
-            [sys.executable, "-m", "urn_study.cli", "sweep", str(path), "--num-cpus", "1"], cwd=tmp_path,
-            env={**os.environ, "URN_RESULTS_DIR": str(results), trainable.PAUSE_ENV: f"2:{gate}"}, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True)
+            [sys.executable, "-m", "urn_study.cli", "sweep", str(path), "--num-cpus", "1"],
+            cwd=tmp_path,
+            env={**os.environ, "URN_RESULTS_DIR": str(results), trainable.PAUSE_ENV: f"2:{gate}"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             wait(lambda: list(gate.glob("*.paused")), "the first trial paused at epoch 2", process=driver)
             driver.send_signal(sig)
@@ -340,8 +365,7 @@ def small_disk(tmp_path):
     """A 6 MB tmpfs as the results folder (needs root: skipped, with the reason, where mounting is refused)."""
     folder = tmp_path / "disk"
     folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(folder)], capture_output=True,
-                             text=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(folder)], capture_output=True, text=True)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.strip() or mounted.returncode})")
     try:
@@ -351,16 +375,17 @@ def small_disk(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_full_disk_stops_the_sweep_in_a_few_lines_and_the_resume_finishes_it(tmp_path, small_disk, monkeypatch,
-                                                                              capsys):
+def test_a_full_disk_stops_the_sweep_in_a_few_lines_and_the_resume_finishes_it(tmp_path, small_disk, monkeypatch, capsys):
     """On a 6 MB results disk the sweep used to print 3,000 lines and 30 tracebacks, and its resume (Tune's state
     cut short) started a bogus trial for ever. Now: one line naming the full disk and the resume command, no
     trace; once there is room, --resume trains every trial that had not finished, each recorded once."""
     monkeypatch.setenv("URN_RESULTS_DIR", str(small_disk))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     path = tmp_path / "full.yaml"
-    path.write_text(STUDY.format(name="full", seeds="[0]").replace("train.epochs: 8", "train.epochs: 10") +
-                    "grid:\n  regulators.locality: [0, 3.0e-4, 1.0e-3, 3.0e-3]\n  regulators.l1: [0, 1.0e-3]\n")
+    path.write_text(
+        STUDY.format(name="full", seeds="[0]").replace("train.epochs: 8", "train.epochs: 10")
+        + "grid:\n  regulators.locality: [0, 3.0e-4, 1.0e-3, 3.0e-3]\n  regulators.l1: [0, 1.0e-3]\n"
+    )
     assert cli.main(["sweep", str(path), "--num-cpus", "1"]) == 1
     captured = capsys.readouterr()
     text = captured.out + captured.err
@@ -377,8 +402,7 @@ def test_a_full_disk_stops_the_sweep_in_a_few_lines_and_the_resume_finishes_it(t
 # --- the adaptive searchers, their driver killed and resumed ------------------------------------------------------
 
 
-def kill_driver_midway(study_path: Path, results: Path, tmp_path: Path, searcher: str, first: str, second: str,
-                       wait) -> None:
+def kill_driver_midway(study_path: Path, results: Path, tmp_path: Path, searcher: str, first: str, second: str, wait) -> None:
     """Run the sweep in a driver process whose trials wait at epoch 1: ``first`` is let through (it finishes),
     and once ``second`` waits there, the driver and all of Ray are killed (SIGKILL)."""
     gate = tmp_path / "gate"
@@ -387,8 +411,12 @@ def kill_driver_midway(study_path: Path, results: Path, tmp_path: Path, searcher
     with open(log_path, "wb") as log:
         driver = subprocess.Popen(
             [sys.executable, "-m", "urn_study.cli", "sweep", str(study_path), "--searcher", searcher, "--num-cpus", "1"],
-            cwd=tmp_path, env={**os.environ, "URN_RESULTS_DIR": str(results), trainable.PAUSE_ENV: f"1:{gate}"},
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            cwd=tmp_path,
+            env={**os.environ, "URN_RESULTS_DIR": str(results), trainable.PAUSE_ENV: f"1:{gate}"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             wait(lambda: (gate / f"{first}.paused").exists(), f"{first} at the gate", process=driver)
             (gate / f"{first}.go").touch()
@@ -418,8 +446,10 @@ def test_a_boundary_search_resumes_from_its_records_after_its_driver_is_killed(r
     """The search's state is rebuilt from the sweep's MLflow runs (no Tune state is read back): the finished trial
     is not run again, the one cut short goes on under its own number from its checkpoint, and the search ends."""
     path = tmp_path / "bsearch.yaml"
-    path.write_text(TWO_EPOCHS.format(name="bsearch") + "grid:\n  regulators.locality: [0, 1.0e-3, 1.0e-2]\n"
-                    "seeds: [0, 1, 2]\nrefine: {budget: 9}\n")
+    path.write_text(
+        TWO_EPOCHS.format(name="bsearch") + "grid:\n  regulators.locality: [0, 1.0e-3, 1.0e-2]\n"
+        "seeds: [0, 1, 2]\nrefine: {budget: 9}\n"
+    )
     kill_driver_midway(path, results, tmp_path, "boundary", "bsearch-b0000", "bsearch-b0001", wait)
     uri = tracking.resolve_tracking_uri()
     before = runs_of(uri, "bsearch")
@@ -442,8 +472,7 @@ def test_an_optuna_sweep_resumes_its_unfinished_trial_under_its_own_number(resul
     import optuna
 
     path = tmp_path / "osearch.yaml"
-    path.write_text(TWO_EPOCHS.format(name="osearch") + "sample:\n  regulators.l1: {loguniform: [1.0e-5, 1.0e-2]}\n"
-                    "samples: 3\n")
+    path.write_text(TWO_EPOCHS.format(name="osearch") + "sample:\n  regulators.l1: {loguniform: [1.0e-5, 1.0e-2]}\nsamples: 3\n")
     kill_driver_midway(path, results, tmp_path, "optuna", "osearch-o0000", "osearch-o0001", wait)
     uri = tracking.resolve_tracking_uri()
     before = runs_of(uri, "osearch")
@@ -461,8 +490,7 @@ def test_an_optuna_sweep_resumes_its_unfinished_trial_under_its_own_number(resul
     assert states.count(optuna.trial.TrialState.COMPLETE) == 3 and optuna.trial.TrialState.RUNNING not in states
 
 
-def test_a_copied_store_whose_artifacts_lie_in_the_original_folder_is_refused_in_one_line(results, tmp_path,
-                                                                                          capsys):
+def test_a_copied_store_whose_artifacts_lie_in_the_original_folder_is_refused_in_one_line(results, tmp_path, capsys):
     """MLflow keeps each experiment's artifact folder as an absolute path: a copied folder's runs would write
     into the original's. Said before anything starts, and nothing is written."""
     import mlflow

@@ -3,6 +3,7 @@ evaluated, servers bind to loopback, and secrets come only from the environment 
 (The UI's listening socket itself: test_sweep.py::test_ui_serves_the_local_store_on_loopback_only; the
 cluster's MLflow server and dashboard: test_cluster_config.py; a real sweep over HTTP with a token in the
 environment, which no record, result or printed line holds: test_faults.py::test_server_down_mid_sweep_...)"""
+
 from __future__ import annotations
 
 import ast
@@ -50,26 +51,37 @@ def test_there_is_source_to_check():
 
 
 def unpickling_loads(path: Path) -> list[str]:
-    return [where(path, n) for n, name in calls(path)
-            if (name in ("np.load", "numpy.load") and keyword(n, "allow_pickle") is not False)
-            or (name == "torch.load" and keyword(n, "weights_only") is not True)
-            or (name.split(".")[0] in ("pickle", "cloudpickle", "joblib", "dill") and name.endswith(("load", "loads")))]
+    return [
+        where(path, n)
+        for n, name in calls(path)
+        if (name in ("np.load", "numpy.load") and keyword(n, "allow_pickle") is not False)
+        or (name == "torch.load" and keyword(n, "weights_only") is not True)
+        or (name.split(".")[0] in ("pickle", "cloudpickle", "joblib", "dill") and name.endswith(("load", "loads")))
+    ]
 
 
 def unsafe_yaml(path: Path) -> list[str]:
-    return [where(path, n) for n, name in calls(path)
-            if name.startswith("yaml.") and name.split(".")[-1] in ("load", "load_all", "unsafe_load", "full_load",
-                                                                    "unsafe_load_all", "full_load_all")]
+    return [
+        where(path, n)
+        for n, name in calls(path)
+        if name.startswith("yaml.")
+        and name.split(".")[-1] in ("load", "load_all", "unsafe_load", "full_load", "unsafe_load_all", "full_load_all")
+    ]
 
 
 def code_from_text(path: Path) -> list[str]:
-    return [where(path, n) for n, name in calls(path)
-            if name in ("eval", "exec", "compile", "os.system", "os.popen", "__import__")
-            or keyword(n, "shell") is True]
+    return [
+        where(path, n)
+        for n, name in calls(path)
+        if name in ("eval", "exec", "compile", "os.system", "os.popen", "__import__") or keyword(n, "shell") is True
+    ]
 
 
-FINDERS = {"loads that could unpickle": unpickling_loads, "YAML read with a loader that builds objects": unsafe_yaml,
-           "code or shell commands built from text": code_from_text}
+FINDERS = {
+    "loads that could unpickle": unpickling_loads,
+    "YAML read with a loader that builds objects": unsafe_yaml,
+    "code or shell commands built from text": code_from_text,
+}
 BAD_SOURCE = """\
 import numpy as np, pickle, subprocess, torch, yaml
 np.load("a.npy")
@@ -97,8 +109,11 @@ def test_the_finders_find_what_they_look_for(tmp_path):
     path = tmp_path / "bad.py"
     path.write_text(BAD_SOURCE)
     lines = {what: sorted(int(hit.rsplit(":", 1)[1]) for hit in find(path)) for what, find in FINDERS.items()}
-    assert lines == {"loads that could unpickle": [2, 3, 4, 5], "YAML read with a loader that builds objects": [6, 7],
-                     "code or shell commands built from text": [8, 9, 10]}
+    assert lines == {
+        "loads that could unpickle": [2, 3, 4, 5],
+        "YAML read with a loader that builds objects": [6, 7],
+        "code or shell commands built from text": [8, 9, 10],
+    }
 
 
 def test_no_server_binds_beyond_loopback():
@@ -109,27 +124,44 @@ def test_no_server_binds_beyond_loopback():
 
 
 # what makes MLflow turn its telemetry off by itself (CI and test markers, mlflow/telemetry/utils.py)
-CI_MARKERS = ("PYTEST_CURRENT_TEST", "GITHUB_ACTIONS", "CI", "CIRCLECI", "GITLAB_CI", "JENKINS_URL", "TRAVIS",
-              "TF_BUILD", "BITBUCKET_BUILD_NUMBER", "CODEBUILD_BUILD_ARN", "BUILDKITE", "TEAMCITY_VERSION",
-              "CLOUD_RUN_EXECUTION", "RUNBOT_HOST_URL", "RUNBOT_BUILD_NAME", "RUNBOT_WORKER_ID", "DO_NOT_TRACK",
-              "MLFLOW_DISABLE_TELEMETRY")
+CI_MARKERS = (
+    "PYTEST_CURRENT_TEST",
+    "GITHUB_ACTIONS",
+    "CI",
+    "CIRCLECI",
+    "GITLAB_CI",
+    "JENKINS_URL",
+    "TRAVIS",
+    "TF_BUILD",
+    "BITBUCKET_BUILD_NUMBER",
+    "CODEBUILD_BUILD_ARN",
+    "BUILDKITE",
+    "TEAMCITY_VERSION",
+    "CLOUD_RUN_EXECUTION",
+    "RUNBOT_HOST_URL",
+    "RUNBOT_BUILD_NAME",
+    "RUNBOT_WORKER_ID",
+    "DO_NOT_TRACK",
+    "MLFLOW_DISABLE_TELEMETRY",
+)
 
 
 def python_without_ci_markers(code: str, **env: str) -> str:
     """Run ``code`` in a fresh Python whose environment has none of the markers by which MLflow turns its
     telemetry off for CI and tests, as on a researcher's machine."""
     clean = {k: v for k, v in os.environ.items() if k not in CI_MARKERS}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
-                          env={**clean, **env})
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT, env={**clean, **env})
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
 
 def test_mlflow_telemetry_is_off_unless_the_user_turns_it_on():
     """MLflow 3 sends usage events over HTTPS from every process that imports it: nothing here does."""
-    code = ("import urn_study.tracking, mlflow\nfrom mlflow.telemetry import get_telemetry_client\n"
-            "from mlflow.telemetry.utils import _IS_IN_CI_ENV_OR_TESTING\n"
-            "print(_IS_IN_CI_ENV_OR_TESTING, get_telemetry_client())")
+    code = (
+        "import urn_study.tracking, mlflow\nfrom mlflow.telemetry import get_telemetry_client\n"
+        "from mlflow.telemetry.utils import _IS_IN_CI_ENV_OR_TESTING\n"
+        "print(_IS_IN_CI_ENV_OR_TESTING, get_telemetry_client())"
+    )
     # MLflow sees a researcher's machine (not CI), and still no telemetry client
     assert python_without_ci_markers(code) == "False None"
     # the user's own setting wins (not imported here: that would start the client and its HTTPS fetch)
@@ -175,8 +207,13 @@ def test_a_data_file_holding_a_pickle_is_one_error_naming_data_path(tmp_path):
     target = tmp_path / "pwned"
     path = tmp_path / "mnist.npz"
     x = np.zeros((4, 28, 28), np.uint8)
-    np.savez(path, x_train=np.array([Payload(target)], dtype=object), y_train=np.zeros(4, np.uint8), x_test=x,
-             y_test=np.zeros(4, np.uint8))
+    np.savez(
+        path,
+        x_train=np.array([Payload(target)], dtype=object),
+        y_train=np.zeros(4, np.uint8),
+        x_test=x,
+        y_test=np.zeros(4, np.uint8),
+    )
     config = load_config(overrides=["data.name=mnist", f"data.path={path}"])
     with pytest.raises(ValueError, match=r"^data\.path: .*mnist\.npz.*allow_pickle"):
         load_dataset(config.data, 0)
@@ -229,14 +266,17 @@ def test_credentials_in_the_tracking_uri_are_refused_without_echoing_them(result
             tracking.resolve_tracking_uri(uri)
         assert "PGPASSWORD" in str(info.value) and secret not in str(info.value)
     # a user without a password is fine (the database client finds the password itself)
-    assert tracking.resolve_tracking_uri("postgresql://alice@db.example:5432/urn") == \
-        "postgresql://alice@db.example:5432/urn"
+    assert tracking.resolve_tracking_uri("postgresql://alice@db.example:5432/urn") == "postgresql://alice@db.example:5432/urn"
 
 
 def test_no_command_takes_a_secret_as_an_argument():
     """Arguments show in ``ps`` and shell history: tokens come from the environment."""
-    helps = [subprocess.run([sys.executable, "-m", "urn_study.cli", command, "--help"], capture_output=True,
-                            text=True, timeout=120, cwd=ROOT).stdout for command in ("train", "sweep", "ui")]
+    helps = [
+        subprocess.run(
+            [sys.executable, "-m", "urn_study.cli", command, "--help"], capture_output=True, text=True, timeout=120, cwd=ROOT
+        ).stdout
+        for command in ("train", "sweep", "ui")
+    ]
     assert all(helps)
     for text in helps:
         assert not any(word in text.lower() for word in ("--token", "password", "secret", "api-key", "--key")), text

@@ -1,4 +1,5 @@
 """Study files: every file in search_spaces/ is valid in both forms; bad files fail in one line naming file and key."""
+
 from __future__ import annotations
 
 import re
@@ -79,8 +80,7 @@ def test_a_shipped_study_has_sampled_axes_for_optuna():
     path = ROOT / "search_spaces" / "best_accuracy.yaml"
     full, smoke = load_study(path), load_study(path, smoke=True)
     for study in (full, smoke):
-        assert {k: s.kind for k, s in study.sample.items()} == {"regulators.locality": "loguniform",
-                                                               "regulators.l1": "loguniform"}
+        assert {k: s.kind for k, s in study.sample.items()} == {"regulators.locality": "loguniform", "regulators.l1": "loguniform"}
         assert study.trials_per_worker == "auto" and study.metric == "test_accuracy" and study.mode == "max"
     assert smoke.samples < full.samples and len(smoke.trials()) == smoke.samples
     assert "--searcher optuna" in path.read_text().split("\nname:")[0]  # the header's command asks for Optuna
@@ -138,8 +138,10 @@ def test_a_study_that_trains_nothing_of_its_own_is_refused(tmp_path, text):
 
 
 def test_sampled_axes_are_drawn_reproducibly_under_grid(tmp_path):
-    path = write(tmp_path, TINY + "sample:\n  regulators.width: {loguniform: [1.0e-5, 1.0e-2]}\n  "
-                                  "model.steps: {randint: [2, 5]}\nsamples: 3\n")
+    path = write(
+        tmp_path,
+        TINY + "sample:\n  regulators.width: {loguniform: [1.0e-5, 1.0e-2]}\n  model.steps: {randint: [2, 5]}\nsamples: 3\n",
+    )
     study = load_study(path)
     assert len(study.trials()) == 2 * 3 * 3 * 2
     widths = [t.config.regulators.width for t in study.trials()]
@@ -150,15 +152,18 @@ def test_sampled_axes_are_drawn_reproducibly_under_grid(tmp_path):
 
 
 def test_schedules_can_be_grid_values(tmp_path):
-    path = write(tmp_path, TINY.replace("regulators.l1: [0, 1.0e-4, 1.0e-3]",
-                                        "regulators.self: [0, {kind: step, before: 0, after: 0.01, epoch: 1}]"))
+    path = write(
+        tmp_path,
+        TINY.replace("regulators.l1: [0, 1.0e-4, 1.0e-3]", "regulators.self: [0, {kind: step, before: 0, after: 0.01, epoch: 1}]"),
+    )
     trials = load_study(path).trials()
     assert trials[2].config.regulators.self_.kind == "step"
 
 
 def test_packs_group_trials_of_one_shape(tmp_path):
     text = TINY.replace("seeds: [0, 1]", "seeds: [0, 1]\ntrials_per_worker: 4").replace(
-        "regulators.locality: [0, 1.0e-3]", "model.steps: [2, 3]")
+        "regulators.locality: [0, 1.0e-3]", "model.steps: [2, 3]"
+    )
     study = load_study(write(tmp_path, text))
     packs = pack_trials(study.trials(), study.trials_per_worker)
     assert sorted(t.trial_id for p in packs for t in p) == sorted(t.trial_id for t in study.trials())
@@ -178,29 +183,35 @@ def test_resources_and_metric(tmp_path):
 # --- errors: one line naming the file and the key -----------------------------------------------------
 
 
-@pytest.mark.parametrize("extra, key", [
-    ("grdi: {regulators.l1: [0]}\n", "grdi"),
-    ("smoke: {bse: {train.epochs: 1}}\n", "smoke.bse"),
-    ("resources: {cpus: 1}\n", "resources.cpus"),
-])
+@pytest.mark.parametrize(
+    "extra, key",
+    [
+        ("grdi: {regulators.l1: [0]}\n", "grdi"),
+        ("smoke: {bse: {train.epochs: 1}}\n", "smoke.bse"),
+        ("resources: {cpus: 1}\n", "resources.cpus"),
+    ],
+)
 def test_unknown_study_key(tmp_path, extra, key):
     message = error_of(write(tmp_path, TINY + extra), smoke="smoke" in extra)
     assert f"{key}: unknown study key" in message
 
 
-@pytest.mark.parametrize("old, new, key, words", [
-    ("regulators.l1: [0, 1.0e-4, 1.0e-3]", "regulators.l11: [0]", "grid.regulators.l11", "unknown config key"),
-    ("data.side: 8", "data.sied: 8", "data.sied", "unknown key"),
-    ("regulators.l1: [0, 1.0e-4, 1.0e-3]", "regulators.l1: [0, abc]", "regulators.l1", "expected a number"),
-    ("data.side: 8", "data.side: eight", "data.side", "expected an integer"),
-    ("regulators.l1: [0, 1.0e-4, 1.0e-3]", "regulators.l1: []", "grid.regulators.l1", "empty list"),
-    ("regulators.l1: [0, 1.0e-4, 1.0e-3]", "regulators.l1: 0.1", "grid.regulators.l1", "expected a list"),
-    ("regulators.l1: [0, 1.0e-4, 1.0e-3]", "regulators.l1: [0, 0]", "grid.regulators.l1", "listed twice"),
-    ("regulators.l1: [0, 1.0e-4, 1.0e-3]", "regulators.l1: [-1]", "regulators.l1", ">= 0"),
-    ("seeds: [0, 1]", "seeds: []", "seeds", "non-empty"),
-    ("seeds: [0, 1]", "seeds: [0, 0]", "seeds", "twice"),
-    ("regulators.l1: [0, 1.0e-4, 1.0e-3]", "seed: [0, 1]", "grid.seed", "seeds"),
-])
+@pytest.mark.parametrize(
+    "old, new, key, words",
+    [
+        ("regulators.l1: [0, 1.0e-4, 1.0e-3]", "regulators.l11: [0]", "grid.regulators.l11", "unknown config key"),
+        ("data.side: 8", "data.sied: 8", "data.sied", "unknown key"),
+        ("regulators.l1: [0, 1.0e-4, 1.0e-3]", "regulators.l1: [0, abc]", "regulators.l1", "expected a number"),
+        ("data.side: 8", "data.side: eight", "data.side", "expected an integer"),
+        ("regulators.l1: [0, 1.0e-4, 1.0e-3]", "regulators.l1: []", "grid.regulators.l1", "empty list"),
+        ("regulators.l1: [0, 1.0e-4, 1.0e-3]", "regulators.l1: 0.1", "grid.regulators.l1", "expected a list"),
+        ("regulators.l1: [0, 1.0e-4, 1.0e-3]", "regulators.l1: [0, 0]", "grid.regulators.l1", "listed twice"),
+        ("regulators.l1: [0, 1.0e-4, 1.0e-3]", "regulators.l1: [-1]", "regulators.l1", ">= 0"),
+        ("seeds: [0, 1]", "seeds: []", "seeds", "non-empty"),
+        ("seeds: [0, 1]", "seeds: [0, 0]", "seeds", "twice"),
+        ("regulators.l1: [0, 1.0e-4, 1.0e-3]", "seed: [0, 1]", "grid.seed", "seeds"),
+    ],
+)
 def test_bad_axes_and_values(tmp_path, old, new, key, words):
     text = TINY.replace(old, new)
     assert text != TINY
@@ -208,27 +219,30 @@ def test_bad_axes_and_values(tmp_path, old, new, key, words):
     assert key in message and words in message, message
 
 
-@pytest.mark.parametrize("extra, key, words", [
-    ("resources: {cpu: -1}\n", "resources.cpu", ">= 0"),
-    ("resources: {gpu: -0.5}\n", "resources.gpu", ">= 0"),
-    ("resources: {gpu: 1.5}\n", "resources.gpu", "fraction"),
-    ("resources: {cpu: 0, gpu: 0}\n", "resources.cpu", "both are 0"),
-    ("resources: {cpu: many}\n", "resources.cpu", "expected a number"),
-    ("resources: 4\n", "resources", "expected a mapping"),
-    ("metric: accuracy\n", "metric", "must be one of"),
-    ("mode: maximize\n", "mode", "must be one of"),
-    ("trials_per_worker: 0\n", "trials_per_worker", "at least 1"),
-    ("trials_per_worker: many\n", "trials_per_worker", "an integer or 'auto'"),
-    ("max_failures: -1\n", "max_failures", "at least 0"),
-    ("samples: two\n", "samples", "expected an integer"),
-    ("name: 'a b'\n", "name", "letters"),
-    ("refine: {axes: [data.side]}\n", "refine.axes", "not a grid axis"),
-    ("refine: {tolerance: 1.0}\n", "refine.tolerance", "above 1"),
-    ("refine: {start_seeds: 3}\n", "refine.start_seeds", "at most the 2 seeds"),
-    ("refine: {budget: 3}\n", "refine.budget", "at least 6"),
-    ("refine: {outcome: width}\n", "refine.outcome", "must be one of"),
-    ("refine: {tolerence: 1.5}\n", "refine.tolerence", "did you mean 'tolerance'"),
-])
+@pytest.mark.parametrize(
+    "extra, key, words",
+    [
+        ("resources: {cpu: -1}\n", "resources.cpu", ">= 0"),
+        ("resources: {gpu: -0.5}\n", "resources.gpu", ">= 0"),
+        ("resources: {gpu: 1.5}\n", "resources.gpu", "fraction"),
+        ("resources: {cpu: 0, gpu: 0}\n", "resources.cpu", "both are 0"),
+        ("resources: {cpu: many}\n", "resources.cpu", "expected a number"),
+        ("resources: 4\n", "resources", "expected a mapping"),
+        ("metric: accuracy\n", "metric", "must be one of"),
+        ("mode: maximize\n", "mode", "must be one of"),
+        ("trials_per_worker: 0\n", "trials_per_worker", "at least 1"),
+        ("trials_per_worker: many\n", "trials_per_worker", "an integer or 'auto'"),
+        ("max_failures: -1\n", "max_failures", "at least 0"),
+        ("samples: two\n", "samples", "expected an integer"),
+        ("name: 'a b'\n", "name", "letters"),
+        ("refine: {axes: [data.side]}\n", "refine.axes", "not a grid axis"),
+        ("refine: {tolerance: 1.0}\n", "refine.tolerance", "above 1"),
+        ("refine: {start_seeds: 3}\n", "refine.start_seeds", "at most the 2 seeds"),
+        ("refine: {budget: 3}\n", "refine.budget", "at least 6"),
+        ("refine: {outcome: width}\n", "refine.outcome", "must be one of"),
+        ("refine: {tolerence: 1.5}\n", "refine.tolerence", "did you mean 'tolerance'"),
+    ],
+)
 def test_bad_study_settings(tmp_path, extra, key, words):
     message = error_of(write(tmp_path, TINY + extra))
     assert f"{key}:" in message and words in message, message
@@ -239,24 +253,30 @@ def test_refine_block_and_its_defaults(tmp_path):
     assert study.boundary_search().axes == ("regulators.l1",) and study.boundary_search().budget == 40
     default = load_study(write(tmp_path, TINY.replace("seeds: [0, 1]", "seeds: [0, 1, 2]"), "plain.yaml")).boundary_search()
     assert default.axes == ("regulators.locality", "regulators.l1") and default.budget == 6 * 3 and default.max_seeds == 3
-    steps = write(tmp_path, TINY.replace("grid:\n", "grid:\n  model.steps: [2, 3]\n") + "refine: {axes: [model.steps]}\n",
-                  "steps.yaml")
+    steps = write(
+        tmp_path, TINY.replace("grid:\n", "grid:\n  model.steps: [2, 3]\n") + "refine: {axes: [model.steps]}\n", "steps.yaml"
+    )
     assert "cannot be bisected" in error_of(steps)  # integers (and names) are facets, never bisected
-    assert load_study(write(tmp_path, TINY + "refine: {budget: 40}\n", "a.yaml")).fingerprint() != \
-        load_study(write(tmp_path, TINY + "refine: {budget: 50}\n", "b.yaml")).fingerprint()
+    assert (
+        load_study(write(tmp_path, TINY + "refine: {budget: 40}\n", "a.yaml")).fingerprint()
+        != load_study(write(tmp_path, TINY + "refine: {budget: 50}\n", "b.yaml")).fingerprint()
+    )
 
 
-@pytest.mark.parametrize("spec, key, words", [
-    ("regulators.width: {loguniform: [0, 1]}", "sample.regulators.width.loguniform", "> 0"),
-    ("regulators.width: {uniform: [1, 0]}", "sample.regulators.width.uniform", "below high"),
-    ("regulators.width: {normal: [0, 1]}", "sample.regulators.width", "expected one of"),
-    ("regulators.width: {uniform: [0]}", "sample.regulators.width.uniform", "[low, high]"),
-    ("model.steps: {uniform: [2, 4]}", "sample.model.steps.uniform", "randint"),
-    ("model.activation: {uniform: [0, 1]}", "sample.model.activation.uniform", "choice"),
-    ("model.activation: {choice: [relu, sigmoid]}", "model.activation", "must be one of"),
-    ("regulators.widht: {uniform: [0, 1]}", "sample.regulators.widht", "unknown config key"),
-    ("regulators.l1: {uniform: [0, 1]}", "sample.regulators.l1", "already a grid axis"),
-])
+@pytest.mark.parametrize(
+    "spec, key, words",
+    [
+        ("regulators.width: {loguniform: [0, 1]}", "sample.regulators.width.loguniform", "> 0"),
+        ("regulators.width: {uniform: [1, 0]}", "sample.regulators.width.uniform", "below high"),
+        ("regulators.width: {normal: [0, 1]}", "sample.regulators.width", "expected one of"),
+        ("regulators.width: {uniform: [0]}", "sample.regulators.width.uniform", "[low, high]"),
+        ("model.steps: {uniform: [2, 4]}", "sample.model.steps.uniform", "randint"),
+        ("model.activation: {uniform: [0, 1]}", "sample.model.activation.uniform", "choice"),
+        ("model.activation: {choice: [relu, sigmoid]}", "model.activation", "must be one of"),
+        ("regulators.widht: {uniform: [0, 1]}", "sample.regulators.widht", "unknown config key"),
+        ("regulators.l1: {uniform: [0, 1]}", "sample.regulators.l1", "already a grid axis"),
+    ],
+)
 def test_bad_sampled_axes(tmp_path, spec, key, words):
     message = error_of(write(tmp_path, TINY + f"sample:\n  {spec}\n"))
     assert key in message and words in message, message
@@ -307,8 +327,9 @@ def test_a_study_of_too_many_trials_is_refused_before_it_is_built(tmp_path, monk
     path = write(tmp_path, TINY + smoke)
     monkeypatch.undo()  # the full form (TINY) is built and checked first; the smoke form must not be
     full_form = study_module._expand
-    monkeypatch.setattr("urn_study.study._expand",
-                        lambda study: pytest.fail("the smoke trials were built") if study.smoke else full_form(study))
+    monkeypatch.setattr(
+        "urn_study.study._expand", lambda study: pytest.fail("the smoke trials were built") if study.smoke else full_form(study)
+    )
     assert f"{2 * 3 * 40 * 40 * 11:,} trials" in error_of(path, smoke=True)
     # one axis too long for any study is refused before its values are checked one by one
     axis = f"grid: {{regulators.l1: [{', '.join(str(i) for i in range(100_001))}]}}\n"

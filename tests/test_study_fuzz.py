@@ -1,5 +1,6 @@
 """Malformed study files, generated: every one fails in one line naming the file and the key, never with a
 traceback, and the sweep command says so before Ray starts. (Hand-picked cases: tests/test_study.py.)"""
+
 from __future__ import annotations
 
 import math
@@ -24,11 +25,16 @@ VALID = {
     "seeds": [0],
 }
 CONFIG_KEYS = [k for k in all_keys() if k != "seed"]
-POSITIVE_INTS = ("model.steps", "model.hidden_channels", "train.epochs", "train.batch_size",
-                 "train.snapshot_every", "train.checkpoint_every")
+POSITIVE_INTS = (
+    "model.steps",
+    "model.hidden_channels",
+    "train.epochs",
+    "train.batch_size",
+    "train.snapshot_every",
+    "train.checkpoint_every",
+)
 REGULATOR_KEYS = [k for k in CONFIG_KEYS if k.startswith("regulators.") and k != "regulators.locality_alpha"]
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                        HealthCheck.too_slow])
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
 def key_type(key: str):
@@ -54,8 +60,13 @@ def wrong_value(key: str) -> st.SearchStrategy:
     """Values a config key can never take (type, choice or range)."""
     kind = key_type(key)
     if kind is int:
-        wrong = st.one_of(junk_text, junk_lists, st.none(), st.booleans(),
-                          st.floats(allow_nan=False, allow_infinity=False).filter(lambda v: not v.is_integer()))
+        wrong = st.one_of(
+            junk_text,
+            junk_lists,
+            st.none(),
+            st.booleans(),
+            st.floats(allow_nan=False, allow_infinity=False).filter(lambda v: not v.is_integer()),
+        )
         if key in POSITIVE_INTS:
             wrong = st.one_of(wrong, st.integers(max_value=0))
         return wrong
@@ -75,8 +86,11 @@ def wrong_value(key: str) -> st.SearchStrategy:
 def malformed(draw) -> tuple[dict, str]:
     """A study mapping with one mistake, and the key its error must name."""
     study = {k: (dict(v) if isinstance(v, dict) else v) for k, v in VALID.items()}
-    kind = draw(st.sampled_from(["study_key", "config_key", "base_value", "grid_value", "grid_shape", "resources",
-                                 "seeds", "setting", "data_file"]))
+    kind = draw(
+        st.sampled_from(
+            ["study_key", "config_key", "base_value", "grid_value", "grid_shape", "resources", "seeds", "setting", "data_file"]
+        )
+    )
     if kind == "study_key":
         key = draw(words.filter(lambda w: w not in STUDY_KEYS))
         study[key] = draw(st.integers())
@@ -99,39 +113,52 @@ def malformed(draw) -> tuple[dict, str]:
         return study, key
     if kind == "grid_shape":
         key = draw(st.sampled_from(sorted(VALID["grid"])))
-        study["grid"][key] = draw(st.one_of(st.just([]), st.just([0, 0]), st.floats(), st.none(),
-                                            st.dictionaries(words, st.integers(), max_size=2)))
+        study["grid"][key] = draw(
+            st.one_of(st.just([]), st.just([0, 0]), st.floats(), st.none(), st.dictionaries(words, st.integers(), max_size=2))
+        )
         return study, f"grid.{key}"
     if kind == "resources":
-        study["resources"] = draw(st.one_of(
-            st.fixed_dictionaries({"cpu": st.floats(max_value=-1e-9) | non_finite | junk_text}),
-            st.fixed_dictionaries({"gpu": st.floats(max_value=-1e-9) | junk_text | st.none()}),
-            st.fixed_dictionaries({"gpu": st.floats(1.01, 50).filter(lambda v: not v.is_integer())}),
-            st.just({"cpu": 0, "gpu": 0}),
-            st.dictionaries(words.filter(lambda w: w not in ("cpu", "gpu")), st.integers(0, 4), min_size=1,
-                            max_size=2),
-            st.one_of(st.integers(), junk_text, junk_lists)))
+        study["resources"] = draw(
+            st.one_of(
+                st.fixed_dictionaries({"cpu": st.floats(max_value=-1e-9) | non_finite | junk_text}),
+                st.fixed_dictionaries({"gpu": st.floats(max_value=-1e-9) | junk_text | st.none()}),
+                st.fixed_dictionaries({"gpu": st.floats(1.01, 50).filter(lambda v: not v.is_integer())}),
+                st.just({"cpu": 0, "gpu": 0}),
+                st.dictionaries(words.filter(lambda w: w not in ("cpu", "gpu")), st.integers(0, 4), min_size=1, max_size=2),
+                st.one_of(st.integers(), junk_text, junk_lists),
+            )
+        )
         return study, "resources"
     if kind == "seeds":
-        study["seeds"] = draw(st.one_of(st.just([]), st.just([1, 1]), st.lists(st.integers(max_value=-1), min_size=1,
-                                                                                  max_size=3),
-                                        st.lists(junk_text, min_size=1, max_size=2), st.none(), st.floats()))
+        study["seeds"] = draw(
+            st.one_of(
+                st.just([]),
+                st.just([1, 1]),
+                st.lists(st.integers(max_value=-1), min_size=1, max_size=3),
+                st.lists(junk_text, min_size=1, max_size=2),
+                st.none(),
+                st.floats(),
+            )
+        )
         return study, "seeds"
     if kind == "setting":
-        key, wrong = draw(st.sampled_from([
-            ("samples", st.integers(max_value=0) | junk_text | st.floats()),
-            ("trials_per_worker", st.integers(max_value=0) | junk_text),
-            ("max_failures", st.integers(max_value=-1) | junk_text | st.booleans()),
-            ("metric", words.filter(lambda w: w not in ("loss", "depth", "density", "ipr", "locality"))),
-            ("mode", words.filter(lambda w: w not in ("min", "max"))),
-            ("name", st.text(" /\\:*?", min_size=1, max_size=5) | st.integers() | junk_lists),
-            ("base", st.integers() | junk_lists | junk_text.filter(bool)),
-        ]))
+        key, wrong = draw(
+            st.sampled_from(
+                [
+                    ("samples", st.integers(max_value=0) | junk_text | st.floats()),
+                    ("trials_per_worker", st.integers(max_value=0) | junk_text),
+                    ("max_failures", st.integers(max_value=-1) | junk_text | st.booleans()),
+                    ("metric", words.filter(lambda w: w not in ("loss", "depth", "density", "ipr", "locality"))),
+                    ("mode", words.filter(lambda w: w not in ("min", "max"))),
+                    ("name", st.text(" /\\:*?", min_size=1, max_size=5) | st.integers() | junk_lists),
+                    ("base", st.integers() | junk_lists | junk_text.filter(bool)),
+                ]
+            )
+        )
         study[key] = draw(wrong)
         return study, key
     # mnist without its file: the check names data.path before anything loads
-    study["base"] = {**study["base"], "data.name": "mnist",
-                     "data.path": f"/nonexistent/{draw(words)}.npz"}
+    study["base"] = {**study["base"], "data.name": "mnist", "data.path": f"/nonexistent/{draw(words)}.npz"}
     study["base"].pop("data.side")
     study["base"].pop("data.n_samples")
     return study, "data.path"
@@ -169,9 +196,9 @@ def test_each_mistake_is_one_line_naming_file_and_key(folder, case):
 
 yaml_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8) | st.integers(), inner,
-                                                                 max_size=3),
-    max_leaves=10)
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8) | st.integers(), inner, max_size=3),
+    max_leaves=10,
+)
 
 
 @FUZZ
@@ -199,16 +226,19 @@ def test_random_bytes_are_a_one_line_error_or_a_study(folder, data):
 # --- through the command: one line, exit 2, and Ray never started ----------------------------------------
 
 
-@pytest.mark.parametrize("change, key", [
-    ({"grdi": {"regulators.l1": [0]}}, "grdi"),  # unknown study key
-    ({"base": {**VALID["base"], "train.epochs": "ten"}}, "train.epochs"),  # wrong type
-    ({"grid": {"regulators.l1": []}}, "grid.regulators.l1"),  # empty grid
-    ({"grid": {"regulators.l1": [0, -1e-3]}}, "regulators.l1"),  # negative strength
-    ({"resources": {"gpu": 1.5}}, "resources.gpu"),  # impossible fraction
-    ({"resources": {"cpu": 64}}, "resources.cpu"),  # more CPUs than local Ray gets (--num-cpus 2)
-    ({"base": {"data.name": "mnist", "data.path": "/nonexistent/mnist.npz"}}, "data.path"),  # missing data file
-    ({"base": {**VALID["base"], "regulators.width": float("nan")}}, "regulators.width"),  # not a number
-])
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        ({"grdi": {"regulators.l1": [0]}}, "grdi"),  # unknown study key
+        ({"base": {**VALID["base"], "train.epochs": "ten"}}, "train.epochs"),  # wrong type
+        ({"grid": {"regulators.l1": []}}, "grid.regulators.l1"),  # empty grid
+        ({"grid": {"regulators.l1": [0, -1e-3]}}, "regulators.l1"),  # negative strength
+        ({"resources": {"gpu": 1.5}}, "resources.gpu"),  # impossible fraction
+        ({"resources": {"cpu": 64}}, "resources.cpu"),  # more CPUs than local Ray gets (--num-cpus 2)
+        ({"base": {"data.name": "mnist", "data.path": "/nonexistent/mnist.npz"}}, "data.path"),  # missing data file
+        ({"base": {**VALID["base"], "regulators.width": float("nan")}}, "regulators.width"),  # not a number
+    ],
+)
 def test_the_sweep_command_says_one_line_before_ray_starts(results, tmp_path, capsys, change, key):
     import ray
 

@@ -1,5 +1,6 @@
 """Sweeps through Ray Tune: checks before Ray starts, smoke runs of every study file, a multi-node sweep over
 HTTP with fractional GPUs, a retried trial and an interrupted sweep resumed, Optuna, and the UI."""
+
 from __future__ import annotations
 
 import json
@@ -69,8 +70,7 @@ def assert_each_trial_once(uri: str, study, epochs: int) -> dict[str, object]:
         (run,) = runs[trial.trial_id]
         assert run.info.status == "FINISHED", trial.trial_id
         assert run.info.run_name == trial.trial_id
-        assert run.data.params == {k: (json.dumps(v) if isinstance(v, dict) else str(v))
-                                   for k, v in to_flat(trial.config).items()}
+        assert run.data.params == {k: (json.dumps(v) if isinstance(v, dict) else str(v)) for k, v in to_flat(trial.config).items()}
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "task_loss")]
         assert sorted(steps) == list(range(1, epochs + 1)), (trial.trial_id, steps)
         assert "test_accuracy" in run.data.metrics and run.data.tags.get("phase") and "depth" in run.data.tags
@@ -114,8 +114,12 @@ def test_bad_inputs_are_said_before_ray_is_imported(results, tmp_path):
         from urn_study import cli
         codes = [cli.main(argv.split()) for argv in sys.argv[1:]]
         print(*codes, sorted(name for name in sys.modules if name.split(".")[0] == "ray"))""")
-    proc = subprocess.run([sys.executable, "-c", code, f"sweep {bad}", f"sweep {good} --searcher optuna",
-                           f"sweep {good} --max-concurrent 0"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, f"sweep {bad}", f"sweep {good} --searcher optuna", f"sweep {good} --max-concurrent 0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.stdout.split() == ["2", "2", "2", "[]"], proc.stdout + proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 3 and "grid.regulators.l11" in proc.stderr
 
@@ -130,8 +134,7 @@ def test_unreachable_tracking_server_is_said_before_ray(results, tmp_path, capsy
 
 
 @pytest.mark.parametrize("resources, key", [("{cpu: 64}", "resources.cpu"), ("{gpu: 0.25}", "resources.gpu")])
-def test_trials_bigger_than_local_ray_are_refused_before_it_starts(results, tmp_path, capsys, resources, key,
-                                                                     monkeypatch):
+def test_trials_bigger_than_local_ray_are_refused_before_it_starts(results, tmp_path, capsys, resources, key, monkeypatch):
     import ray
 
     from urn_study.sweep import inputs
@@ -154,8 +157,7 @@ def test_a_bad_gpus_per_trial_is_one_line_before_ray(results, tmp_path, capsys, 
     assert not ray.is_initialized() and not results.exists()
 
 
-def test_gpus_per_trial_is_refused_where_local_ray_has_no_gpu_or_the_study_pins_the_cpu(results, tmp_path, capsys,
-                                                                                        monkeypatch):
+def test_gpus_per_trial_is_refused_where_local_ray_has_no_gpu_or_the_study_pins_the_cpu(results, tmp_path, capsys, monkeypatch):
     import ray
 
     from urn_study.sweep import inputs
@@ -164,8 +166,9 @@ def test_gpus_per_trial_is_refused_where_local_ray_has_no_gpu_or_the_study_pins_
     path = write(tmp_path, TINY)
     assert cli.main(["sweep", str(path), "--gpus-per-trial", "0.25"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == "urn-study: error: --gpus-per-trial: a trial asks for 0.25 GPU, local Ray has 0 (run on a cluster " \
-                  "with --address)", err
+    assert (
+        err == "urn-study: error: --gpus-per-trial: a trial asks for 0.25 GPU, local Ray has 0 (run on a cluster with --address)"
+    ), err
     pinned = write(tmp_path, TINY.replace("  data.name: nlgp\n", "  data.name: nlgp\n  train.device: cpu\n"), "cpu.yaml")
     assert cli.main(["sweep", str(pinned), "--gpus-per-trial", "1", "--address", "auto"]) == 2
     err = capsys.readouterr().err.strip()
@@ -192,8 +195,9 @@ def test_resume_by_sweep_id_and_of_a_changed_study(results, tmp_path, capsys):
     uri = tracking.resolve_tracking_uri()
     first = new_record(study, "grid", uri, None)
     save_record(first)
-    second = SweepRecord(**{**first.__dict__, "sweep_id": first.sweep_id + "-b", "created": first.created + "~",
-                            "searcher": "boundary"})
+    second = SweepRecord(
+        **{**first.__dict__, "sweep_id": first.sweep_id + "-b", "created": first.created + "~", "searcher": "boundary"}
+    )
     save_record(second)
     assert check_inputs(path, resume=first.sweep_id).record.sweep_id == first.sweep_id
     latest = check_inputs(path, resume="latest")
@@ -263,10 +267,20 @@ def test_best_trial_line_names_the_best_finished_trial_by_the_studys_metric_and_
 
     def row(trial, metric, status="FINISHED", phase="fully_connected", **values):
         return {"trial_id": trial, "status": status, "metric": metric, "phase": phase, "depth": 2, **axes, **values}
-    rows = [row("a", 0.91), row("b", 0.97, **{"regulators.locality": "0.0012"}), row("c", 0.99, status="RUNNING"),
-            row("d", 0.999, phase="diverged"), row("e", None), row("f", 0.97), row("g", 0.20, phase="dead")]
-    assert best_line(rows, study) == ("best trial (highest test_accuracy): b, 0.970 at model.steps=3, "
-                                      "regulators.locality=0.0012, regulators.l1=2.5e-06 (fully_connected, depth 2)")
+
+    rows = [
+        row("a", 0.91),
+        row("b", 0.97, **{"regulators.locality": "0.0012"}),
+        row("c", 0.99, status="RUNNING"),
+        row("d", 0.999, phase="diverged"),
+        row("e", None),
+        row("f", 0.97),
+        row("g", 0.20, phase="dead"),
+    ]
+    assert best_line(rows, study) == (
+        "best trial (highest test_accuracy): b, 0.970 at model.steps=3, "
+        "regulators.locality=0.0012, regulators.l1=2.5e-06 (fully_connected, depth 2)"
+    )
     assert format_summary(rows, study).splitlines()[-1] == best_line(rows, study)
     lowest = best_line(rows, dataclasses.replace(study, mode="min"))
     assert lowest.startswith("best trial (lowest test_accuracy): g, 0.200 at") and lowest.endswith("(dead, depth 2)")
@@ -296,8 +310,7 @@ def test_progress_counts_urn_trials_and_estimates_time_left():
         return SimpleNamespace(status=status, config={"pack": ids}, last_result={"epoch": epoch})
 
     progress = Progress("s", total_trials=6, epochs=10)
-    trials = [trial("TERMINATED", ["a", "b"]), trial("RUNNING", ["c"], 5), trial("ERROR", ["d"]),
-              trial("PENDING", ["e", "f"])]
+    trials = [trial("TERMINATED", ["a", "b"]), trial("RUNNING", ["c"], 5), trial("ERROR", ["d"]), trial("PENDING", ["e", "f"])]
     trials[0].last_result["urn_summary"] = "[]"  # the final report: finished, not stopped
     assert progress.counts(trials) == {"done": 2, "running": 1, "failed": 1, "epochs": 35.0}
     progress.first_epochs = 0.0
@@ -398,8 +411,22 @@ def test_a_member_whose_record_fails_leaves_the_others_recorded_and_the_pack_to_
                 raise RuntimeError("the store said no")
             self.finished, self.result = True, result
 
-    members = [(f"t-{seed}", parse_config({"seed": seed, "data.name": "nlgp", "data.side": 8, "data.n_samples": 200,
-                                           "train.epochs": 1, "train.batch_size": 50})) for seed in range(3)]
+    members = [
+        (
+            f"t-{seed}",
+            parse_config(
+                {
+                    "seed": seed,
+                    "data.name": "nlgp",
+                    "data.side": 8,
+                    "data.n_samples": 200,
+                    "train.epochs": 1,
+                    "train.batch_size": 50,
+                }
+            ),
+        )
+        for seed in range(3)
+    ]
     records = [Record(broken=seed == 1) for seed in range(3)]
     with pytest.raises(RuntimeError, match=r"^the record of t-1 \(the store said no\) failed; the pack's other"):
         trainable._train(members, records, [0, 1, 2], "test_accuracy", [])
@@ -413,12 +440,14 @@ def test_pack_reporter_reports_to_tune_at_checkpoints_only_while_they_come_often
     from urn_study.trial import TrialState
 
     sent, clock = [], [0.0]
-    monkeypatch.setattr(trainable.tune, "report", lambda metrics, checkpoint=None: sent.append(
-        (metrics["epoch"], checkpoint is not None)))
+    monkeypatch.setattr(
+        trainable.tune, "report", lambda metrics, checkpoint=None: sent.append((metrics["epoch"], checkpoint is not None))
+    )
     logged = []
     record = SimpleNamespace(log_epoch=lambda e, m: logged.append(e))
-    reporter = trainable.PackReporter(["a"], [record], SimpleNamespace(checkpoint_every=5, epochs=12), "test_accuracy",
-                                      clock=lambda: clock[0])
+    reporter = trainable.PackReporter(
+        ["a"], [record], SimpleNamespace(checkpoint_every=5, epochs=12), "test_accuracy", clock=lambda: clock[0]
+    )
     report, checkpoint = reporter.reports()[0], reporter.checkpoints()[0]
     for epoch in range(1, 13):
         clock[0] = epoch * 2.0  # 2 s per epoch
@@ -429,8 +458,9 @@ def test_pack_reporter_reports_to_tune_at_checkpoints_only_while_they_come_often
     assert sent == [(5, True), (10, True), (12, False)]
     assert logged == list(range(1, 13))  # MLflow gets every epoch
     clock[0] = 0.0
-    reporter = trainable.PackReporter(["a"], [record], SimpleNamespace(checkpoint_every=50, epochs=50), "test_accuracy",
-                                      clock=lambda: clock[0])
+    reporter = trainable.PackReporter(
+        ["a"], [record], SimpleNamespace(checkpoint_every=50, epochs=50), "test_accuracy", clock=lambda: clock[0]
+    )
     sent.clear()
     for epoch in range(1, 13):
         clock[0] = epoch * 3.0
@@ -449,8 +479,10 @@ def test_a_local_ray_that_misses_rays_start_up_wait_is_killed_and_started_again(
         left.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"]))
         tries.append(kwargs["address"])
         if len(tries) < 3:
-            raise Exception("The current node timed out during startup. This could happen because some of the "
-                            "raylet failed to startup or the GCS has become overloaded.")
+            raise Exception(
+                "The current node timed out during startup. This could happen because some of the "
+                "raylet failed to startup or the GCS has become overloaded."
+            )
 
     monkeypatch.setattr(driver.ray, "init", init)
     monkeypatch.setattr(driver.ray, "shutdown", lambda: None)
@@ -466,6 +498,7 @@ def test_a_local_ray_that_misses_rays_start_up_wait_is_killed_and_started_again(
         driver._start_local(1, tries=2)
     for p in left[3:]:
         assert p.wait(timeout=30) is not None
+
 
 def test_a_trials_warnings_reach_the_drivers_terminal_with_its_next_report(monkeypatch, capsys):
     """Workers' logs stay out of the driver's terminal, but what the project's own loggers warn of inside a trial (a
@@ -488,8 +521,7 @@ def test_a_trials_warnings_reach_the_drivers_terminal_with_its_next_report(monke
         reporter.reports()[0](2, {"test_accuracy": 0.5})
     finally:
         logging.getLogger("urn_study").removeHandler(trainable.RELAY)
-    assert [m.get(trainable.LOG_KEY) for m in sent] == [
-        "warning: the store stopped taking metrics: connection refused", None]
+    assert [m.get(trainable.LOG_KEY) for m in sent] == ["warning: the store stopped taking metrics: connection refused", None]
     trial = SimpleNamespace(trial_id="0001", config={"pack": ["quick-0003"]}, status="RUNNING", last_result={})
     for result in sent:
         Progress("s", total_trials=1, epochs=3).on_trial_result(0, [trial], trial, result)
@@ -535,8 +567,9 @@ class TestSmoke:
         assert len(plain) == len(study.trials())
 
     # quickstart and best_accuracy run in their own tests above (the CLI with its own Ray; Optuna)
-    @pytest.mark.parametrize("path", [p for p in STUDY_FILES if p.name not in ("quickstart.yaml", "best_accuracy.yaml")],
-                             ids=lambda p: p.name)
+    @pytest.mark.parametrize(
+        "path", [p for p in STUDY_FILES if p.name not in ("quickstart.yaml", "best_accuracy.yaml")], ids=lambda p: p.name
+    )
     def test_every_other_study_file_runs_in_smoke_form(self, local_ray, results, path, capsys):
         assert cli.main(["sweep", str(path), "--smoke"]) == 0
         self.check(path, capsys.readouterr().out)
@@ -569,8 +602,10 @@ class TestSmoke:
         best = runs[best_id]
         line = next(x for x in out.splitlines() if x.startswith("best trial"))
         values = ", ".join(f"{k}={float(best.data.params[k]):g}" for k in study.axes)
-        assert line == (f"best trial (highest test_accuracy): {best_id}, {best.data.metrics['test_accuracy']:.3f} at "
-                        f"{values} ({best.data.tags['phase']}, depth {best.data.tags['depth']})")
+        assert line == (
+            f"best trial (highest test_accuracy): {best_id}, {best.data.metrics['test_accuracy']:.3f} at "
+            f"{values} ({best.data.tags['phase']}, depth {best.data.tags['depth']})"
+        )
         assert cli.main(["phase", str(path), "--smoke", "--out", str(tmp_path / "fig")]) == 0
         grid = (tmp_path / "fig" / "phase_grid.csv").read_text().splitlines()
         assert len(grid) == 1 + study.samples  # a header, then one row per sampled point
@@ -584,13 +619,11 @@ class TestSmoke:
 
 
 @pytest.mark.slow
-def test_multinode_sweep_logs_over_http_and_packs_four_trials_per_gpu(results, tmp_path, ray_cluster, mlflow_server,
-                                                                       capsys):
+def test_multinode_sweep_logs_over_http_and_packs_four_trials_per_gpu(results, tmp_path, ray_cluster, mlflow_server, capsys):
     cluster, nodes = ray_cluster
     # the study asks for no GPU: --gpus-per-trial gives each trial a quarter of one; one trial per Tune trial
     path = write(tmp_path, TINY + "trials_per_worker: 1\n")
-    code = cli.main(["sweep", str(path), "--address", cluster.address, "--tracking-uri", mlflow_server,
-                     "--gpus-per-trial", "0.25"])
+    code = cli.main(["sweep", str(path), "--address", cluster.address, "--tracking-uri", mlflow_server, "--gpus-per-trial", "0.25"])
     out = capsys.readouterr().out
     assert code == 0, out
     study = load_study(path)
@@ -608,8 +641,9 @@ def test_multinode_sweep_logs_over_http_and_packs_four_trials_per_gpu(results, t
     assert sorted(by_node) == sorted(n.node_id for n in nodes)
     assert sorted(len(v) for v in by_node.values()) == [4, 4]
     client = tracking.client(mlflow_server)
-    (parent,) = [r for r in client.search_runs([runs["tiny-0000"].info.experiment_id])
-                 if r.data.tags.get(tracking.ROLE_TAG) == "sweep"]
+    (parent,) = [
+        r for r in client.search_runs([runs["tiny-0000"].info.experiment_id]) if r.data.tags.get(tracking.ROLE_TAG) == "sweep"
+    ]
     assert parent.info.status == "FINISHED"
     assert all(r.data.tags[tracking.PARENT_TAG] == parent.info.run_id for r in runs.values())
 
@@ -682,8 +716,14 @@ def test_ui_serves_the_local_store_on_loopback_only(results, tmp_path, net, wait
     port = net.free_port()
     env = {**os.environ, "URN_RESULTS_DIR": str(results)}
     log = open(tmp_path / "ui.log", "wb")
-    ui = subprocess.Popen([sys.executable, "-m", "urn_study.cli", "ui", "--port", str(port)], env=env, cwd=tmp_path,
-                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "urn_study.cli", "ui", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         net.wait_http(f"http://127.0.0.1:{port}/health", process=ui)
         addresses = _listening_addresses(port)

@@ -1,4 +1,5 @@
 """The MLflow record: store resolution, trial runs found again (never doubled), artifacts, the heatmap."""
+
 from __future__ import annotations
 
 import ast
@@ -18,8 +19,15 @@ from urn_study import tracking
 from urn_study.artifacts import write_artifacts
 from urn_study.config import parse_config, to_flat
 
-TINY = {"data.name": "nlgp", "data.side": 8, "data.n_samples": 200, "train.epochs": 3, "train.batch_size": 50,
-        "train.snapshot_every": 2, "regulators.l1": 1e-4}
+TINY = {
+    "data.name": "nlgp",
+    "data.side": 8,
+    "data.n_samples": 200,
+    "train.epochs": 3,
+    "train.batch_size": 50,
+    "train.snapshot_every": 2,
+    "regulators.l1": 1e-4,
+}
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +42,7 @@ def trial():
 
 
 def record_trial(uri, experiment_id, parent, trial_id, config, reports, result, upto=None):
-    record = tracking.TrialRecord.open(uri, experiment_id, parent, "tiny", "tiny-sweep", trial_id, config,
-                                       {"urn.device": "cpu"})
+    record = tracking.TrialRecord.open(uri, experiment_id, parent, "tiny", "tiny-sweep", trial_id, config, {"urn.device": "cpu"})
     for epoch, metrics in reports[:upto]:
         record.log_epoch(epoch, metrics)
     if upto is None:
@@ -87,8 +94,7 @@ class _Answers(BaseHTTPRequestHandler):
 
 
 @pytest.mark.parametrize("status, silent", [(None, True), (503, True), (403, False)])
-def test_a_server_that_stops_answering_is_one_line_and_one_that_answers_an_error_keeps_it(net, monkeypatch, status,
-                                                                                        silent):
+def test_a_server_that_stops_answering_is_one_line_and_one_that_answers_an_error_keeps_it(net, monkeypatch, status, silent):
     """Nothing listening, or 5xx until MLflow's retries are spent: the server stopped answering (TrackingError, one
     line). A page answering 403: the server answered, and its error is MLflow's own (not read as an outage)."""
     from mlflow.exceptions import MlflowException
@@ -139,9 +145,15 @@ def test_the_writable_check_leaves_no_probe_behind(results):
     assert list(results.rglob("*")) == [results / "mlartifacts"]
 
 
-@pytest.mark.parametrize("uri, words", [
-    ("http://", "no host"), ("https://:5000", "no host"), ("http://[::1", "not a valid URI"),
-    ("http://127.0.0.1:99999", "not a valid URI")])
+@pytest.mark.parametrize(
+    "uri, words",
+    [
+        ("http://", "no host"),
+        ("https://:5000", "no host"),
+        ("http://[::1", "not a valid URI"),
+        ("http://127.0.0.1:99999", "not a valid URI"),
+    ],
+)
 def test_a_malformed_tracking_uri_is_one_line(uri, words):
     with pytest.raises(tracking.TrackingError) as info:
         tracking.resolve_tracking_uri(uri)
@@ -149,10 +161,19 @@ def test_a_malformed_tracking_uri_is_one_line(uri, words):
     assert f"--tracking-uri {uri!r}" in message and words in message and "\n" not in message
 
 
-@pytest.mark.parametrize("uri", [
-    "HTTP://alice:s3cr3t@127.0.0.1:5000", "Https://s3cr3t@example.org", "ftp://alice:s3cr3t@example.org",
-    "gopher://alice:s3cr3t@[::1", "http://127.0.0.1:5000?token=s3cr3t", "http://h:5000/?x=1&API_KEY=s3cr3t",
-    "POSTGRESQL://alice:s3cr3t@db/urn", "postgresql://alice@db/urn?sslmode=require&password=s3cr3t"])
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "HTTP://alice:s3cr3t@127.0.0.1:5000",
+        "Https://s3cr3t@example.org",
+        "ftp://alice:s3cr3t@example.org",
+        "gopher://alice:s3cr3t@[::1",
+        "http://127.0.0.1:5000?token=s3cr3t",
+        "http://h:5000/?x=1&API_KEY=s3cr3t",
+        "POSTGRESQL://alice:s3cr3t@db/urn",
+        "postgresql://alice@db/urn?sslmode=require&password=s3cr3t",
+    ],
+)
 def test_a_secret_anywhere_in_the_tracking_uri_is_refused_unechoed(uri):
     with pytest.raises(tracking.TrackingError) as info:
         tracking.resolve_tracking_uri(uri)
@@ -211,11 +232,24 @@ def check_trial_run(client, run, config, reports, result):
     assert "phase_index" in run.data.metrics and "seconds" in run.data.metrics
     assert run.data.metrics["test_accuracy"] == pytest.approx(result.metrics["test_accuracy"])
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"W.npy", "b.npy", "W0.npy", "layout.json", "structure.json", "history.json", "config.json",
-            "W_heatmap.png", "snapshots"} <= names
+    assert {
+        "W.npy",
+        "b.npy",
+        "W0.npy",
+        "layout.json",
+        "structure.json",
+        "history.json",
+        "config.json",
+        "W_heatmap.png",
+        "snapshots",
+    } <= names
     snapshots = {a.path for a in client.list_artifacts(run.info.run_id, "snapshots")}
-    assert snapshots == {"snapshots/epoch_0002.npy", "snapshots/epoch_0003.npy", "snapshots/epoch_0002_b.npy",
-                         "snapshots/epoch_0003_b.npy"}
+    assert snapshots == {
+        "snapshots/epoch_0002.npy",
+        "snapshots/epoch_0003.npy",
+        "snapshots/epoch_0002_b.npy",
+        "snapshots/epoch_0003_b.npy",
+    }
     assert json.loads(tags["block_widths"]) == result.metrics["block_widths"] and tags["null_phase"] == "dead"
     check_snapshot_images(client, run.info.run_id, sorted(result.snapshots))
 
@@ -229,8 +263,7 @@ def test_a_sweep_trials_artifacts_are_the_files_of_train_out(results, tmp_path, 
 
     config = parse_config(TINY)
     out = tmp_path / "out"
-    assert main(["train", *(a for k, v in TINY.items() for a in ("--set", f"{k}={v}")), "--threads", "1",
-                 "--out", str(out)]) == 0
+    assert main(["train", *(a for k, v in TINY.items() for a in ("--set", f"{k}={v}")), "--threads", "1", "--out", str(out)]) == 0
     capsys.readouterr()
     uri = tracking.resolve_tracking_uri()
     experiment_id = tracking.ensure_experiment(uri, "tiny")
@@ -252,8 +285,9 @@ def test_a_sweep_trials_artifacts_are_the_files_of_train_out(results, tmp_path, 
         elif name.endswith(".json") and name != "history.json":  # history holds each epoch's seconds
             assert json.loads((run_folder / name).read_text()) == json.loads((out / name).read_text()), name
     epochs = [{k: v for k, v in row.items() if "second" not in k} for row in json.loads((out / "history.json").read_text())]
-    assert [{k: v for k, v in row.items() if "second" not in k}
-            for row in json.loads((run_folder / "history.json").read_text())] == epochs
+    assert [
+        {k: v for k, v in row.items() if "second" not in k} for row in json.loads((run_folder / "history.json").read_text())
+    ] == epochs
 
 
 def check_snapshot_images(client, run_id, epochs):
@@ -363,8 +397,11 @@ def test_epochs_reach_the_store_from_the_sender_thread_without_a_flush(results, 
     parent = tracking.open_sweep_run(uri, experiment_id, "tiny", "tiny-sweep", {})
     record = record_trial(uri, experiment_id, parent, "tiny-0007", config, reports, None, upto=len(reports))
     client = tracking.client(uri)
-    wait(lambda: len(client.get_metric_history(record.run_id, "task_loss")) >= len(reports),
-         "every epoch in the store, sent by the thread alone", timeout=30)
+    wait(
+        lambda: len(client.get_metric_history(record.run_id, "task_loss")) >= len(reports),
+        "every epoch in the store, sent by the thread alone",
+        timeout=30,
+    )
     history = client.get_metric_history(record.run_id, "task_loss")
     assert [m.step for m in sorted(history, key=lambda m: m.step)] == [epoch for epoch, _ in reports]
     assert record._sender.queued == 0
@@ -434,7 +471,10 @@ def test_heatmap_orders_neurons_by_level():
     np.testing.assert_allclose(fig.axes[0].images[0].get_array(), np.abs(w)[np.ix_(order, order)])
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["L0", "L1", "L2", "off"]
     assert sorted(line.get_xdata()[0] for line in fig.axes[0].lines if line.get_xdata()[0] == line.get_xdata()[1]) == [
-        1.5, 3.5, 4.5]  # block borders between levels 0 | 1 | 2 | off
+        1.5,
+        3.5,
+        4.5,
+    ]  # block borders between levels 0 | 1 | 2 | off
 
 
 def test_heatmap_signed_and_without_levels():
@@ -450,7 +490,7 @@ def test_heatmap_signed_and_without_levels():
 def _heatmap_pixels(image) -> np.ndarray:
     from urn_study.reading import weight_image as wi
 
-    return np.asarray(image)[wi.MARGIN_TOP:, wi.MARGIN_LEFT:]
+    return np.asarray(image)[wi.MARGIN_TOP :, wi.MARGIN_LEFT :]
 
 
 def test_run_heatmap_orders_by_level_and_marks_level_boundaries():
@@ -465,6 +505,7 @@ def test_run_heatmap_orders_by_level_and_marks_level_boundaries():
 
     def colour(i, j):  # the middle of weight (i, j)'s 10 x 10 square
         return tuple(pixels[row_of[i] * 10 + 5, row_of[j] * 10 + 5])
+
     assert colour(1, 0) == tuple(magma(np.array(1.0)))  # |W| at the top of the scale, sign dropped
     assert colour(2, 2) == tuple(magma(np.array(0.5)))
     assert colour(0, 3) == tuple(magma(np.array(0.0)))
@@ -504,9 +545,19 @@ def test_written_artifacts(tmp_path, trial):
     config, _, result = trial
     files = write_artifacts(result, tmp_path, title="x")
     assert {p.relative_to(tmp_path).as_posix() for p in files} == {
-        "W.npy", "b.npy", "W0.npy", "layout.json", "structure.json", "history.json", "config.json", "W_heatmap.png",
-        "snapshots/epoch_0002.npy", "snapshots/epoch_0003.npy", "snapshots/epoch_0002_b.npy",
-        "snapshots/epoch_0003_b.npy"}
+        "W.npy",
+        "b.npy",
+        "W0.npy",
+        "layout.json",
+        "structure.json",
+        "history.json",
+        "config.json",
+        "W_heatmap.png",
+        "snapshots/epoch_0002.npy",
+        "snapshots/epoch_0003.npy",
+        "snapshots/epoch_0002_b.npy",
+        "snapshots/epoch_0003_b.npy",
+    }
     np.testing.assert_array_equal(np.load(tmp_path / "snapshots" / "epoch_0002.npy"), result.snapshots[2])
     np.testing.assert_array_equal(np.load(tmp_path / "snapshots" / "epoch_0002_b.npy"), result.bias_snapshots[2])
     np.testing.assert_array_equal(np.load(tmp_path / "b.npy"), result.bias)
@@ -638,8 +689,14 @@ def project_sources(root: Path):
     exempt folders, hidden folders and build or results folders. Read, not imported."""
     for folder, subfolders, files in os.walk(root):
         here = Path(folder).relative_to(root)
-        subfolders[:] = [d for d in subfolders if not d.startswith(".") and d not in NOT_PROJECT
-                         and not (here == Path(".") and d in MLFLOW_EXEMPT) and not d.endswith(".egg-info")]
+        subfolders[:] = [
+            d
+            for d in subfolders
+            if not d.startswith(".")
+            and d not in NOT_PROJECT
+            and not (here == Path(".") and d in MLFLOW_EXEMPT)
+            and not d.endswith(".egg-info")
+        ]
         for name in files:
             path = here / name
             if name.endswith(".py"):
@@ -653,9 +710,12 @@ def project_sources(root: Path):
 
 def test_mlflow_is_imported_by_the_record_edge_alone():
     """No file of the project outside urn_study/tracking/ imports mlflow: reading records goes through it too."""
-    found = {f"{path}:{line}" for path, source in project_sources(ROOT) if not path.startswith(MLFLOW_HOME)
-             for line in mlflow_imports(source)}
+    found = {
+        f"{path}:{line}"
+        for path, source in project_sources(ROOT)
+        if not path.startswith(MLFLOW_HOME)
+        for line in mlflow_imports(source)
+    }
     assert not found, f"mlflow imported outside {MLFLOW_HOME}: {sorted(found)}"
     assert mlflow_imports((ROOT / MLFLOW_HOME / "store.py").read_text())  # the check sees tracking's own (lazy) imports
     assert {"analysis/runs.py", "urn_study/cli.py"} <= {path for path, _ in project_sources(ROOT)}  # it looked
-

@@ -1,4 +1,5 @@
 """One trial end to end on digits: the claims of the core issue, measured on real training."""
+
 import json
 import math
 import os
@@ -12,8 +13,14 @@ from urn_study.config import parse_config
 from urn_study.trial import run_trial
 
 # input written once, read at the last step: the paper's setting, in which the claims below were made
-DIGITS_2_STEPS = {"data.name": "digits", "model.steps": 2, "model.input_mode": "once", "model.readout": "last",
-                  "train.epochs": 30, "regulators.l1": 1e-4}
+DIGITS_2_STEPS = {
+    "data.name": "digits",
+    "model.steps": 2,
+    "model.input_mode": "once",
+    "model.readout": "last",
+    "train.epochs": 30,
+    "regulators.l1": 1e-4,
+}
 
 
 def _train(**overrides):
@@ -88,27 +95,38 @@ def test_trial_is_deterministic_in_its_seed():
 
 
 def test_geometry_switch_mid_training_changes_the_data():
-    result, history = _train(train__epochs=4, train__snapshot_every=1, data__switch_to="digits_permuted",
-                             data__switch_epoch=2)
+    result, history = _train(train__epochs=4, train__snapshot_every=1, data__switch_to="digits_permuted", data__switch_epoch=2)
     acc = [m["test_accuracy"] for _, m in history]
     assert acc[2] < acc[1] - 0.2  # the network trained on digits meets scrambled pixels
 
 
 def test_geometry_switched_back_returns_the_original_data():
-    result, history = _train(train__epochs=6, train__snapshot_every=1, data__switch_to="digits_permuted",
-                             data__switch_epoch=2, data__switch_back_epoch=4, train__lr_schedule="restart")
+    result, history = _train(
+        train__epochs=6,
+        train__snapshot_every=1,
+        data__switch_to="digits_permuted",
+        data__switch_epoch=2,
+        data__switch_back_epoch=4,
+        train__lr_schedule="restart",
+    )
     acc = [m["test_accuracy"] for _, m in history]
     assert acc[2] < acc[1] - 0.2 and acc[4] > acc[3] + 0.1  # scrambled at epoch 2, back at 4
 
 
 def test_cli_trains_a_small_network_on_one_thread_for_torch_and_numpy():
     """Every thread beyond one only slows a small network, by 5x on a busy 2-core machine (benchmarks/README.md)."""
-    code = ("import sys, threadpoolctl, torch\nfrom urn_study import cli\ncli.main(sys.argv[1:])\n"
-            "print(torch.get_num_threads(), *{p['num_threads'] for p in threadpoolctl.threadpool_info() "
-            "if p['user_api'] == 'blas'})")
-    proc = subprocess.run([sys.executable, "-c", code, "train", "--set", "train.epochs=1", "--set", "model.steps=2"],
-                          env={**os.environ, "OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"},  # both start at 2
-                          capture_output=True, text=True, check=True)
+    code = (
+        "import sys, threadpoolctl, torch\nfrom urn_study import cli\ncli.main(sys.argv[1:])\n"
+        "print(torch.get_num_threads(), *{p['num_threads'] for p in threadpoolctl.threadpool_info() "
+        "if p['user_api'] == 'blas'})"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "train", "--set", "train.epochs=1", "--set", "model.steps=2"],
+        env={**os.environ, "OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"},  # both start at 2
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert proc.stdout.splitlines()[-1].split() == ["1", "1"], proc.stdout
 
 
@@ -123,21 +141,58 @@ def test_threads_of_one_trial_follow_its_size_and_the_idle_cores():
 
 def test_cli_json_output_and_a_folder_numpy_alone_can_run(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "urn_study.cli", "train", "--set", "train.epochs=2", "--set", "model.steps=2",
-         "--set", "train.snapshot_every=1", "--json", "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "urn_study.cli",
+            "train",
+            "--set",
+            "train.epochs=2",
+            "--set",
+            "model.steps=2",
+            "--set",
+            "train.snapshot_every=1",
+            "--json",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    for key in ("test_accuracy", "phase", "uncertain", "margin", "depth", "widths", "block_widths", "locality",
-                "w_skip_share", "w_hop_spectrum", "null_accuracy", "seconds"):
+    for key in (
+        "test_accuracy",
+        "phase",
+        "uncertain",
+        "margin",
+        "depth",
+        "widths",
+        "block_widths",
+        "locality",
+        "w_skip_share",
+        "w_hop_spectrum",
+        "null_accuracy",
+        "seconds",
+    ):
         assert key in summary
     assert summary["null"]["phase"] == "dead" and 0.0 <= summary["null"]["accuracy"] <= 1.0
     assert set(summary["block_widths"]) == {"input", "hidden", "output"}
     assert "epoch   1/2" in proc.stderr and "epoch   2/2" in proc.stderr  # progress while it trains
     out = tmp_path / "out"
     names = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
-    assert {"W.npy", "b.npy", "W0.npy", "layout.json", "config.json", "history.json", "structure.json",
-            "W_heatmap.png", "snapshots/epoch_0002.npy", "snapshots/epoch_0002_b.npy"} <= names
+    assert {
+        "W.npy",
+        "b.npy",
+        "W0.npy",
+        "layout.json",
+        "config.json",
+        "history.json",
+        "structure.json",
+        "W_heatmap.png",
+        "snapshots/epoch_0002.npy",
+        "snapshots/epoch_0002_b.npy",
+    } <= names
     history = json.loads((out / "history.json").read_text())
     snapshots = sorted(int(p.stem.split("_")[1]) for p in (out / "snapshots").glob("epoch_????.npy"))
     assert [h["epoch"] for h in history if "phase" in h] == snapshots  # the phase at every snapshot, with its epoch
@@ -145,16 +200,17 @@ def test_cli_json_output_and_a_folder_numpy_alone_can_run(tmp_path):
     layout, config = json.loads((out / "layout.json").read_text()), json.loads((out / "config.json").read_text())
     W, b = np.load(out / "W.npy"), np.load(out / "b.npy")
     from urn_study.data import DataConfig, load_dataset
+
     data = load_dataset(DataConfig(name=config["data.name"]), config["seed"])
     h = np.zeros((len(data.x_test), len(W)))
-    h[:, :layout["n_in"]] = data.x_test
+    h[:, : layout["n_in"]] = data.x_test
     for _ in range(config["model.steps"]):
         a = h @ W.T + b
         h = np.maximum(a, 0.0)
-        h[:, -layout["n_out"]:] = a[:, -layout["n_out"]:]  # outputs stay linear
+        h[:, -layout["n_out"] :] = a[:, -layout["n_out"] :]  # outputs stay linear
         if config["model.input_mode"] == "clamp":
-            h[:, :layout["n_in"]] = data.x_test  # the input written again at every step
-    accuracy = (a[:, -layout["n_out"]:].argmax(axis=1) == data.y_test).mean()
+            h[:, : layout["n_in"]] = data.x_test  # the input written again at every step
+    accuracy = (a[:, -layout["n_out"] :].argmax(axis=1) == data.y_test).mean()
     assert accuracy == pytest.approx(summary["test_accuracy"], abs=1.5 / len(data.y_test))
 
 
@@ -165,10 +221,17 @@ def test_diverging_trial_ends_with_phase_diverged_and_keeps_its_record():
     assert history == [(1, {"task_loss": pytest.approx(float("nan"), nan_ok=True), "diverged": 1.0})]
 
 
-LIFETIME = {**DIGITS_2_STEPS, "train.epochs": 30, "train.snapshot_every": 5, "train.lr_schedule": "restart",
-            "regulators.self": 3e-2, "regulators.self_scope": "waits",
-            "regulators.locality": {"kind": "step", "before": 0, "after": 1e-3, "epoch": 10},
-            "data.switch_to": "digits_permuted", "data.switch_epoch": 20}
+LIFETIME = {
+    **DIGITS_2_STEPS,
+    "train.epochs": 30,
+    "train.snapshot_every": 5,
+    "train.lr_schedule": "restart",
+    "regulators.self": 3e-2,
+    "regulators.self_scope": "waits",
+    "regulators.locality": {"kind": "step", "before": 0, "after": 1e-3, "epoch": 10},
+    "data.switch_to": "digits_permuted",
+    "data.switch_epoch": 20,
+}
 
 
 def _snapshots(overrides):
@@ -185,8 +248,9 @@ def test_a_lifetime_changes_phase_when_its_pressures_change(lifetime):
     """The mechanism of lifetime.yaml, short: fully connected, locally connected from the wiring cost on, fully
     connected again once the pixels are scrambled (the neurons cannot follow them), each read by lesions."""
     phases = {e: (h["phase"], h["uncertain"]) for e, h in lifetime.items()}
-    assert [phases[e] for e in (10, 20, 30)] == [("fully_connected", 0.0), ("locally_connected", 0.0),
-                                                 ("fully_connected", 0.0)], phases
+    assert [phases[e] for e in (10, 20, 30)] == [("fully_connected", 0.0), ("locally_connected", 0.0), ("fully_connected", 0.0)], (
+        phases
+    )
 
 
 def test_without_pricing_the_outputs_waits_a_linear_skip_outlives_the_wiring_cost(lifetime):
@@ -230,8 +294,9 @@ def test_hidden_layout_and_output_rule_in_training(hidden_layout, output_positio
     """The wiring cost a trial pays, against the rule written out in numpy from the saved positions: Euclidean
     distance on digits' (open) 8 x 8 lattice; `free` outputs cost nothing to wire, `center` ones their distance
     from the lattice's centre. Random hidden neurons sit off the lattice's points."""
-    result, history = _train(train__epochs=2, regulators__locality=1e-3, model__hidden_layout=hidden_layout,
-                             model__output_position=output_position)
+    result, history = _train(
+        train__epochs=2, regulators__locality=1e-3, model__hidden_layout=hidden_layout, model__output_position=output_position
+    )
     layout, absw = result.layout, np.abs(result.weights.astype(np.float64))
     positions = layout.positions
     distance = np.sqrt(((positions[:, None, :] - positions[None, :, :]) ** 2).sum(-1))
@@ -247,10 +312,10 @@ def test_hidden_layout_and_output_rule_in_training(hidden_layout, output_positio
 def test_constant_learning_rate_does_not_depend_on_the_length_of_training():
     """Under `constant` the first epoch is the same whatever the number of epochs; under the cosine it is not (the
     decay is spread over the whole training)."""
+
     def first_epoch(schedule: str, epochs: int) -> np.ndarray:
         result, _ = _train(train__epochs=epochs, train__snapshot_every=1, train__lr_schedule=schedule)
         return result.snapshots[1]
 
     np.testing.assert_array_equal(first_epoch("constant", 2), first_epoch("constant", 3))
     assert not np.array_equal(first_epoch("cosine", 2), first_epoch("cosine", 3))
-

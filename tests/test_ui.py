@@ -4,6 +4,7 @@
 phase, depth and accuracy, trials grouped by phase; the trial's run shows its heatmap. Skipped, saying why, where
 chromium or playwright is missing (``make setup`` installs chromium where apt-get can).
 """
+
 from __future__ import annotations
 
 import re
@@ -17,16 +18,24 @@ from urn_study import tracking
 from urn_study.config import parse_config
 
 CHROMIUM = shutil.which("chromium")
-BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update"]
-TINY = {"data.name": "nlgp", "data.side": 8, "data.n_samples": 200, "train.epochs": 3, "train.batch_size": 50,
-        "train.snapshot_every": 2}
+BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+TINY = {
+    "data.name": "nlgp",
+    "data.side": 8,
+    "data.n_samples": 200,
+    "train.epochs": 3,
+    "train.batch_size": 50,
+    "train.snapshot_every": 2,
+}
 WAIT_MS = 90_000  # the UI's first page load on a busy 2-core machine
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH: `make setup` installs Debian's chromium as root "
-                                                "where apt-get works (apt-get install chromium)"),
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="no chromium on PATH: `make setup` installs Debian's chromium as root "
+        "where apt-get works (apt-get install chromium)",
+    ),
 ]
 
 
@@ -53,8 +62,12 @@ def test_the_study_table_and_a_trials_heatmap_in_a_browser(results, tmp_path, ne
     trial_id, metrics = record_one_trial(uri)
     port = net.free_port()
     log = open(tmp_path / "ui.log", "wb")
-    ui = subprocess.Popen([sys.executable, "-m", "urn_study.cli", "ui", "--port", str(port)], stdout=log,
-                          stderr=subprocess.STDOUT, start_new_session=True)
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "urn_study.cli", "ui", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         net.wait_http(f"http://127.0.0.1:{port}/health", process=ui)
         link = re.search(r"tiny: (http://\S+)", (tmp_path / "ui.log").read_text())

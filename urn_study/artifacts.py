@@ -11,6 +11,7 @@ lines in the README, "One trial"; ``tests/test_trial.py`` runs them on a saved t
 checks that a sweep's run and ``train --out`` of one config hold the same files and arrays. A checkpoint
 (``urn_study.checkpoint``) is another kind of thing, resume state, and keeps its own format for that reason.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,7 @@ import numpy as np
 from urn_study.config import to_flat
 
 WEIGHTS, BIAS, INITIAL = "W.npy", "b.npy", "W0.npy"
-LAYOUT, STRUCTURE, HISTORY, CONFIG, HEATMAP = "layout.json", "structure.json", "history.json", "config.json", \
-    "W_heatmap.png"
+LAYOUT, STRUCTURE, HISTORY, CONFIG, HEATMAP = "layout.json", "structure.json", "history.json", "config.json", "W_heatmap.png"
 SNAPSHOTS = "snapshots"  # snapshots/epoch_0005.npy (W) and snapshots/epoch_0005_b.npy (b)
 
 
@@ -65,8 +65,10 @@ def snapshot_images(result) -> list[tuple[int, Any]]:
     from urn_study.reading.weight_image import weight_image
 
     levels = result.structure.get("levels")
-    return [(int(epoch), weight_image(w, levels, layout=result.layout, title=f"epoch {epoch}"))
-            for epoch, w in sorted(result.snapshots.items())]
+    return [
+        (int(epoch), weight_image(w, levels, layout=result.layout, title=f"epoch {epoch}"))
+        for epoch, w in sorted(result.snapshots.items())
+    ]
 
 
 def json_default(value: Any) -> Any:

@@ -29,6 +29,7 @@ draw it); a bracket [0, high] is located once high is within the tolerance of th
 ``BoundaryPlan`` is driven from outside: ``next_trials()`` gives what to run now (several brackets refine at
 once), ``record()`` takes each result as it comes, in any order; ``done`` says when nothing is left.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -113,7 +114,7 @@ class BoundaryPlan:
         """Seed -> label at the point: the seeds run there, and those whose label is implied by their own labels on
         both sides of it along a line (see the module's docstring)."""
         out = {seed: phase for seed, (phase, _) in self.results.get(point, {}).items()}
-        for seed in self.seeds[:self.refine.max_seeds]:
+        for seed in self.seeds[: self.refine.max_seeds]:
             if seed not in out:
                 implied = self.implied(point, seed)
                 if implied is not None:
@@ -129,7 +130,7 @@ class BoundaryPlan:
             a = self.keys.index(axis)
             if not self._on_grid_line(point, axis):
                 continue
-            seen = index.get((axis, point[:a] + point[a + 1:]), {}).get(seed)
+            seen = index.get((axis, point[:a] + point[a + 1 :]), {}).get(seed)
             if not seen:
                 continue
             value = float(point[a])
@@ -150,7 +151,7 @@ class BoundaryPlan:
             for point, outcomes in self.results.items():
                 if not self._on_grid_line(point, axis):
                     continue
-                line = index.setdefault((axis, point[:a] + point[a + 1:]), {})
+                line = index.setdefault((axis, point[:a] + point[a + 1 :]), {})
                 for seed, (phase, _) in outcomes.items():
                     line.setdefault(seed, []).append((float(point[a]), phase))
         for line in index.values():
@@ -211,7 +212,7 @@ class BoundaryPlan:
         ends of each bracket need, then the midpoint of each bracket whose two ends are settled."""
         room = self.refine.budget - len(self.issued)
         new = []
-        for point, seed, round_ in self._proposals()[:max(room, 0)]:
+        for point, seed, round_ in self._proposals()[: max(room, 0)]:
             # numbers go on from the highest (a resumed search's trials may have left gaps)
             issued = Issued(max((i.number for i in self.issued), default=-1) + 1, point, seed, round_)
             self.issued.append(issued)
@@ -223,7 +224,7 @@ class BoundaryPlan:
         if len(self.issued) >= self.refine.budget:
             return []
         coarse = [p for p in itertools.product(*self.grid.values()) if not any(i.point == p for i in self.issued)]
-        out = [(p, s, 0) for p in coarse for s in self.seeds[:self.refine.start_seeds]]
+        out = [(p, s, 0) for p in coarse for s in self.seeds[: self.refine.start_seeds]]
         if out:
             return out
         ends: dict[Point, bool] = {}  # an end of a bracket -> whether it waits for the other end
@@ -294,19 +295,17 @@ class BoundaryPlan:
             lines: dict[tuple, list[Point]] = {}
             for point in labelled:
                 if self._on_grid_line(point, axis):
-                    lines.setdefault(point[:a] + point[a + 1:], []).append(point)
+                    lines.setdefault(point[:a] + point[a + 1 :], []).append(point)
             for rest, points in lines.items():
                 points.sort(key=lambda p: float(p[a]))
                 for lo, hi in zip(points, points[1:]):
                     if self.label(lo) == self.label(hi):
                         continue
-                    if settled_only and any(float(lo[a]) < float(p[a]) < float(hi[a]) and p[:a] + p[a + 1:] == rest
-                                            for p in busy):
+                    if settled_only and any(float(lo[a]) < float(p[a]) < float(hi[a]) and p[:a] + p[a + 1 :] == rest for p in busy):
                         continue
                     low, high = float(lo[a]), float(hi[a])
-                    line = tuple((k, v) for k, v in zip(self.keys[:a] + self.keys[a + 1:], rest))
-                    out.append(Segment(axis, line, low, high, self.label(lo), self.label(hi),
-                                       self._located(axis, low, high)))
+                    line = tuple((k, v) for k, v in zip(self.keys[:a] + self.keys[a + 1 :], rest))
+                    out.append(Segment(axis, line, low, high, self.label(lo), self.label(hi), self._located(axis, low, high)))
         return out
 
     def _on_grid_line(self, point: Point, axis: str) -> bool:
@@ -334,11 +333,14 @@ class BoundaryPlan:
 
     def state(self) -> dict:
         """What the search has done, as plain JSON-able data (``restore_state`` reads it back)."""
-        return {"results": [[list(p), seed, phase, margin] for p, seeds in self.results.items()
-                            for seed, (phase, margin) in seeds.items()],
-                "issued": [[i.number, list(i.point), i.seed, i.round] for i in self.issued],
-                "pending": [[list(p), seed] for p, seed in sorted(self.pending, key=str)],
-                "failed": [[list(p), seed] for p, seed in sorted(self.failed, key=str)]}
+        return {
+            "results": [
+                [list(p), seed, phase, margin] for p, seeds in self.results.items() for seed, (phase, margin) in seeds.items()
+            ],
+            "issued": [[i.number, list(i.point), i.seed, i.round] for i in self.issued],
+            "pending": [[list(p), seed] for p, seed in sorted(self.pending, key=str)],
+            "failed": [[list(p), seed] for p, seed in sorted(self.failed, key=str)],
+        }
 
     def restore_state(self, state: dict) -> None:
         self.results = {}

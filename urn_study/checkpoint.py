@@ -6,6 +6,7 @@ epoch reached) and must be written and read as one unit: one archive renamed int
 digest, so a kill or a full disk mid-write leaves the previous checkpoint, never a mixed one. A record is read
 file by file by others (numpy alone, a server's download of W without its snapshots), so it keeps one ``.npy``
 per array under stable names."""
+
 from __future__ import annotations
 
 import hashlib
@@ -35,8 +36,14 @@ def save_state(state: TrialState, folder: str | Path) -> None:
     with open(folder / (ARRAYS + ".tmp"), "wb") as f:
         np.savez(f, **arrays)
     (folder / (ARRAYS + ".tmp")).replace(folder / ARRAYS)
-    meta = {"epoch": state.epoch, "adam_step": state.adam_step, "history": state.history,
-            "diverged_at": state.diverged_at, "seconds": state.seconds, "sha256": _digest(folder / ARRAYS)}
+    meta = {
+        "epoch": state.epoch,
+        "adam_step": state.adam_step,
+        "history": state.history,
+        "diverged_at": state.diverged_at,
+        "seconds": state.seconds,
+        "sha256": _digest(folder / ARRAYS),
+    }
     tmp = folder / (META + ".tmp")
     tmp.write_text(json.dumps(meta))
     tmp.replace(folder / META)
@@ -58,9 +65,16 @@ def load_state(folder: str | Path) -> TrialState:
         raise CheckpointError(f"checkpoint {folder}: cannot be read ({type(err).__name__}: {err})") from None
     snapshots = {int(name.split("_", 1)[1]): arrays.pop(name) for name in list(arrays) if name.startswith("snapshot_")}
     biases = {int(name.split("_", 1)[1]): arrays.pop(name) for name in list(arrays) if name.startswith("bias_")}
-    return TrialState(epoch=meta["epoch"], arrays=arrays, adam_step=meta["adam_step"], history=meta["history"],
-                      snapshots=snapshots, diverged_at=meta["diverged_at"], seconds=meta["seconds"],
-                      bias_snapshots=biases)
+    return TrialState(
+        epoch=meta["epoch"],
+        arrays=arrays,
+        adam_step=meta["adam_step"],
+        history=meta["history"],
+        snapshots=snapshots,
+        diverged_at=meta["diverged_at"],
+        seconds=meta["seconds"],
+        bias_snapshots=biases,
+    )
 
 
 def _digest(path: Path) -> str:

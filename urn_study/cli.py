@@ -1,4 +1,5 @@
 """The ``urn-study`` command: train one trial, run a sweep, draw phase diagrams, serve the MLflow UI."""
+
 from __future__ import annotations
 
 import argparse
@@ -17,17 +18,33 @@ def main(argv: list[str] | None = None) -> int:
 
     train = sub.add_parser("train", help="run one trial in this process (no Ray; MLflow only with --tracking-uri)")
     train.add_argument("config", nargs="?", help="YAML config with dotted or nested keys")
-    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override one key, e.g. --set regulators.locality=0.01 (repeatable)")
-    train.add_argument("--json", action="store_true",
-                       help="print, last, one JSON object with the results (the null's figures as null_*)")
-    train.add_argument("--out", help="folder to save what a sweep's run stores: W, b, W0, snapshots, layout, config, "
-                                     "history, the structure record and the heatmap")
-    train.add_argument("--tracking-uri", help="record the trial as one MLflow run in this store (sqlite:///PATH.db or "
-                                              "http://HOST:PORT), as a sweep records each trial; default: no record")
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one key, e.g. --set regulators.locality=0.01 (repeatable)",
+    )
+    train.add_argument(
+        "--json", action="store_true", help="print, last, one JSON object with the results (the null's figures as null_*)"
+    )
+    train.add_argument(
+        "--out",
+        help="folder to save what a sweep's run stores: W, b, W0, snapshots, layout, config, "
+        "history, the structure record and the heatmap",
+    )
+    train.add_argument(
+        "--tracking-uri",
+        help="record the trial as one MLflow run in this store (sqlite:///PATH.db or "
+        "http://HOST:PORT), as a sweep records each trial; default: no record",
+    )
     train.add_argument("--experiment", default="train", help="its MLflow experiment with --tracking-uri (default: train)")
-    train.add_argument("--threads", type=int, help="CPU threads for torch and numpy (default: 1 below "
-                                                   f"{SMALL_NETWORK} neurons; above, the cores idle now)")
+    train.add_argument(
+        "--threads",
+        type=int,
+        help=f"CPU threads for torch and numpy (default: 1 below {SMALL_NETWORK} neurons; above, the cores idle now)",
+    )
     train.set_defaults(handler=_train)
 
     for register in _extra_commands():
@@ -63,23 +80,32 @@ def _train(args: argparse.Namespace) -> int:
         read_mnist(config.data.path)
     record = _open_record(args, config)  # a store that cannot be used is said before training
     from urn_study.trial import run_trial  # after the config check: errors come before torch loads
+
     neurons = network_size(config)
     threads = args.threads or default_threads(neurons, len(os.sched_getaffinity(0)), os.getloadavg()[0])
     use_threads(threads)
     out = sys.stderr if args.json else sys.stdout
     regulators = ", ".join(f"{k.split('.')[1]}={v}" for k, v in to_flat(config).items() if k.startswith("regulators.") and v)
-    print(f"training one URN on {config.data.name}: steps={config.model.steps}, epochs={config.train.epochs}, "
-          f"{neurons} neurons, {threads} thread{'s' * (threads > 1)}, regulators {regulators}", file=out, flush=True)
+    print(
+        f"training one URN on {config.data.name}: steps={config.model.steps}, epochs={config.train.epochs}, "
+        f"{neurons} neurons, {threads} thread{'s' * (threads > 1)}, regulators {regulators}",
+        file=out,
+        flush=True,
+    )
 
     def progress(epoch: int, m: dict) -> None:
-        line = (f"epoch {epoch:>3}/{config.train.epochs}  loss {m.get('loss', float('nan')):.4f}  "
-                f"task {m['task_loss']:.4f}  train {m.get('train_accuracy', float('nan')):.3f}  "
-                f"test {m.get('test_accuracy', float('nan')):.3f}")
+        line = (
+            f"epoch {epoch:>3}/{config.train.epochs}  loss {m.get('loss', float('nan')):.4f}  "
+            f"task {m['task_loss']:.4f}  train {m.get('train_accuracy', float('nan')):.3f}  "
+            f"test {m.get('test_accuracy', float('nan')):.3f}"
+        )
         if "diverged" in m:
             line += "  DIVERGED"
         elif "depth" in m:
-            line += (f"  | {m['phase']}{' (uncertain)' if m['uncertain'] else ''} depth {m['depth']:.0f} "
-                     f"hidden {m['hidden_width']:.0f} locality {m['locality']:.2f}")
+            line += (
+                f"  | {m['phase']}{' (uncertain)' if m['uncertain'] else ''} depth {m['depth']:.0f} "
+                f"hidden {m['hidden_width']:.0f} locality {m['locality']:.2f}"
+            )
         print(line, file=out, flush=True)
         if record is not None:
             record.log_epoch(epoch, m)
@@ -157,9 +183,31 @@ def _strict(value):
     return value
 
 
-READABLE = ("test_accuracy", "phase", "uncertain", "margin", "depth", "widths", "block_widths", "carrying_depths",
-            "depth_shares", "hidden_cost", "recurrence_cost", "locality", "receptive_field", "w_phase", "w_widths",
-            "null_phase", "null_accuracy", "recovery", "recovery_margin", "epochs", "seconds", "out", "run_id")
+READABLE = (
+    "test_accuracy",
+    "phase",
+    "uncertain",
+    "margin",
+    "depth",
+    "widths",
+    "block_widths",
+    "carrying_depths",
+    "depth_shares",
+    "hidden_cost",
+    "recurrence_cost",
+    "locality",
+    "receptive_field",
+    "w_phase",
+    "w_widths",
+    "null_phase",
+    "null_accuracy",
+    "recovery",
+    "recovery_margin",
+    "epochs",
+    "seconds",
+    "out",
+    "run_id",
+)
 
 
 def _readable(summary: dict) -> str:
@@ -177,6 +225,7 @@ def _readable(summary: dict) -> str:
             value = "[" + ", ".join(f"{v:.3f}" for v in value) + "]"
         lines.append(f"  {key:<18} {value}")
     return "\n".join(lines)
+
 
 if __name__ == "__main__":
     sys.exit(main())

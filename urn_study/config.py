@@ -3,6 +3,7 @@
 Every key is checked against the dataclasses below: an unknown key or a value of the wrong type
 raises ``ConfigError`` naming the key (and the file, when there is one).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -217,8 +218,11 @@ def _yaml_float(value: Any) -> Any:
 
 def _parse_schedule(key: str, spec: dict) -> Schedule:
     kind = spec.get("kind", "constant")
-    allowed = {"constant": {"value"}, "step": {"before", "after", "epoch", "until"},
-               "linear": {"start", "end", "start_epoch", "end_epoch"}}
+    allowed = {
+        "constant": {"value"},
+        "step": {"before", "after", "epoch", "until"},
+        "linear": {"start", "end", "start_epoch", "end_epoch"},
+    }
     if kind not in allowed:
         raise ConfigError(f"{key}.kind: must be one of {sorted(allowed)}, got {kind!r}")
     hints = _hints(Schedule)
@@ -290,9 +294,14 @@ def _check_values(config: TrialConfig) -> None:
     if not 0 <= config.seed < 2**32:  # numpy's and torch's generators take seeds in this range
         raise ConfigError(f"seed: must lie in 0 .. 2**32 - 1, got {config.seed}")
     m, t, r = config.model, config.train, config.regulators
-    positive = {"model.steps": m.steps, "model.hidden_channels": m.hidden_channels, "train.epochs": t.epochs,
-                "train.batch_size": t.batch_size, "train.snapshot_every": t.snapshot_every,
-                "train.checkpoint_every": t.checkpoint_every}
+    positive = {
+        "model.steps": m.steps,
+        "model.hidden_channels": m.hidden_channels,
+        "train.epochs": t.epochs,
+        "train.batch_size": t.batch_size,
+        "train.snapshot_every": t.snapshot_every,
+        "train.checkpoint_every": t.checkpoint_every,
+    }
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"{key}: must be at least 1, got {value}")

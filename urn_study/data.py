@@ -12,6 +12,7 @@ a URN can be placed on the data's own geometry (see ``layout.py``).
 
 All randomness comes from ``rng_for(seed, dataset, stream)``, so one call never shifts another's draws.
 """
+
 from __future__ import annotations
 
 import functools
@@ -102,9 +103,11 @@ class DataConfig:
             return
         gib = self.n_samples * self.side**self.dims * GENERATED_BYTES / 2**30
         if gib > MAX_DATA_GIB:
-            _fail("side" if self.side**self.dims >= self.n_samples else "n_samples",
-                  f"{self.n_samples} samples of side {self.side} in {self.dims}D need about {gib:.0f} GiB to generate "
-                  f"(at most {MAX_DATA_GIB}); make data.side or data.n_samples smaller")
+            _fail(
+                "side" if self.side**self.dims >= self.n_samples else "n_samples",
+                f"{self.n_samples} samples of side {self.side} in {self.dims}D need about {gib:.0f} GiB to generate "
+                f"(at most {MAX_DATA_GIB}); make data.side or data.n_samples smaller",
+            )
 
     def _check_dataset_specific(self) -> None:
         if self.uses("nlgp") and self.xi0 == self.xi1:
@@ -135,11 +138,13 @@ class DataConfig:
             _fail("switch_epoch", f"must be at least 1 when data.switch_to is set, got {self.switch_epoch}")
         before, after = lattice_shape_of(self), lattice_shape_of(self.switched())
         if before != after:
-            _fail("switch_to", f"{self.switch_to!r} lives on lattice {after}, {self.name!r} on {before}: "
-                  "the neurons cannot move")
+            _fail("switch_to", f"{self.switch_to!r} lives on lattice {after}, {self.name!r} on {before}: the neurons cannot move")
         if n_classes_of(self.switch_to) != n_classes_of(self.name):  # the outputs and their samples' count stay
-            _fail("switch_to", f"{self.switch_to!r} has {n_classes_of(self.switch_to)} classes, {self.name!r} "
-                  f"{n_classes_of(self.name)}: a switch keeps the outputs, so both must have as many classes")
+            _fail(
+                "switch_to",
+                f"{self.switch_to!r} has {n_classes_of(self.switch_to)} classes, {self.name!r} "
+                f"{n_classes_of(self.name)}: a switch keeps the outputs, so both must have as many classes",
+            )
 
     def switched(self) -> "DataConfig":
         """The config of the dataset after the switch (same geometry parameters, no further switch)."""
@@ -206,8 +211,17 @@ def stratified_split(y: np.ndarray, test_fraction: float, rng: np.random.Generat
     return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
 
 
-def _from_pool(name: str, x: np.ndarray, y: np.ndarray, cfg: DataConfig, seed: int, split_key: str,
-               lattice_shape: tuple[int, ...], periodic: bool, info: dict) -> Dataset:
+def _from_pool(
+    name: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    cfg: DataConfig,
+    seed: int,
+    split_key: str,
+    lattice_shape: tuple[int, ...],
+    periodic: bool,
+    info: dict,
+) -> Dataset:
     train, test = stratified_split(y, cfg.test_fraction, rng_for(seed, split_key, "split"))
     x, y = x.astype(np.float32), y.astype(np.int64)
     return Dataset(name, x[train], y[train], x[test], y[test], lattice_shape, periodic, n_classes_of(name), info)
@@ -298,7 +312,11 @@ def _nlgp(cfg: DataConfig, seed: int) -> Dataset:
     x = nonlinear_field(z, cfg.gain).reshape(cfg.n_samples, -1)
     y = np.repeat([0, 1], counts)
     info = {
-        "dims": cfg.dims, "side": cfg.side, "xi0": cfg.xi0, "xi1": cfg.xi1, "gain": cfg.gain,
+        "dims": cfg.dims,
+        "side": cfg.side,
+        "xi0": cfg.xi0,
+        "xi1": cfg.xi1,
+        "gain": cfg.gain,
         "normaliser": erf_normaliser(cfg.gain) if cfg.gain > 0 else 1.0,
         "kernel": "exp(-d^2/(2 xi^2)), nearest-image d, unit variance",
         "clipped_spectrum": [circulant_spectrum(shape, xi)[1] for xi in xis],
@@ -395,7 +413,9 @@ def _teacher(cfg: DataConfig, seed: int) -> Dataset:
         "depth": cfg.teacher_depth,
         "receptive_field": cfg.teacher_receptive_field,
         "widths": [n_in] * cfg.teacher_depth + [2],
-        "dims": cfg.dims, "side": cfg.side, "padding": "zero",
+        "dims": cfg.dims,
+        "side": cfg.side,
+        "padding": "zero",
         "readout_bias": float(teacher.readout_bias[1]),
     }
     return _from_pool("teacher", x, y, cfg, seed, "teacher", shape, False, info)
@@ -426,8 +446,7 @@ def read_mnist(path: str) -> dict[str, np.ndarray]:
     for part in ("train", "test"):
         x, y = arrays[f"x_{part}"], arrays[f"y_{part}"]
         if x.shape[1:] not in (MNIST_SHAPE, (MNIST_SHAPE[0] * MNIST_SHAPE[1],)) or y.size != len(x):
-            _fail("path", f"{path}: x_{part} {x.shape} / y_{part} {y.shape} "
-                  "are not (N, 28, 28) images with N labels")
+            _fail("path", f"{path}: x_{part} {x.shape} / y_{part} {y.shape} are not (N, 28, 28) images with N labels")
         if x.dtype.kind not in "iuf" or y.dtype.kind not in "iuf":
             _fail("path", f"{path}: x_{part} / y_{part} hold {x.dtype} / {y.dtype}, not numbers")
         if not np.isin(y, np.arange(10)).all():

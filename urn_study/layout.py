@@ -5,6 +5,7 @@ Index blocks: inputs ``[0, n_in)``, hidden ``[n_in, n_in + n_hidden)``, outputs 
 locality metric; it already includes the output rule (``uniform``/``center``/``free``). A saved layout
 (``layout.json``) holds the positions and the rule only: the distances are computed again on load.
 """
+
 from __future__ import annotations
 
 import json
@@ -124,8 +125,9 @@ def make_layout(
     return Layout(n_in, len(hidden), n_out, lattice_shape, periodic, positions, distances, output_position)
 
 
-def wiring_distances(positions: np.ndarray, n_in: int, n_hidden: int, lattice_shape: tuple[int, ...],
-                     periodic: bool, output_position: str) -> np.ndarray:
+def wiring_distances(
+    positions: np.ndarray, n_in: int, n_hidden: int, lattice_shape: tuple[int, ...], periodic: bool, output_position: str
+) -> np.ndarray:
     """The (S, S) wiring costs of neurons at ``positions`` (inputs, hidden, outputs), outputs by their rule."""
     distances = pairwise_distances(positions, positions, lattice_shape, periodic)
     out = slice(n_in + n_hidden, len(positions))

@@ -4,6 +4,7 @@ One dense S x S weight matrix W applied T times to a single state h. The leading
 trials of the same shape, so several trials train as one computation (``trials_per_worker``); a
 single trial is simply K = 1. Trials never mix: every operation is per k.
 """
+
 from __future__ import annotations
 
 import torch
@@ -55,8 +56,9 @@ class URN(nn.Module):
         """
         if x.requires_grad:
             raise ValueError("the URN's input x is data: it gets no gradient (detach it)")
-        return _Recursion.apply(self.W, self.b, x, self.steps, self.n_out, self.input_mode, self.readout,
-                                self.readout_from, self.activation)
+        return _Recursion.apply(
+            self.W, self.b, x, self.steps, self.n_out, self.input_mode, self.readout, self.readout_from, self.activation
+        )
 
 
 class _Recursion(torch.autograd.Function):
@@ -123,6 +125,7 @@ class _Recursion(torch.autograd.Function):
             if not rows == cols == slice(None):
                 grad_W[:, rows, cols].baddbmm_(g.transpose(1, 2), h)
         return grad_W, grad_b, None, None, None, None, None, None, None
+
 
 def initial_weights(seeds: list[int], size: int, scale: float) -> torch.Tensor:
     """Dense i.i.d. normal W per trial, each from its own seed (nothing layered is built in)."""

@@ -10,6 +10,7 @@ few hundred small networks cost what one does; K is bounded by memory (``trial_b
 trial gets, and the batch limit of ``urn_study.trial``) and by ``GPU_MAX_PER_PACK``, because reading a trial's
 structure runs on the worker's CPU, one trial after another. Either way a pack never takes so many trials that
 packs are fewer than the workers that can run them (a smoke run of two trials on two cores stays two packs)."""
+
 from __future__ import annotations
 
 import math
@@ -51,8 +52,9 @@ class Packing:
     reason: str
 
 
-def choose(setting: int | str, configs: list[TrialConfig], slots: float, gpu_bytes: float | None = None,
-           one_at_a_time: bool = False) -> Packing:
+def choose(
+    setting: int | str, configs: list[TrialConfig], slots: float, gpu_bytes: float | None = None, one_at_a_time: bool = False
+) -> Packing:
     """``setting``: the study's ``trials_per_worker`` (a number wins; ``auto``: chosen here). ``configs``: the
     study's trials; ``slots``: packs that can run at once (the cluster's CPUs, or GPUs, over a trial's);
     ``gpu_bytes``: the GPU memory a pack may take (None: trials run on CPUs); ``one_at_a_time``: the searcher asks

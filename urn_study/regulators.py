@@ -3,6 +3,7 @@
 All five take W of shape (K, S, S) and return one value per trial (K,), unscaled; the trial multiplies
 them by each trial's strength at the current epoch (see ``Schedule``).
 """
+
 from __future__ import annotations
 
 import torch
@@ -22,7 +23,7 @@ def waits(size: int, n_out: int, scope: str = "diagonal") -> torch.Tensor:
     its self-connections carries a step-1 linear readout to the last step through another output instead."""
     mask = torch.eye(size)
     if scope == "waits":
-        mask[size - n_out:, size - n_out:] = 1.0
+        mask[size - n_out :, size - n_out :] = 1.0
     return mask
 
 
@@ -54,16 +55,10 @@ def linear_cost(costs: torch.Tensor, strengths: dict[str, torch.Tensor], waits: 
     ``waits``: the connections ``self`` prices (see ``waits``), the diagonal when None."""
     if waits is None:
         waits = torch.eye(costs.shape[-1], device=costs.device, dtype=costs.dtype)
-    return (
-        strengths["l1"].view(-1, 1, 1)
-        + strengths["locality"].view(-1, 1, 1) * costs
-        + strengths["self"].view(-1, 1, 1) * waits
-    )
+    return strengths["l1"].view(-1, 1, 1) + strengths["locality"].view(-1, 1, 1) * costs + strengths["self"].view(-1, 1, 1) * waits
 
 
-def regulator_penalty(
-    W: torch.Tensor, cost: torch.Tensor, strengths: dict[str, torch.Tensor], active: set[str]
-) -> torch.Tensor:
+def regulator_penalty(W: torch.Tensor, cost: torch.Tensor, strengths: dict[str, torch.Tensor], active: set[str]) -> torch.Tensor:
     """Sum of strength * regulator per trial (K,). ``cost`` from ``linear_cost``; ``active``: regulators
     on in some trial (the others are skipped, which saves elementwise passes over W). Training uses its
     gradient in closed form (``add_regulator_gradient``); this is the definition it is tested against."""
@@ -79,8 +74,9 @@ def regulator_penalty(
 
 
 @torch.no_grad()
-def add_regulator_gradient(grad: torch.Tensor, W: torch.Tensor, cost: torch.Tensor, strengths: dict[str, torch.Tensor],
-                           active: set[str]) -> None:
+def add_regulator_gradient(
+    grad: torch.Tensor, W: torch.Tensor, cost: torch.Tensor, strengths: dict[str, torch.Tensor], active: set[str]
+) -> None:
     """Add d(sum over trials of ``regulator_penalty``)/dW to ``grad`` in place, in closed form.
 
     Training needs only this gradient, not the penalty's value; autograd through the penalty costs about

@@ -27,6 +27,7 @@ settings whole; the smoke study is named ``<name>-smoke`` (its own MLflow experi
 
 Every error is a ``ConfigError`` of one line naming the file and the key.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -59,8 +60,22 @@ from urn_study.config import (
 from urn_study.data import read_mnist
 from urn_study.packing import AUTO
 
-STUDY_KEYS = ("name", "base", "grid", "sample", "samples", "sample_seed", "seeds", "metric", "mode", "resources",
-              "trials_per_worker", "max_failures", "refine", "smoke")
+STUDY_KEYS = (
+    "name",
+    "base",
+    "grid",
+    "sample",
+    "samples",
+    "sample_seed",
+    "seeds",
+    "metric",
+    "mode",
+    "resources",
+    "trials_per_worker",
+    "max_failures",
+    "refine",
+    "smoke",
+)
 SMOKE_KEYS = ("base", "grid", "sample", "samples", "seeds", "resources", "trials_per_worker", "max_failures", "refine")
 REFINE_KEYS = ("axes", "tolerance", "budget", "start_seeds", "max_seeds", "outcome")
 OUTCOMES = ("phase", "depth")  # what a boundary search bisects: where the phase changes, or the depth
@@ -68,9 +83,24 @@ RESOURCE_KEYS = ("cpu", "gpu")
 SAMPLE_KINDS = {"uniform": 2, "loguniform": 2, "randint": 2, "choice": None}
 MODES = ("min", "max")
 # What a trial reports (urn_study.trial): per epoch, and at snapshot epochs the structure scalars.
-METRICS = ("test_accuracy", "train_accuracy", "task_loss", "loss", "depth", "margin", "hidden_width", "hidden_cost",
-           "locality", "ipr", "receptive_field", "kept_units", "w_skip_share", "w_recurrence_share", "w_density",
-           "w_locality")
+METRICS = (
+    "test_accuracy",
+    "train_accuracy",
+    "task_loss",
+    "loss",
+    "depth",
+    "margin",
+    "hidden_width",
+    "hidden_cost",
+    "locality",
+    "ipr",
+    "receptive_field",
+    "kept_units",
+    "w_skip_share",
+    "w_recurrence_share",
+    "w_density",
+    "w_locality",
+)
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MAX_TRIALS = 100_000  # a study's trials are all built and held before it runs: more is a mistake, not a sweep
 
@@ -239,28 +269,39 @@ def _check_trial_count(where: str, study: Study) -> None:
     factors = [len(values) for values in study.grid.values()] + [study.samples if study.sample else 1, len(study.seeds)]
     count = math.prod(factors)
     if count > MAX_TRIALS:
-        raise ConfigError(f"{where}: {count:,} trials ({' x '.join(map(str, factors))}: the grid's axes, draws, seeds), "
-                          f"at most {MAX_TRIALS:,}; split the study or give its axes fewer values")
+        raise ConfigError(
+            f"{where}: {count:,} trials ({' x '.join(map(str, factors))}: the grid's axes, draws, seeds), "
+            f"at most {MAX_TRIALS:,}; split the study or give its axes fewer values"
+        )
 
 
 def _refine(where: str, raw: dict, study: Study) -> Refine:
     """A checked ``refine:`` block (an empty one: the defaults of ``Study.boundary_search``)."""
     _check_keys(where, "refine.", raw, REFINE_KEYS)
-    numeric = [k for k, values in study.grid.items() if _key_type(k) in (float, Strength)
-               and all(_is_plain_number(v) and v >= 0 for v in values) and sum(v > 0 for v in values) >= 1
-               and len(values) >= 2]
+    numeric = [
+        k
+        for k, values in study.grid.items()
+        if _key_type(k) in (float, Strength)
+        and all(_is_plain_number(v) and v >= 0 for v in values)
+        and sum(v > 0 for v in values) >= 1
+        and len(values) >= 2
+    ]
     axes = raw.get("axes", numeric)
     if isinstance(axes, str):
         axes = [axes]
     if not isinstance(axes, list) or not axes:
-        raise ConfigError(f"{where}: refine.axes: a list of grid axes to bisect, got {axes!r}"
-                          + ("" if numeric else " (the grid has no axis of numbers >= 0 to bisect)"))
+        raise ConfigError(
+            f"{where}: refine.axes: a list of grid axes to bisect, got {axes!r}"
+            + ("" if numeric else " (the grid has no axis of numbers >= 0 to bisect)")
+        )
     for axis in axes:
         if axis not in study.grid:
             raise ConfigError(f"{where}: refine.axes: {axis!r} is not a grid axis (grid: {', '.join(study.grid)})")
         if axis not in numeric:
-            raise ConfigError(f"{where}: refine.axes: {axis} takes values that cannot be bisected in log space "
-                              "(numbers >= 0, one of them > 0, at least two): a facet, not an axis to refine")
+            raise ConfigError(
+                f"{where}: refine.axes: {axis} takes values that cannot be bisected in log space "
+                "(numbers >= 0, one of them > 0, at least two): a facet, not an axis to refine"
+            )
     tolerance = _number(f"{where}: refine.tolerance", raw.get("tolerance", 1.25))
     if not tolerance > 1:
         raise ConfigError(f"{where}: refine.tolerance: a factor above 1 (high / low of a located bracket), got {tolerance}")
@@ -305,8 +346,9 @@ def _apply_smoke(where: str, raw: dict) -> dict:
     out = dict(raw)
     for key, value in smoke.items():
         if key in ("base", "grid", "sample"):
-            merged = flatten(_mapping(where, key, raw.get(key, {}))) if key == "base" else dict(
-                _mapping(where, key, raw.get(key, {})))
+            merged = (
+                flatten(_mapping(where, key, raw.get(key, {}))) if key == "base" else dict(_mapping(where, key, raw.get(key, {})))
+            )
             update = _mapping(where, f"smoke.{key}", value)
             merged.update(flatten(update) if key == "base" else update)
             out[key] = merged
@@ -344,8 +386,7 @@ def _choice(where: str, key: str, value: Any, choices: tuple, extra: tuple = ())
     if value not in choices + extra:
         close = difflib.get_close_matches(str(value), choices + extra, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"{where}: {key}: must be one of {', '.join(choices)}{', ...' if extra else ''}, "
-                          f"got {value!r}{hint}")
+        raise ConfigError(f"{where}: {key}: must be one of {', '.join(choices)}{', ...' if extra else ''}, got {value!r}{hint}")
     return value
 
 
@@ -415,7 +456,7 @@ def _samples(where: str, raw: Any, base: dict) -> dict[str, Sampled]:
             if kind_type not in (int, float, Strength):
                 raise ConfigError(f"{at}.{kind}: {key} is not a number: use choice")
         # the bounds (and every choice) must make valid configs
-        for value in (args if kind == "choice" else [args[0], args[1] - (1 if kind == "randint" else 0)]):
+        for value in args if kind == "choice" else [args[0], args[1] - (1 if kind == "randint" else 0)]:
             parse_config({**base, key: value}, source=f"{where}: sample")
         out[key] = Sampled(key, kind, tuple(args))
     return out
@@ -511,7 +552,7 @@ def pack_trials(trials: list[StudyTrial], per_pack: int) -> list[list[StudyTrial
     groups: dict[tuple, list[StudyTrial]] = {}
     for trial in trials:
         groups.setdefault(pack_key(trial.config), []).append(trial)
-    packs = [group[i:i + per_pack] for group in groups.values() for i in range(0, len(group), per_pack)]
+    packs = [group[i : i + per_pack] for group in groups.values() for i in range(0, len(group), per_pack)]
     order = {t.trial_id: n for n, t in enumerate(trials)}
     return sorted(packs, key=lambda p: order[p[0].trial_id])
 

@@ -5,6 +5,7 @@ leaves through ``checkpoint(state)`` and comes back through ``resume``. A trial 
 weights, or a task loss non-finite or blown up far above chance: ``_blown_up``) ends with phase ``diverged``;
 in a batch the other trials go on.
 """
+
 from __future__ import annotations
 
 import math
@@ -57,15 +58,28 @@ class TrialResult:
     bias_snapshots: dict[int, np.ndarray] = field(default_factory=dict)  # epoch -> b along training
 
 
-def run_trial(config: TrialConfig, report: Report | None = None, checkpoint: Checkpoint | None = None,
-              resume: TrialState | None = None) -> TrialResult:
+def run_trial(
+    config: TrialConfig, report: Report | None = None, checkpoint: Checkpoint | None = None, resume: TrialState | None = None
+) -> TrialResult:
     """Train one URN and read its structure."""
     return run_trials([config], [report], [checkpoint], [resume])[0]
 
 
-GROUP_KEYS = ("model.steps", "model.input_mode", "model.readout", "model.readout_from", "model.activation",
-              "model.hidden_channels", "train.epochs", "train.batch_size", "train.lr", "train.lr_schedule", "train.snapshot_every",
-              "train.checkpoint_every", "train.device")
+GROUP_KEYS = (
+    "model.steps",
+    "model.input_mode",
+    "model.readout",
+    "model.readout_from",
+    "model.activation",
+    "model.hidden_channels",
+    "train.epochs",
+    "train.batch_size",
+    "train.lr",
+    "train.lr_schedule",
+    "train.snapshot_every",
+    "train.checkpoint_every",
+    "train.device",
+)
 
 
 def group_key(config: TrialConfig) -> tuple:
@@ -103,12 +117,16 @@ def _check_memory(configs: list[TrialConfig], size: int, n_train: int | None) ->
         return
     trials = f" x {len(configs)} trials" if len(configs) > 1 else ""
     if n_train is None:
-        raise ConfigError(f"{size} neurons{trials} need about {gib:.0f} GiB for their weights alone (at most "
-                          f"{MAX_TRAINING_GIB}); make the data's lattice (data.side, data.dims) or "
-                          "model.hidden_channels smaller")
-    raise ConfigError(f"model.steps {first.model.steps} x train.batch_size {batch} x {size} neurons{trials} needs "
-                      f"about {gib:.0f} GiB to train (at most {MAX_TRAINING_GIB}); make the steps, the batch or the "
-                      "network smaller")
+        raise ConfigError(
+            f"{size} neurons{trials} need about {gib:.0f} GiB for their weights alone (at most "
+            f"{MAX_TRAINING_GIB}); make the data's lattice (data.side, data.dims) or "
+            "model.hidden_channels smaller"
+        )
+    raise ConfigError(
+        f"model.steps {first.model.steps} x train.batch_size {batch} x {size} neurons{trials} needs "
+        f"about {gib:.0f} GiB to train (at most {MAX_TRAINING_GIB}); make the steps, the batch or the "
+        "network smaller"
+    )
 
 
 class _Batch:
@@ -131,24 +149,32 @@ class _Batch:
         data = self.datasets[0]
         _check_memory(configs, data.n_in * (1 + m.hidden_channels) + data.n_classes, len(data.x_train))
         self.layouts = [
-            make_layout(d.lattice_shape, d.n_classes, c.model.hidden_channels, c.model.hidden_layout,
-                        c.model.output_position, d.periodic, seed=c.seed)
+            make_layout(
+                d.lattice_shape,
+                d.n_classes,
+                c.model.hidden_channels,
+                c.model.hidden_layout,
+                c.model.output_position,
+                d.periodic,
+                seed=c.seed,
+            )
             for c, d in zip(configs, self.datasets)
         ]
         size = self.layouts[0].size
         w0 = initial_weights([c.seed for c in configs], size, 1.0)
         w0 = w0 * torch.tensor([c.model.init_scale for c in configs]).view(-1, 1, 1)
         self.initial = w0.numpy().copy()
-        self.model = URN(w0, self.datasets[0].n_in, self.datasets[0].n_classes, m.steps, m.input_mode,
-                         m.readout, m.readout_from, m.activation).to(self.device)
+        self.model = URN(
+            w0, self.datasets[0].n_in, self.datasets[0].n_classes, m.steps, m.input_mode, m.readout, m.readout_from, m.activation
+        ).to(self.device)
         # fused: one pass over W per step instead of about eight (same update, float rounding aside)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=first.train.lr,
-                                          fused=self.device.type in ("cpu", "cuda"))
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=first.train.lr, fused=self.device.type in ("cpu", "cuda"))
         distances = torch.tensor(np.stack([lay.distances for lay in self.layouts]), dtype=torch.float32)
         alphas = torch.tensor([c.regulators.locality_alpha for c in configs], dtype=torch.float32)
         self.costs = wiring_costs(distances, alphas).to(self.device)
-        self.waits = torch.stack([waits(size, lay.n_out, c.regulators.self_scope)
-                                  for c, lay in zip(configs, self.layouts)]).to(self.device)
+        self.waits = torch.stack([waits(size, lay.n_out, c.regulators.self_scope) for c, lay in zip(configs, self.layouts)]).to(
+            self.device
+        )
         self.active = {name for name in REGULATORS for c in configs if any(c.regulators.schedule(name).values())}
         self.current_data: list[Dataset | None] = [None] * len(configs)
         self.x_train = self.y_train = self.x_test = self.y_test = None
@@ -161,8 +187,10 @@ class _Batch:
             if self.current_data[k] is not wanted:
                 self.current_data[k], changed = wanted, True
         if changed:
+
             def stack(attr, dtype):
                 return torch.tensor(np.stack([getattr(d, attr) for d in self.current_data]), dtype=dtype, device=self.device)
+
             self.x_train, self.y_train = stack("x_train", torch.float32), stack("y_train", torch.long)
             self.x_test, self.y_test = stack("x_test", torch.float32), stack("y_test", torch.long)
 
@@ -207,9 +235,12 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy().copy()
 
 
-def run_trials(configs: list[TrialConfig], reports: list[Report | None] | None = None,
-               checkpoints: list[Checkpoint | None] | None = None,
-               resumes: list[TrialState | None] | None = None) -> list[TrialResult]:
+def run_trials(
+    configs: list[TrialConfig],
+    reports: list[Report | None] | None = None,
+    checkpoints: list[Checkpoint | None] | None = None,
+    resumes: list[TrialState | None] | None = None,
+) -> list[TrialResult]:
     """Train K trials of one shape together; each keeps its own seed, metrics, checkpoints and result."""
     n = len(configs)
     reports = reports or [None] * n
@@ -281,8 +312,9 @@ def _train_epoch(batch: _Batch, epoch: int, alive: list[bool]) -> torch.Tensor:
     n = batch.x_train.shape[1]
     size = batch.configs[0].train.batch_size
     # The order depends on (seed, epoch) only, so a resumed trial sees the same batches.
-    order = torch.tensor(np.stack([np.random.default_rng([c.seed, epoch]).permutation(n) for c in batch.configs]),
-                         device=batch.device)
+    order = torch.tensor(
+        np.stack([np.random.default_rng([c.seed, epoch]).permutation(n) for c in batch.configs]), device=batch.device
+    )
     rows = torch.arange(len(batch.configs), device=batch.device).unsqueeze(1)
     total = torch.zeros(len(batch.configs), device=batch.device)
     steps = 0
@@ -291,14 +323,15 @@ def _train_epoch(batch: _Batch, epoch: int, alive: list[bool]) -> torch.Tensor:
     for start in range(0, n, size):
         for group in batch.optimizer.param_groups:
             group["lr"] = learning_rate(train, changes, epoch + start / n)
-        idx = order[:, start:start + size]
+        idx = order[:, start : start + size]
         total += _train_step(batch, batch.x_train[rows, idx], batch.y_train[rows, idx], mask, cost, strengths)
         steps += 1
     return total / steps
 
 
-def _train_step(batch: _Batch, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, cost: torch.Tensor,
-                strengths: dict[str, torch.Tensor]) -> torch.Tensor:
+def _train_step(
+    batch: _Batch, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, cost: torch.Tensor, strengths: dict[str, torch.Tensor]
+) -> torch.Tensor:
     """One minibatch of every trial: the task's gradient (the URN's own backward writes W's gradient as a new
     tensor, which W.grad takes over), the regulators' added in place, Adam (fused). Returns the task loss (K,)."""
     task = _task_loss(batch.model(x), y)
@@ -338,8 +371,8 @@ def _epoch_metrics(batch: _Batch, epoch: int, task: torch.Tensor) -> list[dict]:
 def _accuracy(model: URN, x: torch.Tensor, y: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
     correct = torch.zeros(x.shape[0], device=x.device)
     for start in range(0, x.shape[1], chunk):
-        pred = model(x[:, start:start + chunk])[-1].argmax(dim=-1)
-        correct += (pred == y[:, start:start + chunk]).float().sum(dim=1)
+        pred = model(x[:, start : start + chunk])[-1].argmax(dim=-1)
+        correct += (pred == y[:, start : start + chunk]).float().sum(dim=1)
     return correct / x.shape[1]
 
 
@@ -367,8 +400,9 @@ def _null(batch: _Batch, k: int) -> Null:
     if key not in _nulls:
         if len(_nulls) >= NULLS_KEPT:
             _nulls.pop(next(iter(_nulls)))
-        _nulls[key] = measure_null(batch.initial[k], batch.layouts[k], config.model,
-                                   probe_of(data.x_test, data.y_test, config.seed))
+        _nulls[key] = measure_null(
+            batch.initial[k], batch.layouts[k], config.model, probe_of(data.x_test, data.y_test, config.seed)
+        )
     return _nulls[key]
 
 
@@ -377,8 +411,9 @@ def _measure(batch: _Batch, k: int, w: np.ndarray, b: np.ndarray, final: bool) -
     final W only."""
     config = batch.configs[k]
     data = batch.current_data[k] or batch.datasets[k]
-    return measure(w, b, batch.layouts[k], config.model, probe_of(data.x_test, data.y_test, config.seed),
-                   _null(batch, k), shuffle=final)
+    return measure(
+        w, b, batch.layouts[k], config.model, probe_of(data.x_test, data.y_test, config.seed), _null(batch, k), shuffle=final
+    )
 
 
 FINAL_LISTS = ("widths", "block_widths", "carrying_depths", "depth_shares", "w_widths", "w_hop_spectrum")
@@ -406,5 +441,16 @@ def _result(batch: _Batch, k: int, state: TrialState, report: Measurement | None
             metrics.update(recovery_with_nulls(structure, batch.layouts[k], data.info))
     metrics["epochs"] = state.epoch
     metrics["seconds"] = state.seconds
-    return TrialResult(config, metrics, structure, w, b, batch.layouts[k], state.snapshots,
-                       state.history, data.info, batch.initial[k], state.bias_snapshots)
+    return TrialResult(
+        config,
+        metrics,
+        structure,
+        w,
+        b,
+        batch.layouts[k],
+        state.snapshots,
+        state.history,
+        data.info,
+        batch.initial[k],
+        state.bias_snapshots,
+    )

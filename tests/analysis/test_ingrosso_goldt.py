@@ -5,6 +5,7 @@ Margins, measured over seeds 0..9 in units of the random-vector IPR 3/(D+2) = 0.
 - a fixed training set of 300 samples, g = 10: 0.94 .. 1.28.
 The tests use seed 0 and the thresholds 1.5 (above random), 1.8 (ratio) and 1.4 (killed).
 """
+
 import math
 
 import numpy as np

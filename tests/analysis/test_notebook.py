@@ -1,4 +1,5 @@
 """The notebook in analysis/ runs top to bottom, as shipped, on a recorded study and draws its phase diagram."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -35,8 +36,7 @@ def test_notebook_as_shipped_draws_the_phase_diagram_from_its_folder_and_the_roo
     record, recorded = _record()
     record(f"sqlite:///{repo / 'urn_results' / 'mlflow.db'}", "quickstart", recorded)  # six trials, locality x l1
     notebook = nbformat.read(repo / "analysis" / NOTEBOOK.name, as_version=4)
-    NotebookClient(notebook, timeout=120, kernel_name="python3",
-                   resources={"metadata": {"path": str(repo / folder)}}).execute()
+    NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(repo / folder)}}).execute()
     outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")

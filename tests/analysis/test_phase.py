@@ -1,4 +1,5 @@
 """Phase grids from hand-made study tables (exact values), their drawing, and the lifetime plots."""
+
 from __future__ import annotations
 
 import math
@@ -58,7 +59,10 @@ def test_majority_phase_breaks_ties_by_phase_order():
 def test_phase_grid_values_exactly():
     grid = phase_grid(table(), X, Y, facet=F)
     assert list(grid[[F, X, Y]].itertuples(index=False, name=None)) == [
-        ("digits", 0.0, 0.0), ("digits", 1e-3, 0.0), ("nlgp", 0.0, 1e-2)]
+        ("digits", 0.0, 0.0),
+        ("digits", 1e-3, 0.0),
+        ("nlgp", 0.0, 1e-2),
+    ]
     assert list(grid["phase"]) == ["residual", "shallow", "dead"]
     assert grid["agreement"].tolist() == pytest.approx([2 / 3, 1 / 3, 1.0])
     assert grid["n"].tolist() == [3, 3, 1]  # the run without a phase is not counted
@@ -85,8 +89,9 @@ def test_phase_grid_without_facet_or_y_and_errors():
 
 
 def test_pooled_keys_names_what_shares_a_cell():
-    df = table().assign(**{"model.steps": [2, 3, 2, 2, 2, 2, 2, 2], "train.lr": 0.01,
-                           "regulators.self": [0, 0, 0, 1, 1, 1, 1, 0]})  # self varies with the axes only
+    df = table().assign(
+        **{"model.steps": [2, 3, 2, 2, 2, 2, 2, 2], "train.lr": 0.01, "regulators.self": [0, 0, 0, 1, 1, 1, 1, 0]}
+    )  # self varies with the axes only
     keys = ["seed", X, Y, F, "model.steps", "train.lr", "regulators.self"]
     assert pooled_keys(df, [X, Y, F], keys) == ["model.steps"]
     assert pooled_keys(df, [X, None, None], keys) == [Y, F, "model.steps"]  # self still follows l1 alone
@@ -107,8 +112,13 @@ def test_axis_scale_log_with_a_zero_tick_linear_and_categories():
 
 
 def test_choose_axes_prefers_regulators_and_facets_by_data():
-    grid = {"seed": [0, 1, 2, 3], "data.name": ["digits", "digits_permuted"], "regulators.l1": [0, 1e-4, 1e-3],
-            "regulators.locality": [0, 1e-3, 1e-2, 1e-1], "model.steps": [3]}
+    grid = {
+        "seed": [0, 1, 2, 3],
+        "data.name": ["digits", "digits_permuted"],
+        "regulators.l1": [0, 1e-4, 1e-3],
+        "regulators.locality": [0, 1e-3, 1e-2, 1e-1],
+        "model.steps": [3],
+    }
     assert choose_axes(grid) == ("regulators.locality", "regulators.l1", "data.name")
     assert choose_axes({"regulators.self": [0, 1], "model.steps": [2, 3, 4]}) == ("regulators.self", "model.steps", None)
     assert choose_axes({"data.gain": [0, 1, 3]}) == ("data.gain", None, None)
@@ -133,8 +143,15 @@ def test_draw_phase_diagram_writes_png_and_svg_with_legend(tmp_path):
 def test_draw_phase_diagram_log_axes_and_many_cells():
     values = [0.0, 1e-4, 1e-3, 1e-2, 1e-1]
     rng = np.random.default_rng(0)
-    df = pd.DataFrame({X: rng.choice(values, 600), Y: rng.choice(values, 600), "seed": rng.integers(0, 4, 600),
-                       "phase": rng.choice(PHASE_ORDER, 600), "depth": rng.integers(0, 4, 600)})
+    df = pd.DataFrame(
+        {
+            X: rng.choice(values, 600),
+            Y: rng.choice(values, 600),
+            "seed": rng.integers(0, 4, 600),
+            "phase": rng.choice(PHASE_ORDER, 600),
+            "depth": rng.integers(0, 4, 600),
+        }
+    )
     grid = phase_grid(df, X, Y)
     fig = draw_phase_diagram(grid, X, Y)
     ax = fig.axes[0]
@@ -148,9 +165,16 @@ def sampled_table(n: int) -> pd.DataFrame:
     """n trials, each at its own point drawn log-uniformly (as Optuna draws a study's ``sample:`` axes); the
     first two labelled within a band (uncertain)."""
     rng = np.random.default_rng(3)
-    return pd.DataFrame({Y: 10 ** rng.uniform(-5, -2.5, n), X: 10 ** rng.uniform(-6, -3, n), "seed": 0,
-                         "phase": rng.choice(["fully_connected", "locally_connected", "dead"], n),
-                         "depth": rng.integers(0, 4, n), "uncertain": [True, True] + [False] * (n - 2)})
+    return pd.DataFrame(
+        {
+            Y: 10 ** rng.uniform(-5, -2.5, n),
+            X: 10 ** rng.uniform(-6, -3, n),
+            "seed": 0,
+            "phase": rng.choice(["fully_connected", "locally_connected", "dead"], n),
+            "depth": rng.integers(0, 4, n),
+            "uncertain": [True, True] + [False] * (n - 2),
+        }
+    )
 
 
 def test_sampled_axes_are_drawn_as_one_point_per_trial_not_tiles():
@@ -198,8 +222,15 @@ def history() -> list[dict]:
     for epoch in range(1, 11):
         row = {"epoch": epoch, "task_loss": 1.0 / epoch, "train_accuracy": 0.1 * epoch, "test_accuracy": 0.09 * epoch}
         if epoch % 5 == 0:
-            row.update(phase="fully_connected" if epoch == 5 else "residual", depth=2, w_depth=2,
-                       locality=0.3, w_skip_share=0.1 * epoch, w_density=0.05, w_recurrence_share=0.0)
+            row.update(
+                phase="fully_connected" if epoch == 5 else "residual",
+                depth=2,
+                w_depth=2,
+                locality=0.3,
+                w_skip_share=0.1 * epoch,
+                w_density=0.05,
+                w_recurrence_share=0.0,
+            )
         rows.append(row)
     return rows[::-1]  # out of order on purpose
 
@@ -207,10 +238,15 @@ def history() -> list[dict]:
 def test_lifetime_table_and_schedule_changes():
     t = lifetime_table(history())
     assert t["epoch"].tolist() == list(range(1, 11)) and t["depth"].notna().sum() == 2
-    row = {"regulators.self": "{'kind': 'step', 'before': 0.0, 'after': 0.01, 'epoch': 4}",
-           "regulators.l1": '{"kind": "linear", "start": 0, "end": 0.001, "start_epoch": 2, "end_epoch": 8}',
-           "data.name": "digits", "data.switch_to": "digits_permuted", "data.switch_epoch": 8, "seed": 1,
-           "phase": "residual"}
+    row = {
+        "regulators.self": "{'kind': 'step', 'before': 0.0, 'after': 0.01, 'epoch': 4}",
+        "regulators.l1": '{"kind": "linear", "start": 0, "end": 0.001, "start_epoch": 2, "end_epoch": 8}',
+        "data.name": "digits",
+        "data.switch_to": "digits_permuted",
+        "data.switch_epoch": 8,
+        "seed": 1,
+        "phase": "residual",
+    }
     assert schedule_changes(row) == {2: "l1 linear", 4: "self step", 8: "l1 linear, data -> digits_permuted"}
     assert schedule_changes({"regulators.l1": 1e-3}) == {}
 
@@ -228,15 +264,28 @@ def test_draw_lifetime_marks_changes(tmp_path):
 def test_transitions_read_each_change_its_new_phase_and_the_epochs_it_took(tmp_path):
     def snap(epoch, phase, uncertain=0.0, width=10.0):
         return {"epoch": epoch, "phase": phase, "uncertain": uncertain, "hidden_width": width, "locality": 0.5}
-    history = ([snap(e, "fully_connected") for e in (2, 4, 6)] + [{"epoch": 7, "test_accuracy": 0.9}]
-               + [snap(8, "residual"), snap(10, "locally_connected", 1.0), snap(12, "residual"),
-                  snap(14, "locally_connected"), snap(16, "locally_connected", width=4.0)]
-               + [snap(e, "locally_connected") for e in (18, 20)])
+
+    history = (
+        [snap(e, "fully_connected") for e in (2, 4, 6)]
+        + [{"epoch": 7, "test_accuracy": 0.9}]
+        + [
+            snap(8, "residual"),
+            snap(10, "locally_connected", 1.0),
+            snap(12, "residual"),
+            snap(14, "locally_connected"),
+            snap(16, "locally_connected", width=4.0),
+        ]
+        + [snap(e, "locally_connected") for e in (18, 20)]
+    )
     moves = transitions(history, {6: "locality step", 16: "width step"})
     first, second = moves.iloc[0], moves.iloc[1]
     # settled at 14 (the label from there to the next change), not at the first snapshot that read it (10)
-    assert (first["phase_before"], first["phase_after"], first["changed"], first["epochs_to_new"]) == \
-        ("fully_connected", "locally_connected", True, 8)
+    assert (first["phase_before"], first["phase_after"], first["changed"], first["epochs_to_new"]) == (
+        "fully_connected",
+        "locally_connected",
+        True,
+        8,
+    )
     assert first["hidden_width_before"] == 10.0 and first["hidden_width_after"] == 4.0
     assert (second["phase_before"], second["changed"]) == ("locally_connected", False) and np.isnan(second["epochs_to_new"])
     fig = draw_lifetime(history, {6: "locality step", 16: "width step"}, moves=moves)
@@ -246,8 +295,14 @@ def test_transitions_read_each_change_its_new_phase_and_the_epochs_it_took(tmp_p
 
 
 def test_pick_representatives_one_per_phase():
-    df = pd.DataFrame({"trial_id": list("abcdef"), "phase": ["residual", "residual", "residual", "dead", "diverged", "shallow"],
-                       "depth": [2, 2, 3, 0, None, 1], "test_accuracy": [0.5, 0.7, 0.99, 0.1, None, 0.6]})
+    df = pd.DataFrame(
+        {
+            "trial_id": list("abcdef"),
+            "phase": ["residual", "residual", "residual", "dead", "diverged", "shallow"],
+            "depth": [2, 2, 3, 0, None, 1],
+            "test_accuracy": [0.5, 0.7, 0.99, 0.1, None, 0.6],
+        }
+    )
     picked = pick_representatives(df)
     assert picked["phase"].tolist() == ["dead", "shallow", "residual"]  # PHASE_ORDER; diverged has no W
     assert picked["trial_id"].tolist() == ["d", "f", "b"]  # residual: the usual depth 2, then the most accurate

@@ -5,6 +5,7 @@ The trials are planted networks (urn_study.reading.planted) of known phase, meas
 their own outputs (the task is what they compute) and recorded as a sweep records them, so the table's
 values are known exactly; one real trial (``run_trial``) checks the path from training.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,20 +62,42 @@ def planted_result(trial_id: str) -> TrialResult:
     """A TrialResult as run_trial would return it, for a planted W (a sweep records it the same way)."""
     l1, locality, seed, phase = TRIALS[trial_id]
     build, steps = BUILD[phase]
-    config = parse_config({"data.name": "teacher", "data.side": 16, "model.hidden_channels": 3, "model.steps": steps,
-                           "regulators.l1": l1, "regulators.locality": locality, "seed": seed, "train.epochs": 4,
-                           "train.snapshot_every": 2, **({"regulators.self": STEP} if l1 else {})})
+    config = parse_config(
+        {
+            "data.name": "teacher",
+            "data.side": 16,
+            "model.hidden_channels": 3,
+            "model.steps": steps,
+            "regulators.l1": l1,
+            "regulators.locality": locality,
+            "seed": seed,
+            "train.epochs": 4,
+            "train.snapshot_every": 2,
+            **({"regulators.self": STEP} if l1 else {}),
+        }
+    )
     W, b, W0 = build(seed), np.zeros(CHAIN.size), initial_weights([seed], CHAIN.size, 0.05)[0].numpy()
     x = np.random.default_rng(config.seed).normal(size=(1500, CHAIN.n_in))
     b[CHAIN.outputs] = -run(Network.of(W, b, CHAIN, config.model), x).mean(axis=0)  # both classes answered
     probe = planted_probe(config, {"W.npy": W, "b.npy": b, "layout.json": CHAIN})
     report = measure(W, b, CHAIN, config.model, probe, measure_null(W0, CHAIN, config.model, probe))
-    history = [{"epoch": e, "task_loss": 1.0 / e, "train_accuracy": 0.95, "test_accuracy": 0.9,
-                **(report.summary() if e % 2 == 0 else {})} for e in range(1, 5)]
+    history = [
+        {"epoch": e, "task_loss": 1.0 / e, "train_accuracy": 0.95, "test_accuracy": 0.9, **(report.summary() if e % 2 == 0 else {})}
+        for e in range(1, 5)
+    ]
     structure = report.to_dict()
-    metrics = {"test_accuracy": 0.9, "train_accuracy": 0.95, "task_loss": 0.25, **report.summary(),
-               **{k: structure[k] for k in FINAL_LISTS}, "depth": structure["depth"], "w_phase": structure["w_phase"],
-               "null_phase": structure["null"]["phase"], "epochs": 4, "seconds": 0.5}
+    metrics = {
+        "test_accuracy": 0.9,
+        "train_accuracy": 0.95,
+        "task_loss": 0.25,
+        **report.summary(),
+        **{k: structure[k] for k in FINAL_LISTS},
+        "depth": structure["depth"],
+        "w_phase": structure["w_phase"],
+        "null_phase": structure["null"]["phase"],
+        "epochs": 4,
+        "seconds": 0.5,
+    }
     return TrialResult(config, metrics, structure, W, b, CHAIN, {2: W, 4: W}, history, {}, W0, {2: b, 4: b})
 
 
@@ -212,8 +235,9 @@ def table_load(uri: str) -> pd.DataFrame:
 
 def sweep_table_file(uri: str, sweep_id: str) -> Path:
     client = tracking.client(uri)
-    [run] = client.search_runs([client.get_experiment_by_name(STUDY).experiment_id],
-                               f"tags.`urn.role` = 'sweep' and tags.`urn.sweep` = '{sweep_id}'")
+    [run] = client.search_runs(
+        [client.get_experiment_by_name(STUDY).experiment_id], f"tags.`urn.role` = 'sweep' and tags.`urn.sweep` = '{sweep_id}'"
+    )
     return Path(run.info.artifact_uri.removeprefix("file://")) / TABLE_FILE
 
 
@@ -281,8 +305,14 @@ def test_the_sweeps_tables_give_the_same_frame_as_mlflows_search(tmp_path, monke
 
 def test_latest_runs_keeps_one_run_per_trial():
     t = pd.to_datetime([1, 2, 3, 4, 5], unit="s", utc=True)
-    df = pd.DataFrame({"trial_id": ["a", "a", "b", "b", "c"], "run_id": list("12345"), "start_time": t,
-                       "status": ["FINISHED", "FINISHED", "FINISHED", "FAILED", "RUNNING"]})
+    df = pd.DataFrame(
+        {
+            "trial_id": ["a", "a", "b", "b", "c"],
+            "run_id": list("12345"),
+            "start_time": t,
+            "status": ["FINISHED", "FINISHED", "FINISHED", "FAILED", "RUNNING"],
+        }
+    )
     assert latest_runs(df)["run_id"].tolist() == ["2", "3", "5"]  # b's later run failed: its finished one stays
 
 
@@ -313,8 +343,17 @@ def test_a_real_trial_loads_back(tmp_path, monkeypatch):
 
     monkeypatch.setenv("URN_RESULTS_DIR", str(tmp_path))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    config = parse_config({"data.name": "teacher", "data.side": 8, "data.n_samples": 200, "model.steps": 2,
-                           "train.epochs": 2, "train.snapshot_every": 1, "regulators.self": STEP})
+    config = parse_config(
+        {
+            "data.name": "teacher",
+            "data.side": 8,
+            "data.n_samples": 200,
+            "model.steps": 2,
+            "train.epochs": 2,
+            "train.snapshot_every": 1,
+            "regulators.self": STEP,
+        }
+    )
     result = run_trial(config)
     record(uri, "real", {"real-0000": result})
     df = load_study_runs("real", uri, use_cache=False)
@@ -340,8 +379,7 @@ def test_phase_command_writes_figures_and_tables(store, tmp_path, capsys):
     assert main(["phase", str(study_file), "--tracking-uri", uri, "--out", str(tmp_path / "fig")]) == 0
     printed = capsys.readouterr().out
     names = {p.name for p in (tmp_path / "fig").iterdir()}
-    assert {"phase_diagram.png", "phase_diagram.svg", "phase_grid.csv", "runs.csv", "label_changes.csv",
-            "gallery.png"} <= names
+    assert {"phase_diagram.png", "phase_diagram.svg", "phase_grid.csv", "runs.csv", "label_changes.csv", "gallery.png"} <= names
     changes = pd.read_csv(tmp_path / "fig" / "label_changes.csv")
     assert changes["trials"].sum() == 6 and set(changes["phase"]) == {"residual", "locally_connected", "fully_connected"}
     recorded = pd.Series([r.structure["w_phase"] for r in RECORDED.values()]).value_counts()
@@ -354,7 +392,10 @@ def test_phase_command_writes_figures_and_tables(store, tmp_path, capsys):
     assert "x=regulators.l1, y=regulators.locality" in printed and str(tmp_path / "fig") in printed
     grid = pd.read_csv(tmp_path / "fig" / "phase_grid.csv")
     assert grid[["regulators.l1", "regulators.locality", "phase", "agreement", "n"]].values.tolist() == [
-        [0.0, 0.0, "residual", 1.0, 2], [0.0, 0.01, "locally_connected", 0.5, 2], [0.001, 0.0, "fully_connected", 1.0, 2]]
+        [0.0, 0.0, "residual", 1.0, 2],
+        [0.0, 0.01, "locally_connected", 0.5, 2],
+        [0.001, 0.0, "fully_connected", 1.0, 2],
+    ]
     assert len(pd.read_csv(tmp_path / "fig" / "runs.csv")) >= 6
     # the latest sweep's run carries the report and the sweep's summary (the planted trials as recorded)
     client = tracking.client(uri)

@@ -1,4 +1,5 @@
 """Measures against a numeric axis: the table's means and spreads per series, and the figure drawn from it."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,9 +13,18 @@ def _runs():
     for gain in (0.01, 1.0, 10.0):
         for steps in (2, 3):
             for seed in (0, 1):
-                rows.append({"data.gain": gain, "model.steps": steps, "seed": seed, "phase": "fully_connected",
-                             "ipr": 0.03 + 0.01 * gain * steps + 0.002 * seed, "w_ipr": 0.05, "null_w_ipr": 0.029,
-                             "test_accuracy": 0.9})
+                rows.append(
+                    {
+                        "data.gain": gain,
+                        "model.steps": steps,
+                        "seed": seed,
+                        "phase": "fully_connected",
+                        "ipr": 0.03 + 0.01 * gain * steps + 0.002 * seed,
+                        "w_ipr": 0.05,
+                        "null_w_ipr": 0.029,
+                        "test_accuracy": 0.9,
+                    }
+                )
     rows.append({"data.gain": 10.0, "model.steps": 2, "seed": 2, "phase": "diverged", "ipr": 99.0})
     rows.append({"data.gain": 10.0, "model.steps": 2, "seed": 3, "phase": "dead", "ipr": 0.0})
     return pd.DataFrame(rows)
@@ -39,7 +49,7 @@ def test_draw_trends_one_panel_per_measure_with_the_null(tmp_path):
     assert labels == ["model.steps=2", "model.steps=3"]
     assert any(line.get_linestyle() == "--" for line in visible[1].get_lines())  # the untrained W0's IPR
     assert visible[0].get_xscale() == "log"
-    png, = save_figure(fig, tmp_path / "trends", formats=("png",))
+    (png,) = save_figure(fig, tmp_path / "trends", formats=("png",))
     assert png.stat().st_size > 5000
     with pytest.raises(ValueError, match="none of"):
         draw_trends(table, "data.gain", columns=("hidden_width",))

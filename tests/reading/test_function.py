@@ -6,6 +6,7 @@ samples and labelled by its own predictions (``Probe.self_labelled``): the task 
 lesion that changes the predictions costs accuracy. Every hidden neuron gets a bias that centres its input,
 so it is active on about half the samples: a planted neuron is never dead on the probe.
 """
+
 from types import SimpleNamespace
 
 import numpy as np
@@ -303,7 +304,7 @@ def _walk_sum_returning(net: Network, x: np.ndarray, origin: int) -> np.ndarray:
             if path[-1] < first_output:
                 continue
             visits = [k for k, p in enumerate(path) if p == origin and (k > 0 or is_bias)]
-            if not any(any(p != origin for p in path[a + 1:b]) for a, b in zip(visits, visits[1:])):
+            if not any(any(p != origin for p in path[a + 1 : b]) for a, b in zip(visits, visits[1:])):
                 continue
             value = value0.copy()
             for k in range(1, len(path)):

@@ -10,6 +10,7 @@ Noise (``add_noise``, std = scale * mean |nonzero W|), measured over seeds 0..3 
   grow with the layer gain, and such an edge starts to count as structure, adding a level.
 The tests below use 1e-3 and 1e-2; ``test_heavy_noise_breaks_the_classification`` pins the breaking side.
 """
+
 from types import SimpleNamespace
 
 import numpy as np
@@ -41,12 +42,9 @@ PLANTED = {
     "fc_grid_2": (GRID, lambda s: plant_fully_connected(GRID, [30, 12], s), 3, "fully_connected", [64, 30, 12, 10]),
     "fc_chain_2": (CHAIN, lambda s: plant_fully_connected(CHAIN, [10, 6], s), 3, "fully_connected", [16, 10, 6, 4]),
     "lc_grid_d2_r3": (GRID, lambda s: plant_locally_connected(GRID, 2, 3, s), 2, "locally_connected", [64, 64, 10]),
-    "lc_grid_d3_r2": (GRID, lambda s: plant_locally_connected(GRID, 3, 2, s), 3, "locally_connected",
-                      [64, 64, 64, 10]),
-    "lc_chain_d4_r3": (CHAIN, lambda s: plant_locally_connected(CHAIN, 4, 3, s), 4, "locally_connected",
-                       [16, 16, 16, 16, 4]),
-    "lc_ring_d3_r5": (RING, lambda s: plant_locally_connected(RING, 3, 5, s), 3, "locally_connected",
-                      [16, 16, 16, 2]),
+    "lc_grid_d3_r2": (GRID, lambda s: plant_locally_connected(GRID, 3, 2, s), 3, "locally_connected", [64, 64, 64, 10]),
+    "lc_chain_d4_r3": (CHAIN, lambda s: plant_locally_connected(CHAIN, 4, 3, s), 4, "locally_connected", [16, 16, 16, 16, 4]),
+    "lc_ring_d3_r5": (RING, lambda s: plant_locally_connected(RING, 3, 5, s), 3, "locally_connected", [16, 16, 16, 2]),
     "res_grid_1": (GRID, lambda s: plant_residual(GRID, [24], s), 4, "residual", [64, 24, 10]),
     "res_grid_2": (GRID, lambda s: plant_residual(GRID, [20, 12], s), 5, "residual", [64, 20, 12, 10]),
     "res_grid_2_long": (GRID, lambda s: plant_residual(GRID, [20, 12], s), 8, "residual", [64, 20, 12, 10]),

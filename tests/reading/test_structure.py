@@ -1,4 +1,5 @@
 """Unit checks of the structure metrics on tiny hand-made W whose answers are computed by hand."""
+
 import json
 
 import numpy as np

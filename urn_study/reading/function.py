@@ -41,6 +41,7 @@ fully connected) and keeps every question it asked with its margin; a label that
 its band is ``uncertain``.
 Pure numpy on saved arrays.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -87,8 +88,16 @@ class Network:
     def of(cls, W: np.ndarray, b: np.ndarray | None, layout: Layout, model: Any) -> "Network":
         """From a ``ModelConfig`` (or anything with its fields); b None: zero biases."""
         bias = np.zeros(layout.size) if b is None else np.asarray(b, dtype=np.float64)
-        return cls(np.asarray(W, dtype=np.float64), bias, layout, int(model.steps), model.input_mode,
-                   model.readout, int(model.readout_from), model.activation)
+        return cls(
+            np.asarray(W, dtype=np.float64),
+            bias,
+            layout,
+            int(model.steps),
+            model.input_mode,
+            model.readout,
+            int(model.readout_from),
+            model.activation,
+        )
 
     @property
     def clamp(self) -> bool:
@@ -156,8 +165,9 @@ def initial_state(net: Network, x: np.ndarray) -> np.ndarray:
     return h
 
 
-def run(net: Network, x: np.ndarray, masks: np.ndarray | None = None, means: np.ndarray | None = None,
-        weights: list | None = None) -> np.ndarray:
+def run(
+    net: Network, x: np.ndarray, masks: np.ndarray | None = None, means: np.ndarray | None = None, weights: list | None = None
+) -> np.ndarray:
     """Logits read at step T: (n, C), or (L, n, C) for L lesions, computed in float32 (half the time of
     float64; a lesion's cost compares two such runs, so their rounding is alike).
 
@@ -222,7 +232,7 @@ def trace(net: Network, x: np.ndarray) -> Trace:
         a = states[t - 1] @ net.W.T + net.b
         split = np.zeros((T + 1, n, S))
         split[:t] = prev * waits + prev @ onto_outputs.T
-        split[1:t + 1] += prev @ onto_phi.T
+        split[1 : t + 1] += prev @ onto_phi.T
         bias_a = bias_part @ net.W.T + net.b
         if t == T:
             break
@@ -326,8 +336,9 @@ def reference_accuracy(net: Network, probe: Probe, count: int = REFERENCES) -> f
     accuracies = []
     for seed in range(count):
         W = np.random.default_rng([20191126, seed]).normal(0.0, 1.0 / np.sqrt(net.layout.size), net.W.shape)
-        reference = Network(W, np.zeros(net.layout.size), net.layout, net.steps, net.input_mode, net.readout,
-                            net.readout_from, net.activation)
+        reference = Network(
+            W, np.zeros(net.layout.size), net.layout, net.steps, net.input_mode, net.readout, net.readout_from, net.activation
+        )
         accuracies.append(accuracy(run(reference, probe.x), probe.y))
     return float(min(1.0, max(max(accuracies), np.mean(accuracies) + 4.0 * np.std(accuracies, ddof=1))))
 
@@ -377,13 +388,15 @@ def units(net: Network, tr: Trace) -> Units:
     for step in range(1, T):
         masks[rows[kind == BETWEEN], step, neuron[kind == BETWEEN]] = True
     masks[rows[kind == READOUT], T, outputs] = True
-    importance = np.concatenate([per_step[pixel_steps][:, :lay.n_in].sum(axis=0),
-                                 per_step[1:T][:, between].sum(axis=0), tr.logits.var(axis=0)])
+    importance = np.concatenate(
+        [per_step[pixel_steps][:, : lay.n_in].sum(axis=0), per_step[1:T][:, between].sum(axis=0), tr.logits.var(axis=0)]
+    )
     return Units(masks, kind, neuron, importance)
 
 
-def kept_units(net: Network, tr: Trace, probe: Probe, intact: np.ndarray, u: Units, thresholds: Thresholds,
-               batch: int = 12) -> tuple[np.ndarray, Cost]:
+def kept_units(
+    net: Network, tr: Trace, probe: Probe, intact: np.ndarray, u: Units, thresholds: Thresholds, batch: int = 12
+) -> tuple[np.ndarray, Cost]:
     """Indices into ``u`` of the fewest units that must stay, and the cost of removing all the others.
 
     Units go from the least important up; the largest number whose removal together still costs at most
@@ -421,8 +434,7 @@ def dominant_hops(tr: Trace, share: float) -> np.ndarray:
     return np.where(enough.any(axis=0), deepest, weight.argmax(axis=0))
 
 
-def neuron_roles(u: Units, kept: np.ndarray, hops: np.ndarray, block: np.ndarray,
-                 depth: int) -> tuple[dict[int, set[int]], int]:
+def neuron_roles(u: Units, kept: np.ndarray, hops: np.ndarray, block: np.ndarray, depth: int) -> tuple[dict[int, set[int]], int]:
     """Per kept neuron, the levels of its roles; and how many kept units fit no level 0..depth.
 
     A pixel sits at level 0, an output read at T at ``depth``. A neuron between the steps whose walks made k
@@ -506,8 +518,7 @@ def returned_logits(net: Network, tr: Trace, origins: np.ndarray) -> np.ndarray:
     raise ValueError("a URN needs at least one step")
 
 
-def recurrence_cost(net: Network, tr: Trace, y: np.ndarray, back: np.ndarray,
-                    budget: float = 2e10) -> tuple[Cost, int]:
+def recurrence_cost(net: Network, tr: Trace, y: np.ndarray, back: np.ndarray, budget: float = 2e10) -> tuple[Cost, int]:
     """The cost of removing every signal that comes back to a neuron (each origin's returned part, mean
     ablated, summed), over the neurons that carrying edges return to (``back``), the strongest first as
     far as ``budget`` multiply-adds allow; and how many origins that was."""
@@ -522,7 +533,7 @@ def recurrence_cost(net: Network, tr: Trace, y: np.ndarray, back: np.ndarray,
     origins = candidates[np.argsort(returning[candidates])[::-1][:room]]
     returned = np.zeros_like(tr.logits)
     for chunk in range(0, len(origins), 16):
-        part = returned_logits(net, tr, origins[chunk:chunk + 16])
+        part = returned_logits(net, tr, origins[chunk : chunk + 16])
         returned += (part - part.mean(axis=1, keepdims=True)).sum(axis=0)
     return cost_of(tr.logits, tr.logits - returned, y), len(origins)
 
@@ -593,8 +604,9 @@ class FunctionReport:
         return asdict(self)
 
 
-def functional_report(net: Network, probe: Probe, null: "FunctionReport | None" = None,
-                      thresholds: Thresholds = Thresholds()) -> FunctionReport:
+def functional_report(
+    net: Network, probe: Probe, null: "FunctionReport | None" = None, thresholds: Thresholds = Thresholds()
+) -> FunctionReport:
     """Lesion the network on the probe and decide its phase (see the module docstring).
 
     ``null``: the report of this trial's untrained network (W0) on the same probe. Its accuracy is the bar
@@ -647,32 +659,57 @@ def functional_report(net: Network, probe: Probe, null: "FunctionReport | None" 
 
     locality_decisions = [Decision("locality", locality, thresholds.locality, thresholds.locality_band, True)]
     if null is not None:
-        locality_decisions.append(Decision("locality over null", locality - null.locality_all,
-                                           thresholds.locality_over_null, thresholds.locality_band, True))
-    phase, steps = classify(alive, cost_decision("recurrence", recurrence, thresholds),
-                            cost_decision("hidden block", hidden, thresholds),
-                            _residual_decision([removed[d] for d in substantial], [alone[d] for d in substantial],
-                                               redundant, thresholds), locality_decisions)
+        locality_decisions.append(
+            Decision(
+                "locality over null", locality - null.locality_all, thresholds.locality_over_null, thresholds.locality_band, True
+            )
+        )
+    phase, steps = classify(
+        alive,
+        cost_decision("recurrence", recurrence, thresholds),
+        cost_decision("hidden block", hidden, thresholds),
+        _residual_decision([removed[d] for d in substantial], [alone[d] for d in substantial], redundant, thresholds),
+        locality_decisions,
+    )
     margin = min(step.margin for step in steps)
     dead = phase == "dead"
     return FunctionReport(
-        phase=phase, uncertain=margin < 1.0, margin=float(margin),
+        phase=phase,
+        uncertain=margin < 1.0,
+        margin=float(margin),
         decisions={d.name: {**d.to_dict(), "question": step.question} for step in steps for d in step.decisions},
-        accuracy=acc, chance=chance,
-        reference_accuracy=float(reference), depth=0 if dead else int(depth),
+        accuracy=acc,
+        chance=chance,
+        reference_accuracy=float(reference),
+        depth=0 if dead else int(depth),
         carrying_depths=[] if dead else [int(d) for d in carrying],
         widths=[] if dead else [sum(1 for r in roles.values() if lv in r) for lv in range(depth + 1)],
-        block_widths={name: [] if dead else [sum(1 for i, r in roles.items() if lv in r and block[i] == b)
-                                             for lv in range(depth + 1)] for b, name in enumerate(BLOCKS)},
+        block_widths={
+            name: [] if dead else [sum(1 for i, r in roles.items() if lv in r and block[i] == b) for lv in range(depth + 1)]
+            for b, name in enumerate(BLOCKS)
+        },
         hidden_width=sum(1 for i in roles if block[i] == 1),
-        relays={name: sum(1 for i, r in roles.items() if block[i] == b and any(0 < lv < depth for lv in r))
-                for b, name in ((0, "input"), (2, "output"))},
-        unplaced=unplaced, depth_shares=[float(s) for s in shares],
-        depth_removal_cost=[c.value for c in removed], depth_alone_cost=[c.value for c in alone],
-        hidden_cost=hidden.value, recurrence_cost=recurrence.value, shortcut_cost=shortcut, shorter_cost=shorter.value,
+        relays={
+            name: sum(1 for i, r in roles.items() if block[i] == b and any(0 < lv < depth for lv in r))
+            for b, name in ((0, "input"), (2, "output"))
+        },
+        unplaced=unplaced,
+        depth_shares=[float(s) for s in shares],
+        depth_removal_cost=[c.value for c in removed],
+        depth_alone_cost=[c.value for c in alone],
+        hidden_cost=hidden.value,
+        recurrence_cost=recurrence.value,
+        shortcut_cost=shortcut,
+        shorter_cost=shorter.value,
         returning_edges=int(back.sum()),
-        keep_cost=keep_cost.value, kept_units=len(kept), locality=float(locality), locality_all=float(locality_all),
-        ipr=float(ipr), receptive_field=float(receptive_field), levels=[int(v) for v in levels])
+        keep_cost=keep_cost.value,
+        kept_units=len(kept),
+        locality=float(locality),
+        locality_all=float(locality_all),
+        ipr=float(ipr),
+        receptive_field=float(receptive_field),
+        levels=[int(v) for v in levels],
+    )
 
 
 def _residual_decision(removed: list[Cost], alone: list[Cost], redundant: bool, thresholds: Thresholds) -> Decision:
@@ -682,8 +719,7 @@ def _residual_decision(removed: list[Cost], alone: list[Cost], redundant: bool, 
         return Decision("second depth", 0.0, thresholds.cost, thresholds.cost_band)
     if redundant:
         second = sorted(alone, key=lambda c: c.value)[1]
-        return Decision("second depth alone", -second.value, -thresholds.cost,
-                        max(thresholds.cost_band, 2.0 * second.se))
+        return Decision("second depth alone", -second.value, -thresholds.cost, max(thresholds.cost_band, 2.0 * second.se))
     second = sorted(removed, key=lambda c: c.value, reverse=True)[1]
     return cost_decision("second depth", second, thresholds)
 
@@ -706,8 +742,9 @@ class Step(NamedTuple):
         return max(d.margin for d in self.decisions if not d.above)
 
 
-def classify(alive: Decision, recurrence: Decision, hidden: Decision, residual: Decision,
-             locality: list[Decision]) -> tuple[str, list[Step]]:
+def classify(
+    alive: Decision, recurrence: Decision, hidden: Decision, residual: Decision, locality: list[Decision]
+) -> tuple[str, list[Step]]:
     """The phase, and the questions asked on the way to it in the spec's order (each with its answer)."""
     steps = [Step("does the task", [alive])]
     if not steps[-1].yes:

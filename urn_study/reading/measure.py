@@ -10,6 +10,7 @@
 
 ``Measurement.summary()`` is what a trial logs at each snapshot (scalars only); ``to_dict()`` the whole record.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,9 +25,23 @@ from urn_study.reading.structure import StructureReport, degree_preserving_shuff
 PROBE_SIZE = 1000  # held-out samples a lesion pass reads at most (a fixed, seeded subset beyond that)
 # the |W| descriptors worth a null; the others (levels, widths) describe the pattern only
 NULL_DESCRIPTORS = ("skip_share", "recurrence_share", "locality", "ipr", "density", "effective_depth")
-FUNCTION_SCALARS = ("uncertain", "margin", "depth", "hidden_width", "hidden_cost", "recurrence_cost", "shortcut_cost",
-                    "shorter_cost", "keep_cost", "kept_units", "locality", "locality_all", "ipr", "receptive_field",
-                    "unplaced")
+FUNCTION_SCALARS = (
+    "uncertain",
+    "margin",
+    "depth",
+    "hidden_width",
+    "hidden_cost",
+    "recurrence_cost",
+    "shortcut_cost",
+    "shorter_cost",
+    "keep_cost",
+    "kept_units",
+    "locality",
+    "locality_all",
+    "ipr",
+    "receptive_field",
+    "unplaced",
+)
 
 
 def probe_of(x: np.ndarray, y: np.ndarray, seed: int = 0, size: int = PROBE_SIZE) -> Probe:
@@ -45,20 +60,35 @@ class Null:
     weights: StructureReport
 
     def to_dict(self) -> dict:
-        return {"phase": self.function.phase, "depth": self.function.depth, "widths": self.function.widths,
-                "receptive_field": self.function.receptive_field, "accuracy": self.function.accuracy,
-                "reference_accuracy": self.function.reference_accuracy, "locality_all": self.function.locality_all,
-                "depth_shares": self.function.depth_shares, "hidden_cost": self.function.hidden_cost,
-                "w_phase": self.weights.phase, "w_depth": self.weights.depth,
-                **{f"w_{k}": getattr(self.weights, k) for k in NULL_DESCRIPTORS}}
+        return {
+            "phase": self.function.phase,
+            "depth": self.function.depth,
+            "widths": self.function.widths,
+            "receptive_field": self.function.receptive_field,
+            "accuracy": self.function.accuracy,
+            "reference_accuracy": self.function.reference_accuracy,
+            "locality_all": self.function.locality_all,
+            "depth_shares": self.function.depth_shares,
+            "hidden_cost": self.function.hidden_cost,
+            "w_phase": self.weights.phase,
+            "w_depth": self.weights.depth,
+            **{f"w_{k}": getattr(self.weights, k) for k in NULL_DESCRIPTORS},
+        }
 
 
-def measure_null(W0: np.ndarray, layout: Layout, model: Any, probe: Probe,
-                 thresholds: Thresholds = Thresholds()) -> Null:
+def measure_null(W0: np.ndarray, layout: Layout, model: Any, probe: Probe, thresholds: Thresholds = Thresholds()) -> Null:
     """The untrained W0 (zero biases), held to random untrained networks of its shape (it is one of them)."""
     function = functional_report(Network.of(W0, None, layout, model), probe, None, thresholds)
-    weights = structure_report(W0, layout, model.steps, model.input_mode, model.readout, model.readout_from,
-                               accuracy=function.accuracy, n_classes=layout.n_out)
+    weights = structure_report(
+        W0,
+        layout,
+        model.steps,
+        model.input_mode,
+        model.readout,
+        model.readout_from,
+        accuracy=function.accuracy,
+        n_classes=layout.n_out,
+    )
     return Null(function, weights)
 
 
@@ -74,8 +104,11 @@ class Measurement:
         ``shortcut_cost`` in clamp mode), ``w_`` descriptors and, where there is a null, ``null_`` and
         ``shuffle_`` values."""
         f = self.function
-        out: dict[str, Any] = {"phase": f.phase, "probe_accuracy": f.accuracy,
-                               **{k: float(getattr(f, k)) for k in FUNCTION_SCALARS if not np.isnan(getattr(f, k))}}
+        out: dict[str, Any] = {
+            "phase": f.phase,
+            "probe_accuracy": f.accuracy,
+            **{k: float(getattr(f, k)) for k in FUNCTION_SCALARS if not np.isnan(getattr(f, k))},
+        }
         out["uncertain"] = float(f.uncertain)
         out["input_relays"], out["output_relays"] = float(f.relays["input"]), float(f.relays["output"])
         out.update({f"w_{k}": float(v) for k, v in self.weights.summary().items() if k != "phase"})
@@ -93,17 +126,34 @@ class Measurement:
         record = self.function.to_dict()
         record.update({f"w_{k}": v for k, v in self.weights.to_dict().items()})
         record["null"] = self.null.to_dict() if self.null is not None else None
-        record["shuffle"] = ({f"w_{k}": getattr(self.shuffle, k) for k in ("phase", *NULL_DESCRIPTORS)}
-                             if self.shuffle is not None else None)
+        record["shuffle"] = (
+            {f"w_{k}": getattr(self.shuffle, k) for k in ("phase", *NULL_DESCRIPTORS)} if self.shuffle is not None else None
+        )
         return record
 
 
-def measure(W: np.ndarray, b: np.ndarray | None, layout: Layout, model: Any, probe: Probe, null: Null | None = None,
-            thresholds: Thresholds = Thresholds(), shuffle: bool = True) -> Measurement:
+def measure(
+    W: np.ndarray,
+    b: np.ndarray | None,
+    layout: Layout,
+    model: Any,
+    probe: Probe,
+    null: Null | None = None,
+    thresholds: Thresholds = Thresholds(),
+    shuffle: bool = True,
+) -> Measurement:
     """The record of one W (``model``: a ModelConfig or anything with its fields)."""
     function = functional_report(Network.of(W, b, layout, model), probe, null.function if null else None, thresholds)
-    weights = structure_report(W, layout, model.steps, model.input_mode, model.readout, model.readout_from,
-                               accuracy=function.accuracy, n_classes=layout.n_out)
+    weights = structure_report(
+        W,
+        layout,
+        model.steps,
+        model.input_mode,
+        model.readout,
+        model.readout_from,
+        accuracy=function.accuracy,
+        n_classes=layout.n_out,
+    )
     shuffled = None
     if shuffle:
         rewired = degree_preserving_shuffle(prune(W), seed=0)

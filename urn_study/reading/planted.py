@@ -4,6 +4,7 @@ Every builder returns a float64 (S, S) W for a ``Layout`` (W[i, j] = edge j -> i
 signs and magnitudes uniform in [0.5, 1.5] / sqrt(fan_in), bounded away from zero so that small noise
 stays below every planted weight. Levels: inputs are level 0, outputs the last level.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,8 +28,9 @@ def _indices(block: slice) -> np.ndarray:
 def hidden_levels(layout: Layout, hidden_widths: list[int], rng: np.random.Generator) -> list[np.ndarray]:
     """Distinct hidden neurons for each hidden level, drawn at random (sorted within a level)."""
     if sum(hidden_widths) > layout.n_hidden:
-        raise ValueError(f"hidden widths {hidden_widths} need {sum(hidden_widths)} hidden neurons, "
-                         f"the layout has {layout.n_hidden}")
+        raise ValueError(
+            f"hidden widths {hidden_widths} need {sum(hidden_widths)} hidden neurons, the layout has {layout.n_hidden}"
+        )
     chosen = layout.n_in + rng.permutation(layout.n_hidden)[: sum(hidden_widths)]
     bounds = np.cumsum([0, *hidden_widths])
     return [np.sort(chosen[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
@@ -76,8 +78,7 @@ def plant_locally_connected(layout: Layout, depth: int, receptive_field: int, se
     hidden layout with at least depth - 1 channels.
     """
     if layout.n_hidden < (depth - 1) * layout.n_in:
-        raise ValueError(f"depth {depth} needs {depth - 1} hidden channels, the layout has "
-                         f"{layout.n_hidden // layout.n_in}")
+        raise ValueError(f"depth {depth} needs {depth - 1} hidden channels, the layout has {layout.n_hidden // layout.n_in}")
     rng = np.random.default_rng(seed)
     W = np.zeros((layout.size, layout.size))
     fields = neighbourhoods(layout.lattice_shape, receptive_field, layout.periodic)

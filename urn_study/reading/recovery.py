@@ -14,6 +14,7 @@ task (``dead``) recovers nothing.
 The nulls beside each score: the trial's untrained W0, read the same way, and a dense MLP of the same size
 (depth 2, every field the whole lattice). A setting *recovers the teacher* when its score beats both.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -83,8 +84,12 @@ def recovery_score(record: dict, layout: Layout, teacher: dict) -> dict:
 
 def dense_mlp_record(layout: Layout) -> dict:
     """What a dense two-layer MLP of this layout's size reads as: depth 2, every field the whole lattice."""
-    return {"phase": "fully_connected", "depth": 2, "widths": [layout.n_in, layout.n_hidden, layout.n_out],
-            "receptive_field": whole_lattice_field(layout)}
+    return {
+        "phase": "fully_connected",
+        "depth": 2,
+        "widths": [layout.n_in, layout.n_hidden, layout.n_out],
+        "receptive_field": whole_lattice_field(layout),
+    }
 
 
 def recovery_with_nulls(record: dict, layout: Layout, teacher: dict) -> dict[str, Any]:

@@ -19,6 +19,7 @@
 5. Locality and IPR of the receptive fields that active neurons draw from the input lattice.
 6. ``classify``: the phase, in the spec's order.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -113,13 +114,12 @@ def walk_lengths(steps: int, input_mode: str = "once", readout: str = "last", re
     since the input is written again at every step and a walk may start at any of them.
     """
     if input_mode not in INPUT_MODES or readout not in READOUTS:
-        raise ValueError(f"input_mode must be in {INPUT_MODES} and readout in {READOUTS}, "
-                         f"got {input_mode!r} and {readout!r}")
+        raise ValueError(f"input_mode must be in {INPUT_MODES} and readout in {READOUTS}, got {input_mode!r} and {readout!r}")
     lengths = np.zeros(steps + 1, dtype=bool)
     if input_mode == "clamp":
         lengths[1:] = True
     elif readout == "all":
-        lengths[max(readout_from, 1):] = True
+        lengths[max(readout_from, 1) :] = True
     else:
         lengths[steps] = True
     return lengths
@@ -133,8 +133,9 @@ def walk_matrix(W: np.ndarray, layout: Layout, input_mode: str = "once") -> np.n
     return A
 
 
-def hop_spectrum(W_abs: np.ndarray, layout: Layout, steps: int, input_mode: str = "once", readout: str = "last",
-                 readout_from: int = 1) -> HopSpectrum:
+def hop_spectrum(
+    W_abs: np.ndarray, layout: Layout, steps: int, input_mode: str = "once", readout: str = "last", readout_from: int = 1
+) -> HopSpectrum:
     """Walk weight of I->O walks binned by hops, with v_t^k = D v_{t-1}^k + N v_{t-1}^{k-1} summed over inputs.
 
     D = |diag W| (waits), N = |offdiag W| (hops); a walk's weight is the product of |W| along it.
@@ -319,8 +320,14 @@ def _timed_levels(dag: np.ndarray, waits: np.ndarray, layout: Layout, lengths: n
     return levels
 
 
-def neuron_levels(W_pruned: np.ndarray, layout: Layout, steps: int | None = None, input_mode: str = "once",
-                  readout: str = "last", readout_from: int = 1) -> np.ndarray:
+def neuron_levels(
+    W_pruned: np.ndarray,
+    layout: Layout,
+    steps: int | None = None,
+    input_mode: str = "once",
+    readout: str = "last",
+    readout_from: int = 1,
+) -> np.ndarray:
     """Per neuron, the longest hop path from any input over the nonzero off-diagonal edges of W; -1 if inactive.
 
     Feedback edges (``feedback_edges``, weighted by |W|) are left out, so paths run on a DAG. Without
@@ -418,16 +425,25 @@ def receptive_field_extent(in_edges: np.ndarray, layout: Layout) -> float:
     extents = []
     for row in in_edges:
         if row.any():
-            extents.append(np.mean([_axis_extent(coords[row, ax], side, layout.periodic)
-                                    for ax, side in enumerate(layout.lattice_shape)]))
+            extents.append(
+                np.mean([_axis_extent(coords[row, ax], side, layout.periodic) for ax, side in enumerate(layout.lattice_shape)])
+            )
     return float(np.mean(extents)) if extents else 0.0
 
 
 # --- the report ----------------------------------------------------------------------------
 
 
-def classify(total_weight: float, recurrence_share: float, effective_depth: int, skip_share: float, locality: float,
-             accuracy: float | None = None, n_classes: int | None = None, thresholds: Thresholds = Thresholds()) -> str:
+def classify(
+    total_weight: float,
+    recurrence_share: float,
+    effective_depth: int,
+    skip_share: float,
+    locality: float,
+    accuracy: float | None = None,
+    n_classes: int | None = None,
+    thresholds: Thresholds = Thresholds(),
+) -> str:
     """The phase, decided in the spec's order."""
     at_chance = accuracy is not None and n_classes and accuracy <= 1.0 / n_classes + thresholds.chance_margin
     if total_weight <= thresholds.dead_weight or at_chance:
@@ -461,9 +477,17 @@ def _level_density(structural: np.ndarray, levels: np.ndarray, depth: int) -> li
     return shares
 
 
-def structure_report(W: np.ndarray, layout: Layout, steps: int, input_mode: str = "once", readout: str = "last",
-                     readout_from: int = 1, accuracy: float | None = None, n_classes: int | None = None,
-                     thresholds: Thresholds = Thresholds()) -> StructureReport:
+def structure_report(
+    W: np.ndarray,
+    layout: Layout,
+    steps: int,
+    input_mode: str = "once",
+    readout: str = "last",
+    readout_from: int = 1,
+    accuracy: float | None = None,
+    n_classes: int | None = None,
+    thresholds: Thresholds = Thresholds(),
+) -> StructureReport:
     """All structure metrics of W and its phase (see the module docstring for the steps)."""
     pruned = prune(W, thresholds.keep_share)
     spectrum = hop_spectrum(pruned, layout, steps, input_mode, readout, readout_from)
@@ -486,15 +510,23 @@ def structure_report(W: np.ndarray, layout: Layout, steps: int, input_mode: str 
     first_level = levels == 1
     receptive_field = receptive_field_extent(structural[first_level][:, layout.inputs], layout)
 
-    phase = classify(spectrum.total_weight, recurrence, effective_depth, skip_share, locality,
-                     accuracy, n_classes, thresholds)
+    phase = classify(spectrum.total_weight, recurrence, effective_depth, skip_share, locality, accuracy, n_classes, thresholds)
     depth = int(out_levels.max()) if phase != "dead" and (out_levels >= 0).any() else 0
     widths = [int((levels == level).sum()) for level in range(depth + 1)] if depth > 0 else []
     return StructureReport(
-        phase=phase, depth=depth, effective_depth=effective_depth, widths=widths,
-        hop_spectrum=[float(x) for x in spectrum.p], skip_share=skip_share, recurrence_share=recurrence,
-        locality=locality, ipr=ipr, receptive_field=receptive_field,
+        phase=phase,
+        depth=depth,
+        effective_depth=effective_depth,
+        widths=widths,
+        hop_spectrum=[float(x) for x in spectrum.p],
+        skip_share=skip_share,
+        recurrence_share=recurrence,
+        locality=locality,
+        ipr=ipr,
+        receptive_field=receptive_field,
         density=float(np.count_nonzero(pruned) / pruned.size),
-        level_density=_level_density(structural, levels, depth), active_neurons=int((levels >= 0).sum()),
-        total_weight=spectrum.total_weight, levels=[int(x) for x in levels],
+        level_density=_level_density(structural, levels, depth),
+        active_neurons=int((levels >= 0).sum()),
+        total_weight=spectrum.total_weight,
+        levels=[int(x) for x in levels],
     )

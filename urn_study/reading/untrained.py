@@ -8,6 +8,7 @@ reads its W (``urn_study.reading.measure.measure_null``): the functional phase, 
 random reference networks, and beside it the |W| pattern's label and figures (``w_*``), which is what the
 platform reported for every W before the functional reading.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,13 +27,17 @@ from urn_study.reading.measure import measure_null, probe_of
 INIT_SCALES = (0.05, 0.1)  # every init the shipped studies use
 MODES = ("once", "clamp")
 STEPS = (2, 3, 4, 5)
-DATASETS = {"digits": DataConfig(name="digits"), "nlgp": DataConfig(name="nlgp", dims=2, side=8),
-            "teacher": DataConfig(name="teacher")}
+DATASETS = {
+    "digits": DataConfig(name="digits"),
+    "nlgp": DataConfig(name="nlgp", dims=2, side=8),
+    "teacher": DataConfig(name="teacher"),
+}
 SEEDS = (0, 1, 2)
 
 
-def untrained_table(init_scales=INIT_SCALES, modes=MODES, steps=STEPS, datasets=tuple(DATASETS), seeds=SEEDS,
-                    progress=None) -> pd.DataFrame:
+def untrained_table(
+    init_scales=INIT_SCALES, modes=MODES, steps=STEPS, datasets=tuple(DATASETS), seeds=SEEDS, progress=None
+) -> pd.DataFrame:
     rows = []
     for name, seed in itertools.product(datasets, seeds):
         data = load_dataset(DATASETS[name], seed)
@@ -43,11 +48,28 @@ def untrained_table(init_scales=INIT_SCALES, modes=MODES, steps=STEPS, datasets=
             W0 = initial_weights([seed], layout.size, scale)[0].numpy()
             null = measure_null(W0, layout, model, probe)
             f, w = null.function, null.weights
-            rows.append({"init_scale": scale, "input_mode": mode, "steps": t, "data": name, "seed": seed,
-                         "phase": f.phase, "uncertain": f.uncertain, "accuracy": f.accuracy, "chance": f.chance,
-                         "reference_accuracy": f.reference_accuracy, "depth": f.depth, "locality_all": f.locality_all,
-                         "w_phase": w.phase, "w_depth": w.depth, "w_skip_share": w.skip_share,
-                         "w_recurrence_share": w.recurrence_share, "w_locality": w.locality, "w_density": w.density})
+            rows.append(
+                {
+                    "init_scale": scale,
+                    "input_mode": mode,
+                    "steps": t,
+                    "data": name,
+                    "seed": seed,
+                    "phase": f.phase,
+                    "uncertain": f.uncertain,
+                    "accuracy": f.accuracy,
+                    "chance": f.chance,
+                    "reference_accuracy": f.reference_accuracy,
+                    "depth": f.depth,
+                    "locality_all": f.locality_all,
+                    "w_phase": w.phase,
+                    "w_depth": w.depth,
+                    "w_skip_share": w.skip_share,
+                    "w_recurrence_share": w.recurrence_share,
+                    "w_locality": w.locality,
+                    "w_density": w.density,
+                }
+            )
             if progress:
                 progress(len(rows))
     return pd.DataFrame(rows)

@@ -8,6 +8,7 @@ on the CPU between short trials. Notebooks and galleries keep the matplotlib ver
 Above ``side`` pixels a pixel shows the largest |W| of the block of weights it covers, so a single strong
 weight stays visible however large S is; below it each weight is a square of whole pixels.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -18,15 +19,32 @@ from PIL import Image, ImageDraw, ImageFont
 from urn_study.reading.structure import level_blocks, ordered_by_level
 
 # matplotlib's "magma" at 17 evenly spaced points (linear between them: within 2.3 / 255 of it)
-MAGMA = ("000004", "0a0822", "1d1147", "36106b", "51127c", "6a1c81", "832681", "9c2e7f", "b73779", "d0416f",
-         "e75263", "f56b5c", "fc8961", "fea772", "fec488", "fde2a3", "fcfdbf")
+MAGMA = (
+    "000004",
+    "0a0822",
+    "1d1147",
+    "36106b",
+    "51127c",
+    "6a1c81",
+    "832681",
+    "9c2e7f",
+    "b73779",
+    "d0416f",
+    "e75263",
+    "f56b5c",
+    "fc8961",
+    "fea772",
+    "fec488",
+    "fde2a3",
+    "fcfdbf",
+)
 LINE = (77, 172, 38)  # level boundaries: the matplotlib version's #4dac26
 BACKGROUND, INK = (255, 255, 255), (0, 0, 0)
 MARGIN_LEFT, MARGIN_TOP, MARGIN_BOTTOM, BAR_GAP, BAR_WIDTH, MARGIN_RIGHT = 34, 26, 34, 10, 14, 52
 
 
 def _table() -> np.ndarray:
-    anchors = np.array([[int(h[i:i + 2], 16) for i in (0, 2, 4)] for h in MAGMA], dtype=float)
+    anchors = np.array([[int(h[i : i + 2], 16) for i in (0, 2, 4)] for h in MAGMA], dtype=float)
     steps = np.linspace(0.0, 1.0, 256)
     positions = np.linspace(0.0, 1.0, len(MAGMA))
     return np.rint(np.stack([np.interp(steps, positions, anchors[:, k]) for k in range(3)], axis=1)).astype(np.uint8)
@@ -52,8 +70,7 @@ def pooled(A: np.ndarray, side: int) -> tuple[np.ndarray, float]:
     return np.repeat(np.repeat(A, repeat, axis=0), repeat, axis=1), float(repeat)
 
 
-def weight_image(W: np.ndarray, levels: Any = None, layout: Any = None, title: str = "",
-                 side: int = 480) -> Image.Image:
+def weight_image(W: np.ndarray, levels: Any = None, layout: Any = None, title: str = "", side: int = 480) -> Image.Image:
     """|W| with rows (to) and columns (from) ordered by ``neuron_order(levels)``, as an RGB image.
 
     ``levels``: per neuron, -1 inactive (from the structure report); None keeps index order. ``layout`` (a

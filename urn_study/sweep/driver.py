@@ -3,6 +3,7 @@ trial per pack of URN trials (or what the searcher asks for), print the summary,
 the caller's ``report`` (the CLI draws the phase report there: this edge does not import the analysis above
 it). Whether a trial is done is decided by its MLflow run: a finished run is never trained or recorded again;
 ``--resume`` runs what is left in a new Tune experiment (resume.py)."""
+
 from __future__ import annotations
 
 import logging
@@ -33,17 +34,43 @@ from urn_study.sweep.trainable import SweepContext, disk_full, error_line, train
 Report = Callable[[Study, str, str, str], None]  # (study, tracking URI, the sweep's run id, sweep id)
 
 
-def run_sweep(study_path: str | Path, smoke: bool = False, address: str | None = None, tracking_uri: str | None = None,
-              searcher: str = "grid", max_concurrent: int | None = None, resume: str | None = None,
-              storage: str | None = None, num_cpus: int | None = None, stall_timeout_s: float = 1800.0,
-              gpus_per_trial: float | None = None, out=None, report: Report | None = None) -> int:
+def run_sweep(
+    study_path: str | Path,
+    smoke: bool = False,
+    address: str | None = None,
+    tracking_uri: str | None = None,
+    searcher: str = "grid",
+    max_concurrent: int | None = None,
+    resume: str | None = None,
+    storage: str | None = None,
+    num_cpus: int | None = None,
+    stall_timeout_s: float = 1800.0,
+    gpus_per_trial: float | None = None,
+    out=None,
+    report: Report | None = None,
+) -> int:
     """Run (or resume) a sweep of a study file; returns 0 when every trial finished, 128 + the signal's number
     when it was stopped by SIGINT or SIGTERM (the state saved for ``--resume``), else 1. ``gpus_per_trial``
     replaces the study's resources.gpu (for this run of the command; a resume takes it again). ``report`` is
     called once the summary is printed, with (study, tracking URI, the sweep's run id, sweep id), before that
     run ends; it must not raise (``urn_study.commands.sweep_report`` turns a failure into one warning line)."""
-    return run_checked(check_inputs(study_path, smoke, address, tracking_uri, searcher, max_concurrent, resume, storage,
-                                    num_cpus, stall_timeout_s, gpus_per_trial), out, report)
+    return run_checked(
+        check_inputs(
+            study_path,
+            smoke,
+            address,
+            tracking_uri,
+            searcher,
+            max_concurrent,
+            resume,
+            storage,
+            num_cpus,
+            stall_timeout_s,
+            gpus_per_trial,
+        ),
+        out,
+        report,
+    )
 
 
 def run_checked(inputs: SweepInputs, out=None, report: Report | None = None) -> int:
@@ -52,68 +79,127 @@ def run_checked(inputs: SweepInputs, out=None, report: Report | None = None) -> 
     study, record = inputs.study, inputs.record
     try:
         with SweepLock(record.sweep_id):
-            return _run_locked(study, record, inputs.searcher, inputs.smoke, inputs.address, inputs.max_concurrent,
-                               inputs.resume, inputs.num_cpus, inputs.stall_timeout_s, out, report)
+            return _run_locked(
+                study,
+                record,
+                inputs.searcher,
+                inputs.smoke,
+                inputs.address,
+                inputs.max_concurrent,
+                inputs.resume,
+                inputs.num_cpus,
+                inputs.stall_timeout_s,
+                out,
+                report,
+            )
     except Exception as err:
         if not disk_full(str(err)):
             raise
-        raise ConfigError(f"the disk is full ({error_line(str(err))}); free space, then continue with: urn-study "
-                          f"sweep {study.path}{' --smoke' if inputs.smoke else ''} --resume {record.sweep_id}") from None
+        raise ConfigError(
+            f"the disk is full ({error_line(str(err))}); free space, then continue with: urn-study "
+            f"sweep {study.path}{' --smoke' if inputs.smoke else ''} --resume {record.sweep_id}"
+        ) from None
 
 
-def _run_locked(study: Study, record: SweepRecord, searcher: str, smoke: bool, address: str | None,
-                max_concurrent: int | None, resume: str | None, num_cpus: int | None, stall_timeout_s: float,
-                out, report: Report | None) -> int:
-    experiment_id = tracking.ensure_experiment(record.tracking_uri, study.name, study_question(study.path),
-                                               tuple(study.axes))
+def _run_locked(
+    study: Study,
+    record: SweepRecord,
+    searcher: str,
+    smoke: bool,
+    address: str | None,
+    max_concurrent: int | None,
+    resume: str | None,
+    num_cpus: int | None,
+    stall_timeout_s: float,
+    out,
+    report: Report | None,
+) -> int:
+    experiment_id = tracking.ensure_experiment(record.tracking_uri, study.name, study_question(study.path), tuple(study.axes))
     save_record(record)
     if searcher == "boundary":
         n_trials = study.boundary_search().budget  # at most: the search may stop before
     else:
         n_trials = study.samples if searcher == "optuna" else len(study.trials())
-    parent = tracking.open_sweep_run(record.tracking_uri, experiment_id, study.name, record.sweep_id,
-                                     {"searcher": searcher, "trials": n_trials, "study_file": tracking.repo_path(study.path),
-                                      "smoke": smoke, "fingerprint": record.fingerprint,
-                                      "trials_per_worker": str(study.trials_per_worker)}, study.path)
-    print(f"{'resuming' if resume else 'starting'} sweep {record.sweep_id}: {n_trials} trials of {study.name} "
-          f"({searcher}), {study.resources.cpu:g} CPU + {study.resources.gpu:g} GPU each\n"
-          f"  MLflow: {record.tracking_uri} (experiment {study.name!r}); Ray results: {record.storage}",
-          file=out, flush=True)
+    parent = tracking.open_sweep_run(
+        record.tracking_uri,
+        experiment_id,
+        study.name,
+        record.sweep_id,
+        {
+            "searcher": searcher,
+            "trials": n_trials,
+            "study_file": tracking.repo_path(study.path),
+            "smoke": smoke,
+            "fingerprint": record.fingerprint,
+            "trials_per_worker": str(study.trials_per_worker),
+        },
+        study.path,
+    )
+    print(
+        f"{'resuming' if resume else 'starting'} sweep {record.sweep_id}: {n_trials} trials of {study.name} "
+        f"({searcher}), {study.resources.cpu:g} CPU + {study.resources.gpu:g} GPU each\n"
+        f"  MLflow: {record.tracking_uri} (experiment {study.name!r}); Ray results: {record.storage}",
+        file=out,
+        flush=True,
+    )
     resume_command = f"urn-study sweep {study.path}{' --smoke' if smoke else ''} --resume {record.sweep_id}"
     status, started = "FAILED", False
     stop = _Interrupts()
     try:
         state = earlier_state(record, experiment_id) if resume else Earlier()
         if resume:
-            print(f"  {len(state.finished)} trials finished before; the rest run now, from the newest of "
-                  f"{sum(len(c) for c in state.checkpoints.values())} checkpoints the earlier runs left",
-                  file=out, flush=True)
+            print(
+                f"  {len(state.finished)} trials finished before; the rest run now, from the newest of "
+                f"{sum(len(c) for c in state.checkpoints.values())} checkpoints the earlier runs left",
+                file=out,
+                flush=True,
+            )
         started = start_ray(address, num_cpus)
         per_pack = _packing(study, record, searcher, out)
         space, base, trials = _search_space(study, searcher, state.finished, per_pack)
-        context = SweepContext(study.name, record.sweep_id, record.tracking_uri, experiment_id, parent, study.metric,
-                               base, trials, study.resources.cpu, state.checkpoints)
+        context = SweepContext(
+            study.name,
+            record.sweep_id,
+            record.tracking_uri,
+            experiment_id,
+            parent,
+            study.metric,
+            base,
+            trials,
+            study.resources.cpu,
+            state.checkpoints,
+        )
         with stop:
-            grid = _tuner(study, record, context, space, searcher, max_concurrent, n_trials, state,
-                          stall_timeout_s).fit() if space is not None else None
+            grid = (
+                _tuner(study, record, context, space, searcher, max_concurrent, n_trials, state, stall_timeout_s).fit()
+                if space is not None
+                else None
+            )
         rows = summary_rows(study, record, experiment_id, searcher, grid)
         reason = stop_reason(grid)
         if reason:
-            print(f"stopped: the disk is full ({reason}) under {results_dir()} or the tracking store; free space, "
-                  f"then continue with: {resume_command}", file=out, flush=True)
+            print(
+                f"stopped: the disk is full ({reason}) under {results_dir()} or the tracking store; free space, "
+                f"then continue with: {resume_command}",
+                file=out,
+                flush=True,
+            )
             return 1
         if stop.signal:
             status = "KILLED"
             done = sum(r["status"] == "FINISHED" for r in rows)
-            print(f"stopped by {signal.Signals(stop.signal).name}: {done} of {n_trials} trials finished, the others "
-                  f"saved at their last checkpoint; continue with: {resume_command}", file=out, flush=True)
+            print(
+                f"stopped by {signal.Signals(stop.signal).name}: {done} of {n_trials} trials finished, the others "
+                f"saved at their last checkpoint; continue with: {resume_command}",
+                file=out,
+                flush=True,
+            )
             return 128 + stop.signal
         print(format_summary(rows, study), file=out, flush=True)
         if report is not None:
             report(study, record.tracking_uri, parent, record.sweep_id)
         # a boundary search may end before its budget: then every trial it asked for is the whole sweep
-        complete = bool(rows) and all(r["status"] == "FINISHED" for r in rows) and (
-            searcher == "boundary" or len(rows) >= n_trials)
+        complete = bool(rows) and all(r["status"] == "FINISHED" for r in rows) and (searcher == "boundary" or len(rows) >= n_trials)
         status = "FINISHED" if complete else "FAILED"
         if any(disk_full(r.get("error", "")) for r in rows):
             print(f"the disk is full under {results_dir()} or the tracking store: free space there", file=out, flush=True)
@@ -124,8 +210,11 @@ def _run_locked(study: Study, record: SweepRecord, searcher: str, smoke: bool, a
         try:
             tracking.close_sweep_run(record.tracking_uri, experiment_id, record.sweep_id, parent, status)
         except Exception as err:  # noqa: BLE001 - a full disk, a store gone: the resume ends the run instead
-            print(f"urn-study: could not end the sweep's MLflow run ({error_line(str(err))}); its resume will",
-                  file=sys.stderr, flush=True)
+            print(
+                f"urn-study: could not end the sweep's MLflow run ({error_line(str(err))}); its resume will",
+                file=sys.stderr,
+                flush=True,
+            )
         if started:
             ray.shutdown()
 
@@ -202,8 +291,7 @@ def _start_local(num_cpus: int | None, tries: int = RAY_START_TRIES, out=None) -
     for attempt in range(1, tries + 1):
         before = {child.pid for child in me.children(recursive=True)}
         try:
-            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                     logging_level="WARNING")
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
             return
         except Exception as err:
             if "timed out during startup" not in str(err):
@@ -216,10 +304,16 @@ def _start_local(num_cpus: int | None, tries: int = RAY_START_TRIES, out=None) -
                     except psutil.NoSuchProcess:
                         pass
             if attempt == tries:
-                raise RayStartError(f"local Ray did not start: its node missed Ray's fixed 30 s start-up wait {tries} "
-                                    f"times (is the machine this busy? trials would crawl too)") from err
-            print(f"local Ray's node missed Ray's fixed 30 s start-up wait (a busy machine?): starting it again "
-                  f"({attempt + 1} of {tries})", file=out or sys.stderr, flush=True)
+                raise RayStartError(
+                    f"local Ray did not start: its node missed Ray's fixed 30 s start-up wait {tries} "
+                    f"times (is the machine this busy? trials would crawl too)"
+                ) from err
+            print(
+                f"local Ray's node missed Ray's fixed 30 s start-up wait (a busy machine?): starting it again "
+                f"({attempt + 1} of {tries})",
+                file=out or sys.stderr,
+                flush=True,
+            )
 
 
 class _TuneLines(logging.Filter):
@@ -228,16 +322,14 @@ class _TuneLines(logging.Filter):
     error's last line, not a 150-line trace (the trial's folder keeps the whole error)."""
 
     # (Tune's own result files of trials that never wrote one: the MLflow runs are the record, read instead)
-    DROPPED = ("Stop signal received", "Experiment has been interrupted", "Trials did not complete",
-               "Failed to fetch metrics")
+    DROPPED = ("Stop signal received", "Experiment has been interrupted", "Trials did not complete", "Failed to fetch metrics")
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = str(record.msg)
         if text.startswith(self.DROPPED):
             return False
         if text.startswith("Trial task failed for trial") and record.exc_info:
-            record.msg = f"{text.replace('Trial task failed for trial', 'trial')} failed: " \
-                         f"{error_line(str(record.exc_info[1]))}"
+            record.msg = f"{text.replace('Trial task failed for trial', 'trial')} failed: {error_line(str(record.exc_info[1]))}"
             record.exc_info, record.exc_text, record.args = None, None, ()
         elif text.startswith("Last sync command failed"):
             record.msg = f"Ray could not copy results to storage: {error_line(text)}"
@@ -249,8 +341,13 @@ class _TuneLines(logging.Filter):
 
 
 def _quiet_tune_lines() -> None:
-    for name in ("ray.tune.tune", "ray.tune.execution.tune_controller", "ray.train._internal.syncer",
-                 "ray.tune.execution.experiment_state", "ray.tune.analysis.experiment_analysis"):
+    for name in (
+        "ray.tune.tune",
+        "ray.tune.execution.tune_controller",
+        "ray.train._internal.syncer",
+        "ray.tune.execution.experiment_state",
+        "ray.tune.analysis.experiment_analysis",
+    ):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _TuneLines) for f in logger.filters):
             logger.addFilter(_TuneLines())
@@ -273,15 +370,17 @@ def _packing(study: Study, record: SweepRecord, searcher: str, out) -> int:
         if study.resources.gpu:
             slots = min(slots, resources.get("GPU", 0.0) / study.resources.gpu)
             gpu_bytes = min(1.0, study.resources.gpu) * (packing.local_gpu_bytes() or packing.UNKNOWN_GPU_BYTES)
-        chosen = packing.choose(study.trials_per_worker, [t.config for t in study.trials()], slots, gpu_bytes,
-                                one_at_a_time=searcher != "grid")
+        chosen = packing.choose(
+            study.trials_per_worker, [t.config for t in study.trials()], slots, gpu_bytes, one_at_a_time=searcher != "grid"
+        )
         per_pack, reason = chosen.per_pack, chosen.reason
         record.trials_per_worker = str(per_pack)
         save_record(record)
     if searcher == "grid" and per_pack > 1:
         packs = len(pack_trials(study.trials(), per_pack))
-        print(f"  packing: up to {per_pack} trials of one shape train together ({reason}): {packs} Tune trials",
-              file=out, flush=True)
+        print(
+            f"  packing: up to {per_pack} trials of one shape train together ({reason}): {packs} Tune trials", file=out, flush=True
+        )
     elif searcher == "grid":
         print(f"  packing: one trial per Tune trial ({reason})", file=out, flush=True)
     else:
@@ -289,8 +388,9 @@ def _packing(study: Study, record: SweepRecord, searcher: str, out) -> int:
     return per_pack
 
 
-def _search_space(study: Study, searcher: str, finished: set[str] = frozenset(),
-                  per_pack: int = 1) -> tuple[dict | None, dict, dict]:
+def _search_space(
+    study: Study, searcher: str, finished: set[str] = frozenset(), per_pack: int = 1
+) -> tuple[dict | None, dict, dict]:
     """(Tune param space, base config for optuna trials, trial id -> flat config for grid packs of up to
     ``per_pack`` trials). A grid's packs whose trials all finished before (a resumed sweep) are left out; None when
     none is left."""
@@ -299,16 +399,24 @@ def _search_space(study: Study, searcher: str, finished: set[str] = frozenset(),
         return space, base, {}
     if searcher == "boundary":
         return {}, dict(study.base), {}
-    packs = [pack for pack in pack_trials(study.trials(), per_pack)
-             if any(t.trial_id not in finished for t in pack)]
+    packs = [pack for pack in pack_trials(study.trials(), per_pack) if any(t.trial_id not in finished for t in pack)]
     if not packs:
         return None, {}, {}
     space = {"pack": tune.grid_search([[t.trial_id for t in pack] for pack in packs])}
     return space, {}, {t.trial_id: to_flat(t.config) for t in study.trials()}
 
 
-def _tuner(study: Study, record: SweepRecord, context: SweepContext, space: dict, searcher: str,
-           max_concurrent: int | None, n_trials: int, earlier: Earlier, stall_timeout_s: float = 1800.0) -> tune.Tuner:
+def _tuner(
+    study: Study,
+    record: SweepRecord,
+    context: SweepContext,
+    space: dict,
+    searcher: str,
+    max_concurrent: int | None,
+    n_trials: int,
+    earlier: Earlier,
+    stall_timeout_s: float = 1800.0,
+) -> tune.Tuner:
     """A new Tune experiment for what is left of the sweep: all of it, or, resumed, the trials that did not finish
     before (under a name of its own beside the earlier runs' folders). Tune's saved state of an earlier run is
     never restored: it is pickled (whoever can write the results folder would run code here) and a full disk or
@@ -323,17 +431,30 @@ def _tuner(study: Study, record: SweepRecord, context: SweepContext, space: dict
     elif searcher == "boundary":
         search_alg, samples = BoundarySearch(study, study.metric, study.mode, earlier.runs), left
     tune_config = tune.TuneConfig(
-        metric=study.metric, mode=study.mode, num_samples=max(1, samples), search_alg=search_alg,
-        max_concurrent_trials=max_concurrent, reuse_actors=True, trial_name_creator=trial_name,
-        trial_dirname_creator=trial_dirname)
+        metric=study.metric,
+        mode=study.mode,
+        num_samples=max(1, samples),
+        search_alg=search_alg,
+        max_concurrent_trials=max_concurrent,
+        reuse_actors=True,
+        trial_name_creator=trial_name,
+        trial_dirname_creator=trial_dirname,
+    )
     name = f"{record.sweep_id}-resumed-{time.strftime('%Y%m%d-%H%M%S')}" if earlier.resumed else record.sweep_id
     run_config = tune.RunConfig(
-        name=name, storage_path=record.storage, verbose=0, stop=DiskFull(),
+        name=name,
+        storage_path=record.storage,
+        verbose=0,
+        stop=DiskFull(),
         failure_config=tune.FailureConfig(max_failures=study.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        callbacks=[Progress(study.name, n_trials, epochs, budget=searcher == "boundary", done_before=len(earlier.finished)),
-                   Watchdog(stall_timeout_s), JsonLoggerCallback(),
-                   TableKeeper(context.tracking_uri, context.experiment_id, context.sweep_id, context.parent_run_id)])
+        callbacks=[
+            Progress(study.name, n_trials, epochs, budget=searcher == "boundary", done_before=len(earlier.finished)),
+            Watchdog(stall_timeout_s),
+            JsonLoggerCallback(),
+            TableKeeper(context.tracking_uri, context.experiment_id, context.sweep_id, context.parent_run_id),
+        ],
+    )
     return tune.Tuner(trainable, param_space=space, tune_config=tune_config, run_config=run_config)
 
 
@@ -353,8 +474,14 @@ def summary_rows(study: Study, record: SweepRecord, experiment_id: str, searcher
         row = {"trial_id": trial_id, "status": run.info.status if run else "NOT RUN"}
         if run:
             row.update({k: run.data.params.get(k) for k in study.axes})
-            row.update({"metric": run.data.metrics.get(study.metric), "test_accuracy": run.data.metrics.get("test_accuracy"),
-                        "phase": run.data.tags.get("phase", ""), "depth": run.data.tags.get("depth", "")})
+            row.update(
+                {
+                    "metric": run.data.metrics.get(study.metric),
+                    "test_accuracy": run.data.metrics.get("test_accuracy"),
+                    "phase": run.data.tags.get("phase", ""),
+                    "depth": run.data.tags.get("depth", ""),
+                }
+            )
         if trial_id in errors and row["status"] != "FINISHED":
             row["error"] = errors[trial_id]
         rows.append(row)
@@ -385,8 +512,16 @@ def format_summary(rows: list[dict], study: Study) -> str:
     table = []
     for row in rows:
         value = row.get("metric")
-        table.append([row["trial_id"], *[_short(row.get(a)) for a in axes], row["status"],
-                      "" if value is None else f"{value:.3f}", row.get("phase", ""), row.get("depth", "")])
+        table.append(
+            [
+                row["trial_id"],
+                *[_short(row.get(a)) for a in axes],
+                row["status"],
+                "" if value is None else f"{value:.3f}",
+                row.get("phase", ""),
+                row.get("depth", ""),
+            ]
+        )
     widths = [max(len(str(x)) for x in column) for column in zip(header, *table)]
     lines = ["", "  ".join(h.ljust(w) for h, w in zip(header, widths))]
     lines += ["  ".join(str(x).ljust(w) for x, w in zip(line, widths)) for line in table]
@@ -394,8 +529,7 @@ def format_summary(rows: list[dict], study: Study) -> str:
     for row in rows:
         if row["status"] == "FINISHED":
             phases[row.get("phase") or "?"] = phases.get(row.get("phase") or "?", 0) + 1
-    lines.append("phases: " + (", ".join(f"{p} {n}" for p, n in sorted(phases.items(), key=lambda kv: -kv[1]))
-                               or "none finished"))
+    lines.append("phases: " + (", ".join(f"{p} {n}" for p, n in sorted(phases.items(), key=lambda kv: -kv[1])) or "none finished"))
     best = best_line(rows, study)
     if best:
         lines.append(best)
@@ -409,16 +543,24 @@ def best_line(rows: list[dict], study: Study) -> str:
     """The finished trial with the best value of the study's metric (its mode; the first in trial order among
     equals): its id, the value, its axes' values (the sampled ones where Optuna drew them), phase and depth.
     Empty when no finished trial has a value (diverged trials are left out: no phase is read from them)."""
-    candidates = [r for r in rows if r["status"] == "FINISHED" and r.get("phase") != "diverged"
-                  and isinstance(r.get("metric"), (int, float)) and math.isfinite(r["metric"])]
+    candidates = [
+        r
+        for r in rows
+        if r["status"] == "FINISHED"
+        and r.get("phase") != "diverged"
+        and isinstance(r.get("metric"), (int, float))
+        and math.isfinite(r["metric"])
+    ]
     if not candidates:
         return ""
     sign = 1 if study.mode == "max" else -1
     best = max(candidates, key=lambda r: sign * r["metric"])  # max keeps the first of equals
     values = ", ".join(f"{axis}={_short(best.get(axis))}" for axis in study.axes)
     depth = f", depth {best['depth']}" if best.get("depth") not in (None, "") else ""
-    return (f"best trial ({'highest' if study.mode == 'max' else 'lowest'} {study.metric}): {best['trial_id']}, "
-            f"{best['metric']:.3f}" + (f" at {values}" if values else "") + f" ({best.get('phase') or '?'}{depth})")
+    return (
+        f"best trial ({'highest' if study.mode == 'max' else 'lowest'} {study.metric}): {best['trial_id']}, "
+        f"{best['metric']:.3f}" + (f" at {values}" if values else "") + f" ({best.get('phase') or '?'}{depth})"
+    )
 
 
 def _short(value: Any) -> str:

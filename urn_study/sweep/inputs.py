@@ -1,6 +1,7 @@
 """What ``urn-study sweep`` is given, checked before Ray is imported (that alone takes seconds): the study file, the
 sweep record to resume, the searcher, the numbers on the command line, the tracking store and the Ray storage.
 Every mistake is one line (ConfigError) naming the file and key or the option."""
+
 from __future__ import annotations
 
 import os
@@ -33,10 +34,19 @@ class SweepInputs:
     stall_timeout_s: float = 1800.0
 
 
-def check_inputs(study_path: str | Path, smoke: bool = False, address: str | None = None, tracking_uri: str | None = None,
-                 searcher: str = "grid", max_concurrent: int | None = None, resume: str | None = None,
-                 storage: str | None = None, num_cpus: int | None = None, stall_timeout_s: float = 1800.0,
-                 gpus_per_trial: float | None = None) -> SweepInputs:
+def check_inputs(
+    study_path: str | Path,
+    smoke: bool = False,
+    address: str | None = None,
+    tracking_uri: str | None = None,
+    searcher: str = "grid",
+    max_concurrent: int | None = None,
+    resume: str | None = None,
+    storage: str | None = None,
+    num_cpus: int | None = None,
+    stall_timeout_s: float = 1800.0,
+    gpus_per_trial: float | None = None,
+) -> SweepInputs:
     """The study loaded and every input checked (a resumed sweep takes its searcher and store from its record);
     raises ConfigError at the first mistake. ``gpus_per_trial`` replaces the study's resources.gpu."""
     study = load_study(study_path, smoke=smoke)
@@ -55,8 +65,9 @@ def check_inputs(study_path: str | Path, smoke: bool = False, address: str | Non
     if num_cpus is not None and num_cpus < 1:
         raise ConfigError(f"--num-cpus: must be at least 1, got {num_cpus}")
     if not stall_timeout_s > REPORT_EVERY_S:
-        raise ConfigError(f"--stall-timeout: must be more than {REPORT_EVERY_S:g} s (trials report that often at "
-                          f"most), got {stall_timeout_s:g}")
+        raise ConfigError(
+            f"--stall-timeout: must be more than {REPORT_EVERY_S:g} s (trials report that often at most), got {stall_timeout_s:g}"
+        )
     if not address:
         check_local_resources(study, num_cpus, gpus_flag=gpus_per_trial is not None)
     tracking.check_tracking(record.tracking_uri)
@@ -71,8 +82,10 @@ def check_searcher(study: Study, searcher: str) -> None:
         raise ConfigError(f"--searcher {searcher!r}: one of {', '.join(SEARCHERS)}")
     if searcher == "boundary":
         if study.trials_per_worker not in (1, AUTO):
-            raise ConfigError(f"{where}: trials_per_worker: must be 1 or auto with --searcher boundary "
-                              f"(got {study.trials_per_worker}); packs are for grids")
+            raise ConfigError(
+                f"{where}: trials_per_worker: must be 1 or auto with --searcher boundary "
+                f"(got {study.trials_per_worker}); packs are for grids"
+            )
         if study.sample:
             raise ConfigError(f"{where}: sample: --searcher boundary refines grid axes; sampled axes are for optuna")
         for key, values in study.grid.items():
@@ -81,12 +94,16 @@ def check_searcher(study: Study, searcher: str) -> None:
         study.boundary_search()  # a study without an axis to bisect says so here
     if searcher == "optuna":
         if study.trials_per_worker not in (1, AUTO):
-            raise ConfigError(f"{where}: trials_per_worker: must be 1 or auto with --searcher optuna "
-                              f"(got {study.trials_per_worker}); packs are for grids")
+            raise ConfigError(
+                f"{where}: trials_per_worker: must be 1 or auto with --searcher optuna "
+                f"(got {study.trials_per_worker}); packs are for grids"
+            )
         if not study.sample:
-            raise ConfigError(f"{where}: sample: --searcher optuna needs sampled axes, none given: add e.g. "
-                              "`sample: {regulators.l1: {loguniform: [1.0e-6, 1.0e-3]}}` and `samples: 40` (trials), "
-                              "as search_spaces/best_accuracy.yaml does")
+            raise ConfigError(
+                f"{where}: sample: --searcher optuna needs sampled axes, none given: add e.g. "
+                "`sample: {regulators.l1: {loguniform: [1.0e-6, 1.0e-3]}}` and `samples: 40` (trials), "
+                "as search_spaces/best_accuracy.yaml does"
+            )
         for key, values in study.grid.items():
             if any(not isinstance(v, (int, float, str, bool)) for v in values):
                 raise ConfigError(f"{where}: grid.{key}: optuna takes only plain values (no schedules) as choices")

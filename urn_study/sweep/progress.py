@@ -1,5 +1,6 @@
 """The driver's Tune callbacks and stopper: the progress line, the watchdog that stops a frozen trial, the stop on
 a full disk; and the names Tune gives trials and their folders."""
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,9 @@ class Progress(tune.Callback):
     with its report (``WarningRelay``), named after its trial. Plain data only:
     Tune pickles it with the experiment and brings it back on resume."""
 
-    def __init__(self, study: str, total_trials: int, epochs: int, every_s: float = 10.0, budget: bool = False,
-                 done_before: int = 0):
+    def __init__(
+        self, study: str, total_trials: int, epochs: int, every_s: float = 10.0, budget: bool = False, done_before: int = 0
+    ):
         self.study, self.total, self.epochs, self.every_s = study, total_trials, epochs, every_s
         self.budget = budget  # total_trials is a budget the search may not spend (the boundary search)
         self.done_before = done_before  # a resumed sweep: trials that finished in its earlier runs
@@ -35,8 +37,7 @@ class Progress(tune.Callback):
         self._reset()
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items()
-                if k in ("study", "total", "epochs", "every_s", "budget", "done_before")}
+        return {k: v for k, v in self.__dict__.items() if k in ("study", "total", "epochs", "every_s", "budget", "done_before")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -72,9 +73,11 @@ class Progress(tune.Callback):
         left = _clock(remaining * elapsed / done_now) if done_now > 0 and remaining >= 0 else "?"
         of = f"at most {total}" if self.budget and not final else str(total)
         queue = f"{waiting} more at most" if self.budget and not final else f"{waiting} waiting"
-        return (f"[{_clock(elapsed)}] {self.study}: {c['done']}/{of} done, {c['running']} running, "
-                f"{c['failed']} failed, {queue} | {int(c['epochs'])}/{total * self.epochs} "
-                f"epochs | " + (f"at most {self.peak_running} ran at once" if final else f"~{left} left"))
+        return (
+            f"[{_clock(elapsed)}] {self.study}: {c['done']}/{of} done, {c['running']} running, "
+            f"{c['failed']} failed, {queue} | {int(c['epochs'])}/{total * self.epochs} "
+            f"epochs | " + (f"at most {self.peak_running} ran at once" if final else f"~{left} left")
+        )
 
     def _maybe_print(self, trials: list, force: bool = False, final: bool = False) -> None:
         now = time.monotonic()
@@ -206,8 +209,11 @@ def _pack_size(config: dict) -> int:
 
 def _clock(seconds: float) -> str:
     seconds = int(max(0, seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
-        f"{seconds // 60}:{seconds % 60:02d}"
+    return (
+        f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+        if seconds >= 3600
+        else f"{seconds // 60}:{seconds % 60:02d}"
+    )
 
 
 def trial_name(trial) -> str:

@@ -1,5 +1,6 @@
 """A sweep's identity, what ``--resume`` finds again: its record (a JSON file in urn_results/sweeps/) and the lock
 that lets one driver run it at a time."""
+
 from __future__ import annotations
 
 import json
@@ -43,9 +44,18 @@ def new_record(study: Study, searcher: str, tracking_uri: str, storage: str | No
     while (_records_dir() / f"{sweep_id}.json").exists():  # two sweeps started in the same second
         n += 1
         sweep_id = f"{study.name}-{stamp}-{n}"
-    return SweepRecord(sweep_id, study.name, str(study.path.resolve()), study.fingerprint(), searcher, tracking_uri,
-                       storage or str(results_dir() / "ray"), time.strftime("%Y-%m-%d %H:%M:%S"), str(results_dir()),
-                       PENDING)
+    return SweepRecord(
+        sweep_id,
+        study.name,
+        str(study.path.resolve()),
+        study.fingerprint(),
+        searcher,
+        tracking_uri,
+        storage or str(results_dir() / "ray"),
+        time.strftime("%Y-%m-%d %H:%M:%S"),
+        str(results_dir()),
+        PENDING,
+    )
 
 
 def save_record(record: SweepRecord) -> None:
@@ -69,10 +79,10 @@ def read_record(path: Path) -> SweepRecord:
     here = str(results_dir())
     if record.results and record.results != here:
         old = record.results.rstrip("/")
-        record.storage = here + record.storage[len(old):] if record.storage.startswith(old + "/") else record.storage
+        record.storage = here + record.storage[len(old) :] if record.storage.startswith(old + "/") else record.storage
         prefix = f"sqlite:///{old}/"
         if record.tracking_uri.startswith(prefix):
-            record.tracking_uri = f"sqlite:///{here}/{record.tracking_uri[len(prefix):]}"
+            record.tracking_uri = f"sqlite:///{here}/{record.tracking_uri[len(prefix) :]}"
         record.results = here
     return record
 
@@ -100,8 +110,9 @@ def find_record(study: Study, which: str = "latest") -> SweepRecord:
             raise ConfigError(f"{where}: no earlier sweep of {study.name!r} in {_records_dir()}")
         record = max(records, key=lambda r: (r.created, r.sweep_id))
     if record.fingerprint != study.fingerprint():
-        raise ConfigError(f"{where}: the study changed since sweep {record.sweep_id} started (its trials differ); "
-                          "start a new sweep instead")
+        raise ConfigError(
+            f"{where}: the study changed since sweep {record.sweep_id} started (its trials differ); start a new sweep instead"
+        )
     return record
 
 
@@ -125,8 +136,9 @@ class SweepLock:
             self.file.seek(0)
             holder = self.file.read().strip() or "another process"
             self.file.close()
-            raise ConfigError(f"sweep {self.path.stem} is running now ({holder}); wait for it to end, or stop it "
-                              "and resume once") from None
+            raise ConfigError(
+                f"sweep {self.path.stem} is running now ({holder}); wait for it to end, or stop it and resume once"
+            ) from None
         self.file.seek(0)
         self.file.truncate()
         self.file.write(f"pid {os.getpid()} on {os.uname().nodename}")

@@ -1,5 +1,6 @@
 """What a resumed sweep goes on from: the sweep's MLflow runs and the checkpoints its earlier runs left in the Ray
 storage (read as data: Tune's pickled experiment state is never restored)."""
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,11 @@ class Earlier:
 
 
 def earlier_state(record: SweepRecord, experiment_id: str) -> Earlier:
-    return Earlier(tracking.trial_runs(record.tracking_uri, experiment_id, record.sweep_id),
-                   checkpoints_of(record.storage, record.sweep_id), resumed=True)
+    return Earlier(
+        tracking.trial_runs(record.tracking_uri, experiment_id, record.sweep_id),
+        checkpoints_of(record.storage, record.sweep_id),
+        resumed=True,
+    )
 
 
 def checkpoints_of(storage: str, sweep_id: str) -> dict[str, list[str]]:
@@ -56,8 +60,7 @@ def checkpoints_of(storage: str, sweep_id: str) -> dict[str, list[str]]:
             name = _trial_name_of(trial.base_name)
             for checkpoint in folders(trial.path):
                 if checkpoint.base_name.startswith("checkpoint_"):
-                    found.setdefault(name, []).append((_checkpoint_epoch(filesystem, checkpoint.path),
-                                                       prefix + checkpoint.path))
+                    found.setdefault(name, []).append((_checkpoint_epoch(filesystem, checkpoint.path), prefix + checkpoint.path))
     return {name: [path for _, path in sorted(items, reverse=True)] for name, items in found.items()}
 
 

@@ -1,6 +1,7 @@
 """The searchers besides the grid: Optuna over the sampled axes (numbered trials, resumable) and the boundary search
 (``urn_study.boundary``) as a Tune searcher. What a searcher needs of the study is checked before Ray starts
 (``inputs.check_searcher``)."""
+
 from __future__ import annotations
 
 import json
@@ -95,8 +96,14 @@ class BoundarySearch(Searcher):
         issued = self.queue.pop(0)
         self.live[trial_id] = issued
         point = dict(zip(self.plan.keys, issued.point))
-        return {BOUNDARY_KEY: {"trial_id": f"{self.name}-b{issued.number:04d}", "point": point, "seed": issued.seed,
-                               "round": issued.round}}
+        return {
+            BOUNDARY_KEY: {
+                "trial_id": f"{self.name}-b{issued.number:04d}",
+                "point": point,
+                "seed": issued.seed,
+                "round": issued.round,
+            }
+        }
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         issued = self.live.pop(trial_id, None)
@@ -112,8 +119,11 @@ class BoundarySearch(Searcher):
     def save(self, checkpoint_path: str) -> None:
         """The plan's state as JSON, which Tune keeps in the run's folder for a reader (a resume reads the MLflow
         records instead: nothing in the results folder is trusted to run)."""
-        state = {"plan": self.plan.state(), "queue": [i.number for i in self.queue],
-                 "live": {tune_id: i.number for tune_id, i in self.live.items()}}
+        state = {
+            "plan": self.plan.state(),
+            "queue": [i.number for i in self.queue],
+            "live": {tune_id: i.number for tune_id, i in self.live.items()},
+        }
         Path(checkpoint_path).write_text(json.dumps(state))
 
 
@@ -179,11 +189,17 @@ def optuna_searcher(study: Study, record: SweepRecord, earlier: "Earlier"):
         if number.isdigit():
             numbers.append(int(number))
             if run.info.status != "FINISHED":
-                again[int(number)] = {key: _space_value(run.data.params.get(key), domain)
-                                      for key, domain in space.items()}
+                again[int(number)] = {key: _space_value(run.data.params.get(key), domain) for key, domain in space.items()}
     # the sampler's seed moves on with the trials run: a resumed sampler would otherwise draw the first points again
-    return NumberedOptunaSearch(metric=study.metric, mode=study.mode, study_name=record.sweep_id, storage=storage,
-                                seed=study.sample_seed + len(earlier.runs), again=again, first=max(numbers) + 1)
+    return NumberedOptunaSearch(
+        metric=study.metric,
+        mode=study.mode,
+        study_name=record.sweep_id,
+        storage=storage,
+        seed=study.sample_seed + len(earlier.runs),
+        again=again,
+        first=max(numbers) + 1,
+    )
 
 
 def _space_value(text: str | None, domain) -> Any:

@@ -1,6 +1,7 @@
 """The driver's Tune callback that keeps the sweep's study table on its run (``tracking.SweepTable``) while trials
 end: in batches, so that a load from another machine mid-sweep reads the table rather than searching every run;
 ``tracking.close_sweep_run`` writes it whole once more at the end."""
+
 from __future__ import annotations
 
 import logging
@@ -20,8 +21,7 @@ class TableKeeper(tune.Callback):
     MLflow for what the table lacks); the next batch tries again. Plain data when pickled: the table is read
     again from the run after a restore."""
 
-    def __init__(self, uri: str, experiment_id: str, sweep_id: str, run_id: str, every_trials: int = 50,
-                 every_s: float = 60.0):
+    def __init__(self, uri: str, experiment_id: str, sweep_id: str, run_id: str, every_trials: int = 50, every_s: float = 60.0):
         self.uri, self.experiment_id, self.sweep_id, self.run_id = uri, experiment_id, sweep_id, run_id
         self.every_trials, self.every_s = every_trials, every_s
         self._reset()
@@ -32,8 +32,9 @@ class TableKeeper(tune.Callback):
         self.failing = False
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items()
-                if k in ("uri", "experiment_id", "sweep_id", "run_id", "every_trials", "every_s")}
+        return {
+            k: v for k, v in self.__dict__.items() if k in ("uri", "experiment_id", "sweep_id", "run_id", "every_trials", "every_s")
+        }
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -60,8 +61,11 @@ class TableKeeper(tune.Callback):
             self.table.update()
         except Exception as err:  # noqa: BLE001 - a cache of what MLflow holds: the sweep goes on without it
             if not self.failing:
-                _log.warning("sweep %s: its study table was not updated (%s); the next batch tries again",
-                             self.sweep_id, (str(err).strip().splitlines() or [type(err).__name__])[0])
+                _log.warning(
+                    "sweep %s: its study table was not updated (%s); the next batch tries again",
+                    self.sweep_id,
+                    (str(err).strip().splitlines() or [type(err).__name__])[0],
+                )
             self.failing = True
         else:
             self.failing = False

@@ -2,6 +2,7 @@
 MLflow run (urn_study.tracking) and reports to Tune: every epoch to the runs, to Tune at checkpoint epochs (and every
 ``REPORT_EVERY_S`` between: each report waits on Tune's loop). A checkpoint holds one ``save_state`` folder per
 trial; a retried or resumed trial goes on from the newest whole one."""
+
 from __future__ import annotations
 
 import json
@@ -86,9 +87,18 @@ def train_pack(tune_config: dict, context: SweepContext) -> None:
     logging.getLogger("urn_study").addHandler(RELAY)
     try:
         for trial_id, config in members:
-            records.append(tracking.TrialRecord.open(context.tracking_uri, context.experiment_id,
-                                                     context.parent_run_id, context.study, context.sweep_id,
-                                                     trial_id, config, tags))
+            records.append(
+                tracking.TrialRecord.open(
+                    context.tracking_uri,
+                    context.experiment_id,
+                    context.parent_run_id,
+                    context.study,
+                    context.sweep_id,
+                    trial_id,
+                    config,
+                    tags,
+                )
+            )
         todo = [i for i, record in enumerate(records) if not record.finished]
         if todo:
             earlier = context.earlier.get(tune.get_context().get_trial_name(), [])
@@ -101,9 +111,15 @@ def train_pack(tune_config: dict, context: SweepContext) -> None:
                 tune.report({STOP_KEY: error_line(str(err)), context.metric: float("nan")})
                 return
         summaries = [{"trial_id": trial_id, **record.summary} for (trial_id, _), record in zip(members, records)]
-        tune.report({**_whereabouts(), "epoch": max((s.get("epochs", 0) for s in summaries), default=0),
-                     context.metric: mean([s.get(context.metric) for s in summaries]),
-                     "urn_summary": json.dumps(summaries, default=str), **RELAY.pending()})
+        tune.report(
+            {
+                **_whereabouts(),
+                "epoch": max((s.get("epochs", 0) for s in summaries), default=0),
+                context.metric: mean([s.get(context.metric) for s in summaries]),
+                "urn_summary": json.dumps(summaries, default=str),
+                **RELAY.pending(),
+            }
+        )
     finally:
         logging.getLogger("urn_study").removeHandler(RELAY)
         for record in records:
@@ -120,8 +136,12 @@ def _members(tune_config: dict, context: SweepContext) -> list[tuple[str, Any]]:
         return [(trial_id, parse_config(context.trials[trial_id])) for trial_id in tune_config["pack"]]
     if BOUNDARY_KEY in tune_config:
         trial = tune_config[BOUNDARY_KEY]
-        return [(trial["trial_id"], parse_config({**context.base, **trial["point"], "seed": trial["seed"]},
-                                                 source=f"trial {trial['trial_id']}"))]
+        return [
+            (
+                trial["trial_id"],
+                parse_config({**context.base, **trial["point"], "seed": trial["seed"]}, source=f"trial {trial['trial_id']}"),
+            )
+        ]
     number = int(tune_config[NUMBER_KEY])
     point = {k: v for k, v in tune_config.items() if k != NUMBER_KEY}
     trial_id = f"{context.study}-o{number:04d}"
@@ -136,11 +156,15 @@ def _placement_tags(config) -> dict[str, str]:
     tune_context = tune.get_context()
     resources = tune_context.get_trial_resources()
     bundles = getattr(resources, "bundles", None) or resources
-    return {"urn.node_ip": ray.util.get_node_ip_address(), "urn.node_id": runtime.get_node_id(),
-            "urn.gpu_ids": json.dumps([str(g) for g in ray.get_gpu_ids()]),
-            "urn.device": str(pick_device(config.train.device)),
-            "urn.resources": json.dumps(bundles, default=str), "urn.tune_trial": tune_context.get_trial_name(),
-            "urn.pid": str(os.getpid())}
+    return {
+        "urn.node_ip": ray.util.get_node_ip_address(),
+        "urn.node_id": runtime.get_node_id(),
+        "urn.gpu_ids": json.dumps([str(g) for g in ray.get_gpu_ids()]),
+        "urn.device": str(pick_device(config.train.device)),
+        "urn.resources": json.dumps(bundles, default=str),
+        "urn.tune_trial": tune_context.get_trial_name(),
+        "urn.pid": str(os.getpid()),
+    }
 
 
 def _train(members, records, todo: list[int], metric: str, earlier: list[str]) -> None:
@@ -203,8 +227,10 @@ def _checkpoints_from(latest) -> list:
         infos = latest.filesystem.get_file_info(fs.FileSelector(parent))
     except OSError:
         return [latest]
-    older = sorted((i.path for i in infos if i.type == fs.FileType.Directory and i.base_name.startswith("checkpoint_")
-                    and i.base_name < name), reverse=True)
+    older = sorted(
+        (i.path for i in infos if i.type == fs.FileType.Directory and i.base_name.startswith("checkpoint_") and i.base_name < name),
+        reverse=True,
+    )
     return [latest, *[tune.Checkpoint(path, filesystem=latest.filesystem) for path in older]]
 
 
@@ -259,11 +285,16 @@ class PackReporter:
             self._send(self.folder)
 
     def _send(self, folder: str | None) -> None:
-        metrics: dict[str, Any] = {"epoch": self.epoch, self.metric: mean(list(self.latest.values())),
-                                   **_whereabouts(), **RELAY.pending()}
+        metrics: dict[str, Any] = {
+            "epoch": self.epoch,
+            self.metric: mean(list(self.latest.values())),
+            **_whereabouts(),
+            **RELAY.pending(),
+        }
         if len(self.ids) == 1 and self.epoch_metrics:
-            metrics.update({k: float(v) for k, v in self.epoch_metrics[0].items()
-                            if isinstance(v, (int, float)) and not isinstance(v, bool)})
+            metrics.update(
+                {k: float(v) for k, v in self.epoch_metrics[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            )
             metrics[self.metric] = mean(list(self.latest.values()))
         try:
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder) if folder else None)
@@ -287,8 +318,7 @@ class PackReporter:
 
 def _whereabouts() -> dict[str, Any]:
     """Where the trial's process runs, in each report: the driver's Watchdog stops it there if it freezes."""
-    return {"urn_pid": os.getpid(), "urn_node_id": ray.get_runtime_context().get_node_id() if ray.is_initialized()
-            else ""}
+    return {"urn_pid": os.getpid(), "urn_node_id": ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""}
 
 
 def remove_stale_checkpoints(folder: str | None = None) -> list[str]:
@@ -296,7 +326,7 @@ def remove_stale_checkpoints(folder: str | None = None) -> list[str]:
     each is named after its worker's pid, and is stale once that process is gone."""
     removed = []
     for path in Path(folder or tempfile.gettempdir()).glob(f"{CHECKPOINT_PREFIX}*-*"):
-        pid = path.name[len(CHECKPOINT_PREFIX):].split("-", 1)[0]
+        pid = path.name[len(CHECKPOINT_PREFIX) :].split("-", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(str(path))

@@ -35,6 +35,7 @@ The record of a study (experiment = the study's name; ``<name>-smoke`` for smoke
 Nothing else in the project imports mlflow, for writing or reading (``analysis.runs`` reads a study
 through ``reading``); runs always end FINISHED or FAILED.
 """
+
 from urn_study.tracking.experiments import ensure_experiment, repo_path, source_tags
 from urn_study.tracking.reading import (
     UNFINISHED,
@@ -70,9 +71,42 @@ from urn_study.tracking.sweep_runs import close_sweep_run, latest_sweep_run, log
 from urn_study.tracking.trial_record import MetricSender, TrialRecord
 from urn_study.tracking.ui import serve_ui, stop_group, ui_command
 
-__all__ = ["ATTEMPTS_TAG", "BATCH", "FINAL_TAGS", "FLUSH_ENV", "PARENT_TAG", "PHASE_CODES", "ROLE_TAG", "STUDY_TAG",
-           "SWEEP_TAG", "TRIAL_TAG", "UNFINISHED", "MetricSender", "SweepTable", "TrackingError", "TrialRecord",
-           "check_tracking", "client", "close_sweep_run", "default_artifact_root", "download_run_artifact", "ensure_experiment",
-           "find_experiment", "is_local", "latest_sweep_run", "log_sweep_report", "open_sweep_run", "repo_path",
-           "resolve_tracking_uri", "run_fields", "runs_by_id", "runs_changed_since", "search_runs", "serve_ui",
-           "source_tags", "stop_group", "trial_runs", "ui_command"]
+__all__ = [
+    "ATTEMPTS_TAG",
+    "BATCH",
+    "FINAL_TAGS",
+    "FLUSH_ENV",
+    "PARENT_TAG",
+    "PHASE_CODES",
+    "ROLE_TAG",
+    "STUDY_TAG",
+    "SWEEP_TAG",
+    "TRIAL_TAG",
+    "UNFINISHED",
+    "MetricSender",
+    "SweepTable",
+    "TrackingError",
+    "TrialRecord",
+    "check_tracking",
+    "client",
+    "close_sweep_run",
+    "default_artifact_root",
+    "download_run_artifact",
+    "ensure_experiment",
+    "find_experiment",
+    "is_local",
+    "latest_sweep_run",
+    "log_sweep_report",
+    "open_sweep_run",
+    "repo_path",
+    "resolve_tracking_uri",
+    "run_fields",
+    "runs_by_id",
+    "runs_changed_since",
+    "search_runs",
+    "serve_ui",
+    "source_tags",
+    "stop_group",
+    "trial_runs",
+    "ui_command",
+]

@@ -1,5 +1,6 @@
 """A study's experiment: created once, its kind, description and saved view of the runs table; the source
 tags (file, git commit) every run carries."""
+
 from __future__ import annotations
 
 import json
@@ -23,6 +24,8 @@ VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
 TABLE_COLUMNS = ("tags.`phase`", "tags.`depth`", "metrics.`test_accuracy`")
 SOURCE_PREFIX = "mlflow.source."
 IMAGE_KEY = "W"  # the snapshots' heatmaps in the UI's image view, one step per snapshot epoch
+
+
 def ensure_experiment(uri: str, name: str, description: str | None = None, axes: tuple[str, ...] = ()) -> str:
     """The id of the study's experiment, created if needed (by the driver only: creation races), with its kind,
     saved view of the runs table (phase, depth, accuracy, then ``axes`` as params) and, given one, its
@@ -30,8 +33,7 @@ def ensure_experiment(uri: str, name: str, description: str | None = None, axes:
     urn_results/mlartifacts; a server decides for itself."""
     from mlflow.exceptions import MlflowException
 
-    tags = {EXPERIMENT_KIND_TAG: CLASSIC_ML, VIEW_TAG: table_view(axes),
-            **({NOTE_TAG: description} if description else {})}
+    tags = {EXPERIMENT_KIND_TAG: CLASSIC_ML, VIEW_TAG: table_view(axes), **({NOTE_TAG: description} if description else {})}
     with _creating_store(uri):  # the first use of a new SQLite store creates its tables
         mlflow_client = client(uri)
         experiment = mlflow_client.get_experiment_by_name(name)
@@ -92,8 +94,13 @@ def _git(folder: Path) -> tuple[Path | None, str | None]:
     import subprocess
 
     try:
-        lines = subprocess.run(["git", "-C", str(folder), "rev-parse", "--show-toplevel", "HEAD"], capture_output=True,
-                               text=True, timeout=10, check=True).stdout.split()
+        lines = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "--show-toplevel", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.split()
     except (OSError, subprocess.SubprocessError):
         return None, None
     return (Path(lines[0]), lines[1]) if len(lines) == 2 else (None, None)
@@ -104,9 +111,11 @@ def _check_artifacts_here(uri: str, experiment) -> None:
     folder (MLflow records artifact folders as absolute paths): its runs would write into the original's."""
     if not is_local(uri) or not experiment.artifact_location.startswith("file://"):
         return
-    store, here = Path(uri[len("sqlite:///"):]), results_dir()
+    store, here = Path(uri[len("sqlite:///") :]), results_dir()
     artifacts = Path(urllib.parse.urlsplit(experiment.artifact_location).path)
     if store.is_relative_to(here) and not artifacts.is_relative_to(here):
-        raise TrackingError(f"experiment {experiment.name!r} of {store} keeps its artifacts in {artifacts}, outside "
-                            f"{here}: the results folder was copied from another, whose runs it would write into; "
-                            "resume in the original folder, or start the sweep in a fresh one")
+        raise TrackingError(
+            f"experiment {experiment.name!r} of {store} keeps its artifacts in {artifacts}, outside "
+            f"{here}: the results folder was copied from another, whose runs it would write into; "
+            "resume in the original folder, or start the sweep in a fresh one"
+        )

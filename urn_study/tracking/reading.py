@@ -1,5 +1,6 @@
 """Reading a study's records back: its experiment, its runs as plain records, a run's artifact (``analysis.runs``
 makes them a table)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,14 +37,14 @@ def search_runs(uri: str, experiment_id: str, filter_string: str = "", view: str
     views = {"active": ViewType.ACTIVE_ONLY, "deleted": ViewType.DELETED_ONLY}
     if view not in views:
         raise ValueError(f"view: 'active' or 'deleted', not {view!r}")
-    runs = _all_pages(client(uri), experiment_id, filter_string=filter_string, run_view_type=views[view],
-                      max_results=READ_PAGE)
+    runs = _all_pages(client(uri), experiment_id, filter_string=filter_string, run_view_type=views[view], max_results=READ_PAGE)
     return [run_fields(run) for run in runs]
 
 
 def runs_changed_since(uri: str, experiment_id: str, since_ms: int, scope: str = "") -> list[dict[str, Any]]:
     """The active runs (among those the filter ``scope`` selects, if given) that ended at or after ``since_ms``
     (milliseconds since the epoch, MLflow's clock) or have not ended (``UNFINISHED``), each once."""
+
     def search(condition: str) -> list[dict[str, Any]]:
         return search_runs(uri, experiment_id, f"{scope} and {condition}" if scope else condition)
 
@@ -57,7 +58,7 @@ def runs_by_id(uri: str, experiment_id: str, run_ids: list[str]) -> list[dict[st
     """The active runs of an experiment among ``run_ids`` (asked for 100 at a time: one filter per batch)."""
     found: list[dict[str, Any]] = []
     for start in range(0, len(run_ids), 100):
-        ids = ", ".join(f"'{run_id}'" for run_id in run_ids[start:start + 100])
+        ids = ", ".join(f"'{run_id}'" for run_id in run_ids[start : start + 100])
         found += search_runs(uri, experiment_id, f"attributes.run_id IN ({ids})")
     return found
 
@@ -67,10 +68,18 @@ def run_fields(run) -> dict[str, Any]:
     artifact_uri, parent_run_id (None for a sweep's run), and dicts of its params, metrics (latest values, floats)
     and tags (the project's own: MLflow's ``mlflow.*`` left out)."""
     info, data = run.info, run.data
-    return {"run_id": info.run_id, "run_name": info.run_name, "status": info.status, "start_time": info.start_time,
-            "end_time": info.end_time, "artifact_uri": info.artifact_uri, "parent_run_id": data.tags.get(PARENT_TAG),
-            "params": dict(data.params), "metrics": {k: float(v) for k, v in data.metrics.items()},
-            "tags": {k: v for k, v in data.tags.items() if not k.startswith("mlflow.")}}
+    return {
+        "run_id": info.run_id,
+        "run_name": info.run_name,
+        "status": info.status,
+        "start_time": info.start_time,
+        "end_time": info.end_time,
+        "artifact_uri": info.artifact_uri,
+        "parent_run_id": data.tags.get(PARENT_TAG),
+        "params": dict(data.params),
+        "metrics": {k: float(v) for k, v in data.metrics.items()},
+        "tags": {k: v for k, v in data.tags.items() if not k.startswith("mlflow.")},
+    }
 
 
 def download_run_artifact(uri: str, run_id: str, name: str, folder: str | Path) -> Path:

@@ -1,5 +1,6 @@
 """The tracking store: which URIs are accepted (``resolve_tracking_uri``), whether one can be used now
 (``check_tracking``), and the client that fails in one line when a server stays away."""
+
 from __future__ import annotations
 
 import contextlib
@@ -67,8 +68,14 @@ DATABASE_SCHEMES = ("postgresql", "mysql", "mssql")  # each optionally with +dri
 # query keys that carry a secret (?token=..., ?password=...): like credentials, never part of a URI here
 SECRET_KEY = re.compile(r"token|passw|pwd|secret|api_?key|access_?key|auth|credential|signature", re.IGNORECASE)
 # the pip package of each database driver SQLAlchemy loads by default or by name
-DRIVER_PACKAGES = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary", "MySQLdb": "mysqlclient",
-                   "pymysql": "PyMySQL", "pyodbc": "pyodbc", "pymssql": "pymssql"}
+DRIVER_PACKAGES = {
+    "psycopg": "psycopg[binary]",
+    "psycopg2": "psycopg2-binary",
+    "MySQLdb": "mysqlclient",
+    "pymysql": "PyMySQL",
+    "pyodbc": "pyodbc",
+    "pymssql": "pymssql",
+}
 
 
 def resolve_tracking_uri(uri: str | None = None) -> str:
@@ -83,30 +90,38 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
     except ValueError as err:
         raise TrackingError(f"--tracking-uri {masked(uri)!r}: not a valid URI ({err})") from None
     scheme = parts.scheme.lower()
-    uri = scheme + uri[len(parts.scheme):]
+    uri = scheme + uri[len(parts.scheme) :]
     if uri.startswith("sqlite:///"):
-        path = uri[len("sqlite:///"):]
+        path = uri[len("sqlite:///") :]
         return uri if path.startswith("/") else f"sqlite:///{Path(path).resolve()}"
     secrets = [key for key, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if SECRET_KEY.search(key)]
     if secrets:
-        raise TrackingError(f"--tracking-uri {masked(uri)!r}: a secret in the query ({secrets[0]}=...) would be "
-                            "printed and stored; give it in the environment instead (MLFLOW_TRACKING_TOKEN for a "
-                            "server, PGPASSWORD or ~/.pgpass for PostgreSQL)")
+        raise TrackingError(
+            f"--tracking-uri {masked(uri)!r}: a secret in the query ({secrets[0]}=...) would be "
+            "printed and stored; give it in the environment instead (MLFLOW_TRACKING_TOKEN for a "
+            "server, PGPASSWORD or ~/.pgpass for PostgreSQL)"
+        )
     if scheme in SERVER_SCHEMES:
         if parts.username is not None or parts.password is not None:
-            raise TrackingError("--tracking-uri: credentials in the URI would be printed and stored; give them "
-                                "as MLFLOW_TRACKING_TOKEN (or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD) "
-                                "in the environment instead")
+            raise TrackingError(
+                "--tracking-uri: credentials in the URI would be printed and stored; give them "
+                "as MLFLOW_TRACKING_TOKEN (or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD) "
+                "in the environment instead"
+            )
         if not parts.hostname:
             raise TrackingError(f"--tracking-uri {masked(uri)!r}: no host; an MLflow server is {scheme}://host:port")
     if scheme.split("+")[0] in DATABASE_SCHEMES and parts.password is not None:
-        raise TrackingError("--tracking-uri: a password in the URI would be printed and stored; leave it out "
-                            "(postgresql://user@host/db) and give it to the database client instead "
-                            "(PGPASSWORD or ~/.pgpass for PostgreSQL)")
+        raise TrackingError(
+            "--tracking-uri: a password in the URI would be printed and stored; leave it out "
+            "(postgresql://user@host/db) and give it to the database client instead "
+            "(PGPASSWORD or ~/.pgpass for PostgreSQL)"
+        )
     if scheme in SERVER_SCHEMES or uri.lower().startswith("databricks") or scheme.split("+")[0] in DATABASE_SCHEMES:
         return uri.rstrip("/")
-    raise TrackingError(f"--tracking-uri {masked(uri)!r}: use an MLflow server (http://host:port) or sqlite:///path.db "
-                        "(the file store is deprecated)")
+    raise TrackingError(
+        f"--tracking-uri {masked(uri)!r}: use an MLflow server (http://host:port) or sqlite:///path.db "
+        "(the file store is deprecated)"
+    )
 
 
 def masked(uri: str) -> str:
@@ -131,12 +146,14 @@ def check_tracking(uri: str, timeout: float = 10.0) -> None:
                     raise OSError(f"HTTP {response.status}")
         except (OSError, urllib.error.URLError, ValueError) as err:
             reason = getattr(err, "reason", err)
-            raise TrackingError(f"MLflow server {masked(uri)} is not reachable ({reason}); start it (mlflow server "
-                                f"--host 127.0.0.1 --port ...) or leave out --tracking-uri for the local store") from None
+            raise TrackingError(
+                f"MLflow server {masked(uri)} is not reachable ({reason}); start it (mlflow server "
+                f"--host 127.0.0.1 --port ...) or leave out --tracking-uri for the local store"
+            ) from None
     elif scheme.split("+")[0] in DATABASE_SCHEMES:
         _check_driver(uri)
     elif is_local(uri):
-        _check_writable(Path(uri[len("sqlite:///"):]).parent, f"tracking store {uri}")
+        _check_writable(Path(uri[len("sqlite:///") :]).parent, f"tracking store {uri}")
         # where a local store's runs keep their artifacts: found unwritable only once the sweep's run is open
         _check_writable(default_artifact_root(), f"artifact folder of {uri}")
 
@@ -166,9 +183,11 @@ def _check_driver(uri: str) -> None:
         if not err.name:
             raise TrackingError(f"tracking store {masked(uri)}: its database driver does not load ({err})") from None
         scheme = uri.split("://", 1)[0].split("+")[0]
-        raise TrackingError(f"tracking store {masked(uri)}: its database driver {err.name} is not installed; "
-                            f"pip install {DRIVER_PACKAGES.get(err.name, err.name)} (or name a driver you have: "
-                            f"{scheme}+DRIVER://...)") from None
+        raise TrackingError(
+            f"tracking store {masked(uri)}: its database driver {err.name} is not installed; "
+            f"pip install {DRIVER_PACKAGES.get(err.name, err.name)} (or name a driver you have: "
+            f"{scheme}+DRIVER://...)"
+        ) from None
 
 
 def client(uri: str) -> "_Client":
@@ -203,8 +222,10 @@ class _Client:
             except MlflowException as err:
                 if not no_answer(err):  # the server answered: a real error
                     raise
-                raise TrackingError(f"MLflow server {masked(self._uri)} stopped answering ({name}), still after "
-                                    "MLFLOW_HTTP_REQUEST_MAX_RETRIES retries with backoff") from None
+                raise TrackingError(
+                    f"MLflow server {masked(self._uri)} stopped answering ({name}), still after "
+                    "MLFLOW_HTTP_REQUEST_MAX_RETRIES retries with backoff"
+                ) from None
 
         return call
 
@@ -228,7 +249,7 @@ def _creating_store(uri: str):
         return
     import fcntl
 
-    path = Path(f"{uri[len('sqlite:///'):]}.lock")
+    path = Path(f"{uri[len('sqlite:///') :]}.lock")
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -17,6 +17,7 @@ metric written to a run of a sweep long after that run ended (the plain search, 
 Parquet (pyarrow), no pickle: strings, floats and integer times, the watermark as JSON in the schema's metadata.
 Two sweeps of one study write two files on two runs; a sweep's own batches overwrite its file (last write wins).
 """
+
 from __future__ import annotations
 
 import json
@@ -91,8 +92,7 @@ def merged(frame: pd.DataFrame, fresh: list[dict], gone: set[str]) -> pd.DataFra
     return normalise(pd.concat([frame[keep], fresh_frame], ignore_index=True))
 
 
-def changed_runs(uri: str, experiment_id: str, frame: pd.DataFrame, watermark: int,
-                 scope: str = "") -> tuple[list[dict], set[str]]:
+def changed_runs(uri: str, experiment_id: str, frame: pd.DataFrame, watermark: int, scope: str = "") -> tuple[list[dict], set[str]]:
     """The runs (within ``scope``, a search filter) to read again over ``frame``, a table good up to ``watermark``:
     those that ended at or after it, those not ended, and ``frame``'s unfinished rows; and the ids of those of the
     latter no longer active (deleted or purged)."""
@@ -210,8 +210,11 @@ def write_final_table(uri: str, run_id: str, sweep_id: str, runs: list, asked: i
     try:
         put_table(uri, run_id, sweep_id, records_frame(run_fields(run) for run in runs), asked - WATERMARK_MARGIN_MS)
     except (MlflowException, TrackingError, OSError) as err:
-        _log.warning("sweep %s: its study table was not written (%s); loading the study asks MLflow for its runs",
-                     sweep_id, (str(err).splitlines() or [type(err).__name__])[0])
+        _log.warning(
+            "sweep %s: its study table was not written (%s); loading the study asks MLflow for its runs",
+            sweep_id,
+            (str(err).splitlines() or [type(err).__name__])[0],
+        )
 
 
 def sweep_trial_runs(uri: str, experiment_id: str, sweep_id: str) -> tuple[list, int]:
@@ -256,8 +259,11 @@ def records_from_tables(uri: str, experiment_id: str) -> pd.DataFrame:
         fresh += changed
         gone |= left
     if unread:
-        _log.warning("study table unreadable or missing for %d sweep(s), their runs read from MLflow: %s",
-                     len(unread), "; ".join(unread[:3]) + ("; ..." if len(unread) > 3 else ""))
+        _log.warning(
+            "study table unreadable or missing for %d sweep(s), their runs read from MLflow: %s",
+            len(unread),
+            "; ".join(unread[:3]) + ("; ..." if len(unread) > 3 else ""),
+        )
     for sweep_id in sorted(s for s in uncovered if s):
         fresh += search_runs(uri, experiment_id, f"tags.`{SWEEP_TAG}` = '{sweep_id}'")
     fresh += search_runs(uri, experiment_id, f"tags.`{SWEEP_TAG}` IS NULL")  # outside any sweep: urn-study train

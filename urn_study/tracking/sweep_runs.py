@@ -1,4 +1,5 @@
 """A sweep's parent run: opened (or found again on resume), its report logged, closed."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,8 +13,9 @@ from urn_study.tracking.study_table import sweep_trial_runs, write_final_table
 # --- the sweep (parent run) ----------------------------------------------------------------------
 
 
-def open_sweep_run(uri: str, experiment_id: str, study_name: str, sweep_id: str, params: dict[str, Any],
-                   study_file: Path | None = None) -> str:
+def open_sweep_run(
+    uri: str, experiment_id: str, study_name: str, sweep_id: str, params: dict[str, Any], study_file: Path | None = None
+) -> str:
     """The parent run of a sweep: found again (and set RUNNING) on resume, else created."""
     mlflow_client = client(uri)
     found = _find_runs(mlflow_client, experiment_id, {ROLE_TAG: "sweep", SWEEP_TAG: sweep_id})
@@ -21,9 +23,11 @@ def open_sweep_run(uri: str, experiment_id: str, study_name: str, sweep_id: str,
         run_id = found[0].info.run_id
         mlflow_client.update_run(run_id, status="RUNNING")
         return run_id
-    run = mlflow_client.create_run(experiment_id, run_name=sweep_id,
-                                   tags={ROLE_TAG: "sweep", STUDY_TAG: study_name, SWEEP_TAG: sweep_id,
-                                         **source_tags(study_file)})
+    run = mlflow_client.create_run(
+        experiment_id,
+        run_name=sweep_id,
+        tags={ROLE_TAG: "sweep", STUDY_TAG: study_name, SWEEP_TAG: sweep_id, **source_tags(study_file)},
+    )
     _log_params(mlflow_client, run.info.run_id, params)
     if study_file is not None:
         mlflow_client.log_artifact(run.info.run_id, str(study_file))
@@ -51,8 +55,12 @@ def latest_sweep_run(uri: str, experiment_name: str) -> tuple[str, str] | None:
     experiment = mlflow_client.get_experiment_by_name(experiment_name)
     if experiment is None:
         return None
-    runs = mlflow_client.search_runs([experiment.experiment_id], filter_string=f"tags.`{ROLE_TAG}` = 'sweep'",
-                                     max_results=1, order_by=["attributes.start_time DESC"])
+    runs = mlflow_client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`{ROLE_TAG}` = 'sweep'",
+        max_results=1,
+        order_by=["attributes.start_time DESC"],
+    )
     return (runs[0].info.run_id, runs[0].data.tags.get(SWEEP_TAG, "")) if runs else None
 
 
@@ -64,7 +72,7 @@ def log_sweep_report(uri: str, run_id: str, metrics: dict[str, float], files: li
     stamp = _now()
     items = [Metric(k, float(v), stamp, 0) for k, v in metrics.items()]
     for start in range(0, len(items), METRIC_BATCH):
-        mlflow_client.log_batch(run_id, metrics=items[start:start + METRIC_BATCH], synchronous=True)
+        mlflow_client.log_batch(run_id, metrics=items[start : start + METRIC_BATCH], synchronous=True)
     for path in files:
         mlflow_client.log_artifact(run_id, str(path), "phase")
 

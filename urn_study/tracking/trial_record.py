@@ -1,4 +1,5 @@
 """A trial's child run (``TrialRecord``) and the thread that sends its per-epoch metrics (``MetricSender``)."""
+
 from __future__ import annotations
 
 import json
@@ -49,15 +50,22 @@ class TrialRecord:
         self.finished = finished  # the run ended FINISHED before: nothing to do
         self.summary = summary  # finished runs: final metrics and tags, for the sweep's table
         self._client = client(uri)
-        self._sender = MetricSender(lambda items: self._client.log_batch(self.run_id, metrics=items,
-                                                                         synchronous=True))
+        self._sender = MetricSender(lambda items: self._client.log_batch(self.run_id, metrics=items, synchronous=True))
 
     @classmethod
-    def open(cls, uri: str, experiment_id: str, parent_run_id: str, study_name: str, sweep_id: str, trial_id: str,
-             config: TrialConfig, tags: dict[str, Any] | None = None) -> "TrialRecord":
+    def open(
+        cls,
+        uri: str,
+        experiment_id: str,
+        parent_run_id: str,
+        study_name: str,
+        sweep_id: str,
+        trial_id: str,
+        config: TrialConfig,
+        tags: dict[str, Any] | None = None,
+    ) -> "TrialRecord":
         mlflow_client = client(uri)
-        found = _find_runs(mlflow_client, experiment_id, {ROLE_TAG: "trial", SWEEP_TAG: sweep_id,
-                                                          TRIAL_TAG: trial_id})
+        found = _find_runs(mlflow_client, experiment_id, {ROLE_TAG: "trial", SWEEP_TAG: sweep_id, TRIAL_TAG: trial_id})
         done = [r for r in found if r.info.status == "FINISHED"]
         if done:
             run = done[0]
@@ -71,24 +79,36 @@ class TrialRecord:
             history = mlflow_client.get_metric_history(run_id, "task_loss")
             last_step = max((m.step for m in history), default=0)
         else:
-            source = {k: v for k, v in mlflow_client.get_run(parent_run_id).data.tags.items()
-                      if k.startswith(SOURCE_PREFIX)}
-            run = mlflow_client.create_run(experiment_id, run_name=trial_id, tags={
-                PARENT_TAG: parent_run_id, ROLE_TAG: "trial", STUDY_TAG: study_name, SWEEP_TAG: sweep_id,
-                TRIAL_TAG: trial_id, **source})
+            source = {k: v for k, v in mlflow_client.get_run(parent_run_id).data.tags.items() if k.startswith(SOURCE_PREFIX)}
+            run = mlflow_client.create_run(
+                experiment_id,
+                run_name=trial_id,
+                tags={
+                    PARENT_TAG: parent_run_id,
+                    ROLE_TAG: "trial",
+                    STUDY_TAG: study_name,
+                    SWEEP_TAG: sweep_id,
+                    TRIAL_TAG: trial_id,
+                    **source,
+                },
+            )
             run_id, attempts, last_step = run.info.run_id, 1, 0
             _log_params(mlflow_client, run_id, to_flat(config))
         _set_tags(mlflow_client, run_id, {ATTEMPTS_TAG: str(attempts), **(tags or {})})
         return cls(uri, run_id, trial_id, last_step, False, {})
 
     @classmethod
-    def open_single(cls, uri: str, experiment_id: str, experiment_name: str, config: TrialConfig,
-                    tags: dict[str, str]) -> "TrialRecord":
+    def open_single(
+        cls, uri: str, experiment_id: str, experiment_name: str, config: TrialConfig, tags: dict[str, str]
+    ) -> "TrialRecord":
         """A new run for one trial outside a sweep (``urn-study train``): no parent, named ``train-<time>``."""
         mlflow_client = client(uri)
         name = f"train-{time.strftime('%Y%m%d-%H%M%S')}"
-        run = mlflow_client.create_run(experiment_id, run_name=name, tags={
-            ROLE_TAG: "trial", STUDY_TAG: experiment_name, TRIAL_TAG: name, ATTEMPTS_TAG: "1", **tags})
+        run = mlflow_client.create_run(
+            experiment_id,
+            run_name=name,
+            tags={ROLE_TAG: "trial", STUDY_TAG: experiment_name, TRIAL_TAG: name, ATTEMPTS_TAG: "1", **tags},
+        )
         _log_params(mlflow_client, run.info.run_id, to_flat(config))
         return cls(uri, run.info.run_id, name, 0, False, {})
 
@@ -197,8 +217,7 @@ class MetricSender:
             except Exception as err:  # noqa: BLE001 - still queued; the trial's own flush or close raises it
                 if not self.failing:  # one line when the store goes away, one when it is back: not one per try
                     first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-                    _log.warning("metrics wait for the tracking store, training goes on (%d queued): %s", self.queued,
-                                 first)
+                    _log.warning("metrics wait for the tracking store, training goes on (%d queued): %s", self.queued, first)
                 self.failing = True
                 self._queued.set()
                 self._stop.wait(max(self.every_s, 1.0))
@@ -214,7 +233,7 @@ class MetricSender:
             sent = 0
             try:
                 while sent < len(items):
-                    self._send(items[sent:sent + METRIC_BATCH])
+                    self._send(items[sent : sent + METRIC_BATCH])
                     sent += METRIC_BATCH
             finally:
                 if sent < len(items):  # back in front of anything queued meanwhile

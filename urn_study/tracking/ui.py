@@ -1,4 +1,5 @@
 """The MLflow UI of a local store, run in the foreground (``urn-study ui``)."""
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,20 @@ def ui_command(uri: str, port: int) -> list[str]:
     import sys
 
     mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or shutil.which("mlflow") or "mlflow"
-    return [mlflow, "server", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port),
-            "--artifacts-destination", str(default_artifact_root()), "--workers", "1"]
+    return [
+        mlflow,
+        "server",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--artifacts-destination",
+        str(default_artifact_root()),
+        "--workers",
+        "1",
+    ]
 
 
 def _check_port_free(port: int) -> None:
@@ -30,8 +43,9 @@ def _check_port_free(port: int) -> None:
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
-            raise ConfigError(f"--port {port}: 127.0.0.1:{port} is already in use (another server?); "
-                              "choose another --port") from None
+            raise ConfigError(
+                f"--port {port}: 127.0.0.1:{port} is already in use (another server?); choose another --port"
+            ) from None
 
 
 def serve_ui(uri: str | None, port: int, out: Any = None) -> int:
