@@ -76,12 +76,12 @@ class Net:
     stop_group = staticmethod(stop_group)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def net() -> type[Net]:
     return Net
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def wait() -> Callable[..., Any]:
     """``wait_until``: the one bounded poller of the tests (conftest cannot be imported under
     --import-mode=importlib)."""

@@ -26,10 +26,12 @@ BIN = Path(sys.executable).parent
 JOB_TIMEOUT_S = 900  # the job's whole life, with room for a loaded 2-core machine
 
 
-@pytest.fixture
-def ray_head(tmp_path, net, wait):
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory, net, wait):
     """A Ray head of its own (``ray start --head --block``, every port free on loopback, its own temp dir and token):
-    its environment, dashboard address, temp dir and log; stopped afterwards, and with it only what it started."""
+    its environment, dashboard address, temp dir and log; stopped afterwards, and with it only what it started.
+    One for the module's tests (a head's start is most of their time)."""
+    tmp_path = tmp_path_factory.mktemp("ray-head")
     temp = Path(tempfile.mkdtemp(prefix="urn-ray-", dir="/tmp"))  # Ray's socket paths must stay short
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "URN_RESULTS_DIR", "MLFLOW_TRACKING_URI")}
     # its own token: two Ray instances on one machine each need token auth, and no test writes ~/.ray/auth_token
