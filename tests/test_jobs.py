@@ -178,8 +178,9 @@ LOCAL_RAY = """
 import ray
 from urn_study.sweep.driver import start_ray
 start_ray(None, 1)
-dashboard = ray._private.worker._global_node.webui_url  # no web server beside a local sweep: None
-print(ray.get_runtime_context().gcs_address, ray.cluster_resources().get("CPU"), dashboard, flush=True)
+import json
+dashboard = ray._private.worker._global_node.webui_url  # no web server beside a local sweep: empty
+print(json.dumps([ray.get_runtime_context().gcs_address, ray.cluster_resources().get("CPU"), dashboard]), flush=True)
 ray.shutdown()
 """
 
@@ -198,6 +199,6 @@ def test_a_local_sweeps_ray_is_its_own_beside_a_head_left_running(ray_head):
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    address, cpus, dashboard = done.stdout.split()[-3:]
-    assert address != head_address and float(cpus) == 1.0, (address, cpus, head_address)
-    assert dashboard == "None", dashboard
+    address, cpus, dashboard = json.loads(done.stdout.splitlines()[-1])
+    assert address != head_address and cpus == 1.0, (address, cpus, head_address)
+    assert not dashboard, dashboard
