@@ -68,8 +68,42 @@ def wait_http(url: str, timeout: float = 90.0, process: subprocess.Popen | None 
     wait_until(lambda: _http_ok(url), f"{url} to answer", timeout=timeout, process=process, retry_on=(OSError,), interval=0.3)
 
 
+def start_mlflow_server(folder: Path, port: int, workers: int = 1) -> subprocess.Popen:
+    """``mlflow server`` on loopback ``port`` with its SQLite store and proxied artifacts in ``folder`` (its log
+    appended to ``folder/server.log``), once it answers; started again on the same folder it serves the same runs."""
+    with open(folder / "server.log", "ab") as log:
+        process = subprocess.Popen(
+            [
+                str(MLFLOW),
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{folder / 'mlflow.db'}",
+                "--artifacts-destination",
+                str(folder / "mlartifacts"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=folder,
+            start_new_session=True,
+        )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", process=process)
+    except BaseException:
+        stop_group(process)  # one that never answered is not left behind
+        raise
+    return process
+
+
 class Net:
     """Helpers for tests that start servers (conftest cannot be imported under --import-mode=importlib)."""
+
+    start_mlflow_server = staticmethod(start_mlflow_server)
 
     free_port = staticmethod(free_port)
     wait_http = staticmethod(wait_http)
@@ -102,34 +136,11 @@ def mlflow_server(tmp_path_factory):
     """A real ``mlflow server`` (SQLite backend, proxied artifacts) on a free loopback port; its URI."""
     folder = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
-    log = open(folder / "server.log", "wb")
-    process = subprocess.Popen(
-        [
-            str(MLFLOW),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{folder / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(folder / "mlartifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=folder,
-        start_new_session=True,
-    )
-    uri = f"http://127.0.0.1:{port}"
+    process = start_mlflow_server(folder, port, workers=2)
     try:
-        wait_http(f"{uri}/health", process=process)
-        yield uri
+        yield f"http://127.0.0.1:{port}"
     finally:
         stop_group(process)
-        log.close()
 
 
 @pytest.fixture

@@ -345,33 +345,6 @@ def test_removed_node_trials_finish_on_another_node(results, tmp_path, monkeypat
 # --- 3. the MLflow server goes away and comes back ------------------------------------------------------
 
 
-def start_server(folder: Path, port: int, net) -> subprocess.Popen:
-    log = open(folder / "server.log", "ab")
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "mlflow"),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{folder / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(folder / "mlartifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=folder,
-        start_new_session=True,
-    )
-    log.close()
-    net.wait_http(f"http://127.0.0.1:{port}/health", process=process)
-    return process
-
-
 def checkpointed_epoch(results: Path, trial_id: str) -> int:
     """The epoch of a trial's newest checkpoint in Ray's results under ``results`` (0 before any). Raises
     CheckpointError for one Tune is copying in or removing."""
@@ -401,7 +374,7 @@ def test_server_down_mid_sweep_loses_no_record_and_no_token_is_written(results, 
     folder.mkdir()
     port = net.free_port()
     uri = f"http://127.0.0.1:{port}"
-    servers = [start_server(folder, port, net)]
+    servers = [net.start_mlflow_server(folder, port)]
     path = write_study(
         tmp_path,
         "outage",
@@ -420,7 +393,7 @@ def test_server_down_mid_sweep_loses_no_record_and_no_token_is_written(results, 
         servers[-1].wait(timeout=30)
         (gate / "go").touch()
         seen = wait(lambda: past(12), "both trials' checkpoints of epoch 12", retry_on=(CheckpointError, OSError))
-        servers.append(start_server(folder, port, net))
+        servers.append(net.start_mlflow_server(folder, port))
         return seen
 
     try:
