@@ -250,7 +250,9 @@ def records_from_tables(uri: str, experiment_id: str) -> pd.DataFrame:
         else:
             err_text = "no table"
         if table is None:
-            unread.append(f"{sweep_id} ({err_text})")
+            # a sweep still running before its first batch (its own end-of-sweep report reads it then) is not news
+            if sweep["status"] != "RUNNING" or err_text != "no table":
+                unread.append(f"{sweep_id} ({err_text})")
             uncovered.add(sweep_id)
             continue
         frame, meta = table
