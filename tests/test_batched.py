@@ -210,3 +210,69 @@ def test_a_shipped_studys_default_pack_records_each_trial_as_it_trains_alone(tmp
                 _assert_close_record(json.loads(other.read_text()), json.loads(path.read_text()), name)
     # the two members really are two trials (their own seeds and strengths), not one trained twice
     assert pack[0].config.regulators.locality != pack[1].config.regulators.locality
+
+
+NLGP = {
+    "data.name": "nlgp",
+    "data.side": 8,
+    "data.n_samples": 200,
+    "train.batch_size": 50,
+    "train.epochs": 4,
+    "train.snapshot_every": 1,
+    "train.checkpoint_every": 1,
+}
+
+
+def _reading_raises(monkeypatch, seed: int, epoch: int) -> None:
+    """Trial ``seed``'s reading raises at ``epoch`` (snapshot_every 1: its epoch-th reading)."""
+    from urn_study import trial
+
+    real, readings = trial._measure, []
+
+    def measure(batch, k, w, b, final):
+        if batch.configs[k].seed == seed:
+            readings.append(k)
+            if len(readings) == epoch:
+                raise ValueError(f"no reading of seed {seed}")
+        return real(batch, k, w, b, final)
+
+    monkeypatch.setattr(trial, "_measure", measure)
+
+
+def test_a_member_whose_own_work_raises_fails_alone_and_the_others_train_on_unchanged(monkeypatch):
+    """Member 1's reading raises at epoch 2: it is out of the pack with its error, members 0 and 2 are the pack
+    without the failure, and every member's checkpoint keeps coming (member 1's: its state before it failed, from
+    which it trains on to its uninterrupted result)."""
+    configs = [parse_config({**NLGP, "seed": seed}) for seed in range(3)]
+    clean, clean_histories = _run(configs)
+    saved = []  # (trial, epoch of the call, the state's epoch, the state)
+    done = {"epoch": 0}  # the epoch of the latest report: the epoch each checkpoint is called at
+    checkpoints = [lambda state, k=k: saved.append((k, done["epoch"], state.epoch, state)) for k in range(3)]
+    _reading_raises(monkeypatch, seed=1, epoch=2)
+    histories = [[] for _ in configs]
+    reports = [lambda epoch, m, h=h: (h.append((epoch, m)), done.update(epoch=epoch)) for h in histories]
+    results = run_trials(configs, reports, checkpoints)
+    for k in (0, 2):
+        assert results[k].error is None
+        _assert_same_trial(results[k], clean[k], rtol=1e-6, atol=1e-7)
+        assert histories[k] == clean_histories[k]
+    assert results[1].error == "ValueError: no reading of seed 1"
+    assert results[1].metrics["phase"] == "failed"
+    assert [e for e, _ in histories[1]] == [1, 2]  # its epoch-1 report, then the one that tells it failed
+    assert histories[1][1][1]["failed"] == 1.0
+    # every epoch, a checkpoint of each trial; trial 1's from epoch 2 on is the state it had before it failed
+    assert [(k, e) for k, e, _, _ in saved] == [(k, e) for e in range(1, 5) for k in range(3)]
+    assert [s for k, _, s, _ in saved if k == 1] == [1, 1, 1, 1]
+    assert [s for k, _, s, _ in saved if k != 1] == [e for e in range(1, 5) for _ in (0, 2)]
+    kept = next(state for k, e, _, state in saved if (k, e) == (1, 4))
+    assert [m["epoch"] for m in kept.history] == [1] and sorted(kept.snapshots) == [1]
+    monkeypatch.undo()
+    [retried] = run_trials([configs[1]], resumes=[kept])
+    _assert_same_trial(retried, clean[1])
+
+
+def test_a_single_trial_whose_reading_raises_still_raises(monkeypatch):
+    """Alone, a trial's failure is never turned into a result: run_trial raises the error itself."""
+    _reading_raises(monkeypatch, seed=0, epoch=2)
+    with pytest.raises(ValueError, match="^no reading of seed 0$"):
+        run_trial(parse_config({**NLGP, "seed": 0}))

@@ -434,6 +434,131 @@ def test_a_member_whose_record_fails_leaves_the_others_recorded_and_the_pack_to_
     assert [r.result.config.seed for r in (records[0], records[2])] == [0, 2]  # each its own trial
 
 
+def test_a_member_whose_training_fails_is_failed_alone_and_its_retry_trains_it_alone(monkeypatch, tmp_path):
+    """Member t-1's reading raises at epoch 2: t-0 and t-2 train on and are recorded, t-1's run is failed with its
+    error, the Tune trial fails naming it; Tune's checkpoints kept coming with every member's folder (t-1's: its
+    state before it failed), and the retry trains t-1 alone from there."""
+    import shutil
+
+    from urn_study import trial
+    from urn_study.checkpoint import load_state
+    from urn_study.config import parse_config
+    from urn_study.sweep import trainable
+
+    stored = []  # Tune's copies of the pack's checkpoints, as its storage keeps them
+
+    def report(metrics, checkpoint=None):
+        if checkpoint is not None:
+            stored.append(tmp_path / f"checkpoint_{len(stored):06d}")
+            shutil.copytree(checkpoint.path, stored[-1])
+
+    monkeypatch.setattr(trainable.tune, "report", report)
+    monkeypatch.setattr(trainable.tune, "get_checkpoint", lambda: None)
+    real, readings = trial._measure, []
+
+    def measure(batch, k, w, b, final):
+        if batch.configs[k].seed == 1:
+            readings.append(k)
+            if len(readings) == 2:
+                raise ValueError("no reading at epoch 2")
+        return real(batch, k, w, b, final)
+
+    monkeypatch.setattr(trial, "_measure", measure)
+
+    class Record:
+        def __init__(self):
+            self.finished, self.result, self.failed, self.epochs, self.tags = False, None, [], [], {}
+
+        def log_epoch(self, epoch, metrics):
+            if epoch > max(self.epochs, default=0):  # as a run: an epoch it has is not logged again
+                self.epochs.append(epoch)
+
+        def set_tags(self, tags):
+            self.tags.update(tags)
+
+        def finish(self, result):
+            self.finished, self.result = True, result
+
+        def fail(self, error=None):
+            self.failed.append(error)
+
+    config = {
+        "data.name": "nlgp",
+        "data.side": 8,
+        "data.n_samples": 200,
+        "train.batch_size": 50,
+        "train.epochs": 4,
+        "train.snapshot_every": 1,
+        "train.checkpoint_every": 1,
+    }
+    members = [(f"t-{seed}", parse_config({**config, "seed": seed})) for seed in range(3)]
+    records = [Record() for _ in members]
+    with pytest.raises(RuntimeError, match=r"^t-1 \(ValueError: no reading at epoch 2\) failed in training; the pack's other"):
+        trainable._train(members, records, [0, 1, 2], "test_accuracy", [])
+    assert [r.finished for r in records] == [True, False, True]
+    assert [r.failed for r in records] == [[], ["ValueError: no reading at epoch 2"], []]
+    assert records[1].epochs == [1]  # its epochs before it failed
+    # a checkpoint at each epoch but the last, each with every member's folder; t-1's is its epoch-1 state
+    assert len(stored) == 3
+    assert all(sorted(p.name for p in folder.iterdir()) == ["t-0", "t-1", "t-2"] for folder in stored)
+    assert [load_state(folder / "t-1").epoch for folder in stored] == [1, 1, 1]
+    assert [load_state(stored[-1] / t).epoch for t in ("t-0", "t-2")] == [3, 3]
+
+    monkeypatch.setattr(trial, "_measure", real)  # the retry: Tune gives it the pack's latest checkpoint
+    monkeypatch.setattr(trainable.tune, "get_checkpoint", lambda: trainable.tune.Checkpoint.from_directory(str(stored[-1])))
+    todo = [i for i, r in enumerate(records) if not r.finished]
+    assert todo == [1]
+    trainable._train(members, records, todo, "test_accuracy", [])
+    assert records[1].finished and records[1].tags["urn.resumed_from_epoch"] == "1"
+    assert records[1].epochs == [1, 2, 3, 4] and records[1].result.metrics["epochs"] == 4
+    assert records[1].result.config.seed == 1 and records[1].result.error is None
+
+
+def test_a_member_whose_checkpoint_fails_does_not_hold_the_packs_checkpoints_but_a_full_disk_ends_the_pack(monkeypatch):
+    """b's save raises at epoch 1: that checkpoint goes without b (run_trials fails b, whose last report says so
+    and is not logged); the next ones wait for no report of b but still take its folder. A full disk is no
+    member's own failure: PackError, which ends the pack."""
+    from urn_study.sweep import trainable
+    from urn_study.trial import PackError, TrialState
+
+    sent, logged, broken = [], [], {"b": "the folder said no"}
+    monkeypatch.setattr(
+        trainable.tune,
+        "report",
+        lambda metrics, checkpoint=None: sent.append(sorted(os.listdir(checkpoint.path)) if checkpoint else None),
+    )
+    real_save = trainable.save_state
+
+    def save_state(state, folder):
+        if folder.name in broken:
+            (folder / "half").mkdir(parents=True)
+            raise OSError(broken.pop(folder.name))
+        real_save(state, folder)
+
+    monkeypatch.setattr(trainable, "save_state", save_state)
+    records = [SimpleNamespace(log_epoch=lambda e, m, k=k: logged.append((k, e))) for k in range(2)]
+    reporter = trainable.PackReporter(["a", "b"], records, SimpleNamespace(checkpoint_every=1, epochs=4), "test_accuracy")
+    reports, checkpoints = reporter.reports(), reporter.checkpoints()
+    state = TrialState(epoch=1, arrays={"W": [[0.0]]}, adam_step=1)
+    reports[0](1, {"task_loss": 1.0, "test_accuracy": 0.5})
+    reports[1](1, {"task_loss": 1.0, "test_accuracy": 0.7})
+    checkpoints[0](state)
+    with pytest.raises(OSError, match="the folder said no"):
+        checkpoints[1](state)
+    assert sent == [["a"]]  # without b's half folder
+    reports[1](1, {"task_loss": 1.0, "failed": 1.0})  # run_trials: b is out
+    reports[0](2, {"task_loss": 1.0, "test_accuracy": 0.6})
+    checkpoints[0](state)
+    checkpoints[1](state)  # b's state before it failed
+    assert sent == [["a"], ["a", "b"]]
+    reports[0](3, {"task_loss": 1.0, "test_accuracy": 0.6})
+    checkpoints[0](state)
+    broken["b"] = "[Errno 28] No space left on device"
+    with pytest.raises(PackError, match="No space left on device"):
+        checkpoints[1](state)
+    assert logged == [(0, 1), (1, 1), (0, 2), (0, 3)]
+
+
 def test_pack_reporter_reports_to_tune_at_checkpoints_only_while_they_come_often(monkeypatch):
     """Each tune.report waits on Tune's loop: between checkpoints only an epoch after REPORT_EVERY_S goes."""
     from urn_study.sweep import trainable

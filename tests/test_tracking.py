@@ -421,7 +421,9 @@ def test_a_retried_trial_continues_its_run(results, trial):
     experiment_id = tracking.ensure_experiment(uri, "tiny")
     parent = tracking.open_sweep_run(uri, experiment_id, "tiny", "tiny-sweep", {})
     first = record_trial(uri, experiment_id, parent, "tiny-0000", config, reports, result, upto=2)
-    first.fail()
+    first.fail("ValueError: no reading")  # its error, as a pack's trial that failed in training
+    run = tracking.client(uri).get_run(first.run_id)
+    assert run.info.status == "FAILED" and run.data.tags["urn.error"] == "ValueError: no reading"
     # the retry trains again from a checkpoint at epoch 1: epoch 2 is reported again, but logged once
     second = tracking.TrialRecord.open(uri, experiment_id, parent, "tiny", "tiny-sweep", "tiny-0000", config)
     assert not second.finished and second.last_step == 2 and second.run_id == first.run_id

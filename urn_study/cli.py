@@ -101,6 +101,8 @@ def _train(args: argparse.Namespace) -> int:
         )
         if "diverged" in m:
             line += "  DIVERGED"
+        elif "failed" in m:  # its error is raised next
+            line += "  FAILED"
         elif "depth" in m:
             line += (
                 f"  | {m['phase']}{' (uncertain)' if m['uncertain'] else ''} depth {m['depth']:.0f} "

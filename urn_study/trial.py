@@ -4,13 +4,22 @@ Pure: no Ray, no MLflow. Per-epoch metrics leave through ``report(epoch, metrics
 leaves through ``checkpoint(state)`` and comes back through ``resume``. A trial that diverges (non-finite
 weights, or a task loss non-finite or blown up far above chance: ``_blown_up``) ends with phase ``diverged``;
 in a batch the other trials go on.
+
+A trial whose own work raises (its reading at a snapshot, its ``report`` or ``checkpoint`` callback, its result)
+fails alone: ``run_trials`` takes it out of the batch as it does a diverged one, the others train on exactly as they
+would have, and its result carries the error (``TrialResult.error``, the exception itself in ``.exception``) instead
+of a reading. Its last report is ``{"task_loss": ..., "failed": 1.0}``, and its ``checkpoint`` keeps being called,
+with the state of its last checkpoint before it failed (a retry goes on from there). Errors of a failed trial's
+callbacks after that are dropped: its first error is the one kept. ``run_trial`` (one trial) raises that error
+instead: a failure is never turned into a result. The batched training step is the whole batch's: an error there,
+or a ``PackError`` from a callback (a full disk: no trial can go on), leaves ``run_trials`` and ends every trial.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -56,13 +65,23 @@ class TrialResult:
     data_info: dict
     initial_weights: np.ndarray | None = None  # W0, the untrained network the measures are held to
     bias_snapshots: dict[int, np.ndarray] = field(default_factory=dict)  # epoch -> b along training
+    error: str | None = None  # a failed trial's error ("ValueError: ..."): its metrics hold no reading
+    exception: Exception | None = field(default=None, repr=False)  # that error itself
+
+
+class PackError(Exception):
+    """Raised by a trial's callback for a failure that no trial of the batch can go on from (a full disk): it leaves
+    ``run_trials`` at once, where any other error of a trial's own work fails that trial alone."""
 
 
 def run_trial(
     config: TrialConfig, report: Report | None = None, checkpoint: Checkpoint | None = None, resume: TrialState | None = None
 ) -> TrialResult:
-    """Train one URN and read its structure."""
-    return run_trials([config], [report], [checkpoint], [resume])[0]
+    """Train one URN and read its structure; an error in its reading or callbacks is raised."""
+    [result] = run_trials([config], [report], [checkpoint], [resume])
+    if result.exception is not None:
+        raise result.exception
+    return result
 
 
 GROUP_KEYS = (
@@ -241,55 +260,130 @@ def run_trials(
     checkpoints: list[Checkpoint | None] | None = None,
     resumes: list[TrialState | None] | None = None,
 ) -> list[TrialResult]:
-    """Train K trials of one shape together; each keeps its own seed, metrics, checkpoints and result."""
+    """Train K trials of one shape together; each keeps its own seed, metrics, checkpoints and result. A trial whose
+    own work raises fails alone (its result's ``error``); see the module's docstring."""
     n = len(configs)
     reports = reports or [None] * n
     checkpoints = checkpoints or [None] * n
     resumes = resumes or [None] * n
     start = 0
     if any(r is not None for r in resumes):
-        # a trial that diverged stopped counting epochs; the others must be where the pack stopped
-        if any(r is None for r in resumes) or len({r.epoch for r in resumes if r.diverged_at is None}) > 1:
+        if any(r is None for r in resumes) or not resumable_together(resumes):
             raise ValueError("trials resumed together must have completed the same number of epochs")
         start = max(r.epoch for r in resumes)
     batch = _Batch(configs)
     states = [r or TrialState(epoch=0, arrays={}, adam_step=0) for r in resumes]
     if start > 0:
         batch.load(states)
+    kept = [_copy(state) for state in states]  # each trial's state at its latest checkpoint: a failed trial's
+    failures: dict[int, Exception] = {}  # trial -> the error that took it out of the batch
     train = configs[0].train
     t0 = time.perf_counter() - max(s.seconds for s in states)
     reports_of_w: dict[int, Measurement] = {}  # trial -> the measurement of its latest snapshot
     for epoch in range(start, train.epochs):
-        alive = [s.diverged_at is None for s in states]
+        alive = [s.diverged_at is None and k not in failures for k, s in enumerate(states)]
         if not any(alive):
             break
         task = _train_epoch(batch, epoch, alive)
         done = epoch + 1
         metrics = _epoch_metrics(batch, epoch, task)
-        snapshot = done % train.snapshot_every == 0 or done == train.epochs
         for k, state in enumerate(states):
             if not alive[k]:
                 continue
-            m = metrics[k]
-            if _blown_up(m["task_loss"], batch.datasets[k].n_classes) or not np.all(np.isfinite(_np(batch.model.W[k]))):
-                state.diverged_at = done
-                _silence(batch, k)
-                m = {"task_loss": m["task_loss"], "diverged": 1.0}
-            elif snapshot:
-                w, b = _np(batch.model.W[k]), _np(batch.model.b[k])
-                state.snapshots[done], state.bias_snapshots[done] = w, b
-                reports_of_w[k] = _measure(batch, k, w, b, final=done == train.epochs)
-                m.update(reports_of_w[k].summary())
-            state.epoch, state.seconds = done, time.perf_counter() - t0
-            state.history.append({"epoch": done, **m})
-            if reports[k]:
-                reports[k](done, m)
+            try:
+                _end_epoch(batch, k, state, metrics[k], done, reports_of_w, reports[k], t0)
+            except PackError:
+                raise
+            except Exception as err:  # noqa: BLE001 - this trial's own work: it fails alone
+                _fail(batch, k, err, failures, reports[k], done, metrics[k])
+        if not (done % train.checkpoint_every == 0 or done == train.epochs):
+            continue
         for k, state in enumerate(states):
-            if checkpoints[k] and (done % train.checkpoint_every == 0 or done == train.epochs):
-                state.arrays, state.adam_step = batch.arrays(k)
+            if checkpoints[k] is None:
+                continue
+            if k in failures:  # saved as it was before it failed
+                _quietly(checkpoints[k], kept[k])
+                continue
+            state.arrays, state.adam_step = batch.arrays(k)
+            kept[k] = _copy(state)
+            try:
                 checkpoints[k](state)
+            except PackError:
+                raise
+            except Exception as err:  # noqa: BLE001 - this trial's own checkpoint: it fails alone
+                _fail(batch, k, err, failures, reports[k], done, metrics[k])
     # the last epoch is a snapshot: a trial's latest report is its final W's (a diverged trial's is not used)
-    return [_result(batch, k, state, reports_of_w.get(k)) for k, state in enumerate(states)]
+    results = []
+    for k, state in enumerate(states):
+        try:
+            results.append(_result(batch, k, state, reports_of_w.get(k), failures.get(k)))
+        except Exception as err:  # noqa: BLE001 - this trial's own reading: it fails alone
+            failures[k] = err
+            results.append(_result(batch, k, state, failure=err))
+    return results
+
+
+def resumable_together(states: list[TrialState]) -> bool:
+    """Trials resume together from one epoch only: that of each that has not diverged (a diverged trial stopped
+    counting epochs where it diverged)."""
+    return len({s.epoch for s in states if s.diverged_at is None}) <= 1
+
+
+def _end_epoch(
+    batch: _Batch,
+    k: int,
+    state: TrialState,
+    m: dict,
+    done: int,
+    reports_of_w: dict[int, Measurement],
+    report: Report | None,
+    t0: float,
+) -> None:
+    """Trial k's own work after an epoch: the divergence check, its reading at a snapshot, its history, its report."""
+    train = batch.configs[k].train
+    if _blown_up(m["task_loss"], batch.datasets[k].n_classes) or not np.all(np.isfinite(_np(batch.model.W[k]))):
+        state.diverged_at = done
+        _silence(batch, k)
+        m = {"task_loss": m["task_loss"], "diverged": 1.0}
+    elif done % train.snapshot_every == 0 or done == train.epochs:
+        w, b = _np(batch.model.W[k]), _np(batch.model.b[k])
+        state.snapshots[done], state.bias_snapshots[done] = w, b
+        reports_of_w[k] = _measure(batch, k, w, b, final=done == train.epochs)
+        m.update(reports_of_w[k].summary())
+    state.epoch, state.seconds = done, time.perf_counter() - t0
+    state.history.append({"epoch": done, **m})
+    if report:
+        report(done, m)
+
+
+def _fail(batch: _Batch, k: int, err: Exception, failures: dict[int, Exception], report: Report | None, done: int, m: dict) -> None:
+    """Trial k out of the batch for good, as a diverged one, with its error kept; its last report says so."""
+    failures[k] = err
+    _silence(batch, k)
+    if report:
+        _quietly(report, done, {"task_loss": m["task_loss"], "failed": 1.0})
+
+
+def _quietly(callback: Callable, *args) -> None:
+    """A failed trial's callback: its first error is already kept, so what this one raises is dropped (a
+    PackError aside)."""
+    try:
+        callback(*args)
+    except PackError:
+        raise
+    except Exception:  # noqa: BLE001 - see above
+        pass
+
+
+def _copy(state: TrialState) -> TrialState:
+    """The state as it is now: the training loop appends to the original's history and snapshots."""
+    return replace(
+        state,
+        arrays=dict(state.arrays),
+        history=list(state.history),
+        snapshots=dict(state.snapshots),
+        bias_snapshots=dict(state.bias_snapshots),
+    )
 
 
 BLOWN_UP = 100.0  # a mean task loss above this many times ln(classes) (chance) is a training that blew up
@@ -419,14 +513,21 @@ def _measure(batch: _Batch, k: int, w: np.ndarray, b: np.ndarray, final: bool) -
 FINAL_LISTS = ("widths", "block_widths", "carrying_depths", "depth_shares", "w_widths", "w_hop_spectrum")
 
 
-def _result(batch: _Batch, k: int, state: TrialState, report: Measurement | None = None) -> TrialResult:
+def _result(
+    batch: _Batch, k: int, state: TrialState, report: Measurement | None = None, failure: Exception | None = None
+) -> TrialResult:
     config, data = batch.configs[k], batch.datasets[k]
     last = state.history[-1] if state.history else {}
     b = _np(batch.model.b[k])
-    if state.diverged_at is not None:
+    error = None if failure is None else f"{type(failure).__name__}: {failure}"
+    if state.diverged_at is not None or failure is not None:
         w = state.snapshots[max(state.snapshots)] if state.snapshots else np.zeros((batch.layouts[k].size,) * 2, np.float32)
-        structure = {"phase": "diverged"}
-        metrics = {"phase": "diverged", "diverged_at_epoch": state.diverged_at, "test_accuracy": float("nan")}
+        if failure is not None:
+            structure = {"phase": "failed"}
+            metrics = {"phase": "failed", "error": error, "test_accuracy": float("nan")}
+        else:
+            structure = {"phase": "diverged"}
+            metrics = {"phase": "diverged", "diverged_at_epoch": state.diverged_at, "test_accuracy": float("nan")}
     else:
         w = _np(batch.model.W[k])
         report = report if report is not None else _measure(batch, k, w, b, final=True)
@@ -453,4 +554,6 @@ def _result(batch: _Batch, k: int, state: TrialState, report: Measurement | None
         data.info,
         batch.initial[k],
         state.bias_snapshots,
+        error,
+        failure,
     )

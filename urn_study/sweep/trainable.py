@@ -1,7 +1,12 @@
 """Inside a Tune trial: ``train_pack`` trains a pack of URN trials (``trials_per_worker``), records each in its
 MLflow run (urn_study.tracking) and reports to Tune: every epoch to the runs, to Tune at checkpoint epochs (and every
 ``REPORT_EVERY_S`` between: each report waits on Tune's loop). A checkpoint holds one ``save_state`` folder per
-trial; a retried or resumed trial goes on from the newest whole one."""
+trial; a retried or resumed trial goes on from the newest whole one.
+
+A trial of the pack whose training fails (its reading, its record's metrics, its checkpoint: urn_study.trial) or
+whose record cannot be written fails alone: the others train on and are recorded, its run ends FAILED with its
+error, and the Tune trial then fails naming it, so that Tune retries it, alone, from its last checkpoint (its state
+before it failed). A full disk stops the sweep instead (``disk_full``)."""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import shutil
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -187,23 +193,39 @@ def _train(members, records, todo: list[int], metric: str, earlier: list[str]) -
                 records[i].log_epoch(entry["epoch"], {k: v for k, v in entry.items() if k != "epoch"})
     results = run_trials(configs, reporter.reports(), reporter.checkpoints(), resumes)
     reporter.flush()
-    failed = []
+    failed, unrecorded = [], []
     for i, result in zip(todo, results):
+        if result.error is not None:  # out of the pack in training: Tune's retry trains it again
+            print(f"urn-study: {members[i][0]} failed in training:", file=sys.stderr)
+            traceback.print_exception(result.exception, file=sys.stderr)
+            failed.append(f"{members[i][0]} ({error_line(result.error)})")
+            try:
+                records[i].fail(error_line(result.error))
+            except Exception as err:  # noqa: BLE001 - still unfinished: train_pack fails its run again at the end
+                if disk_full(str(err)):
+                    raise
+            continue
         try:
             records[i].finish(result)
         except Exception as err:  # noqa: BLE001 - one member's record: the others' are still written
             if disk_full(str(err)):
                 raise
-            failed.append(f"{members[i][0]} ({error_line(str(err))})")
-    if failed:  # Tune retries the pack: its recorded members are skipped, the others go on from their checkpoint
-        raise RuntimeError(f"the record of {', '.join(failed)} failed; the pack's other trials are recorded")
+            unrecorded.append(f"{members[i][0]} ({error_line(str(err))})")
+    # Tune retries the pack: its recorded members are skipped, the others go on from their checkpoint
+    said = [f"{', '.join(failed)} failed in training"] if failed else []
+    said += [f"the record of {', '.join(unrecorded)} failed"] if unrecorded else []
+    if said:
+        raise RuntimeError("; ".join(said) + "; the pack's other trials are recorded")
 
 
 def _resumes(trial_ids: list[str], earlier: list[str]) -> tuple[list, list[str]]:
-    """Each trial's state from the newest checkpoint that holds all of them whole: this Tune trial's own (a
-    retry), an older one of it where that is damaged (Tune keeps two), then those of the sweep's earlier runs
-    (``earlier``: a resumed sweep), else none (the trials start again from epoch 0). Also the names of the
-    checkpoints passed over."""
+    """Each trial's state from the newest checkpoint that holds all of them whole and at one epoch (a member that
+    failed in training is saved as it was before it failed: with the others it resumes only from a checkpoint
+    before that): this Tune trial's own (a retry), an older one of it where that is damaged (Tune keeps two), then
+    those of the sweep's earlier runs (``earlier``: a resumed sweep), else none (the trials start again from epoch
+    0). Also the names of the checkpoints passed over."""
+    from urn_study.trial import resumable_together
+
     latest = tune.get_checkpoint()
     skipped = []
     own = _checkpoints_from(latest) if latest is not None else []
@@ -211,7 +233,15 @@ def _resumes(trial_ids: list[str], earlier: list[str]) -> tuple[list, list[str]]
         try:
             with checkpoint.as_directory() as folder:
                 if all((Path(folder) / t).is_dir() for t in trial_ids):
-                    return [load_state(Path(folder) / t) for t in trial_ids], skipped
+                    states = [load_state(Path(folder) / t) for t in trial_ids]
+                    if resumable_together(states):
+                        return states, skipped
+                    # a member that failed in training is saved as it was before: not where the others are
+                    print(
+                        f"urn-study: {', '.join(trial_ids)}: checkpoint {checkpoint.path} skipped (its trials stopped "
+                        "at different epochs)",
+                        file=sys.stderr,
+                    )
         except (CheckpointError, OSError) as err:
             print(f"urn-study: {', '.join(trial_ids)}: checkpoint {checkpoint.path} skipped ({err})", file=sys.stderr)
         skipped.append(checkpoint.path.rstrip("/").rsplit("/", 1)[-1])
@@ -238,11 +268,13 @@ class PackReporter:
     """Turns run_trials' per-trial callbacks into ``tune.report`` calls: at checkpoint epochs with one
     checkpoint holding a folder per trial, at the last epoch, and at other epochs if ``REPORT_EVERY_S``
     passed since the last report (progress for long gaps between checkpoints). Each epoch goes to the
-    trial's MLflow run."""
+    trial's MLflow run. A trial that diverged or failed (its last report says which) is waited for no more; a
+    failed one is still saved at each checkpoint (run_trials gives its state before it failed), and a save that
+    fails leaves the checkpoint without that trial."""
 
     def __init__(self, trial_ids: list[str], records: list, train, metric: str, clock=time.monotonic):
         self.ids, self.records, self.train, self.metric, self.clock = trial_ids, records, train, metric, clock
-        self.dead: set[int] = set()  # diverged in an earlier epoch: reports no more
+        self.dead: set[int] = set()  # diverged or failed in an earlier epoch: reports no more
         self.epoch_metrics: dict[int, dict] = {}
         self.latest: dict[int, float] = {}  # the metric carried between snapshot epochs
         self.saved = 0
@@ -251,10 +283,10 @@ class PackReporter:
         self.sent_at = self.clock()
 
     def reports(self) -> list:
-        return [lambda epoch, m, i=i: self._report(i, epoch, m) for i in range(len(self.ids))]
+        return [lambda epoch, m, i=i: _full_disk_ends_pack(self._report, i, epoch, m) for i in range(len(self.ids))]
 
     def checkpoints(self) -> list:
-        return [lambda state, i=i: self._checkpoint(i, state) for i in range(len(self.ids))]
+        return [lambda state, i=i: _full_disk_ends_pack(self._checkpoint, i, state) for i in range(len(self.ids))]
 
     def _checkpoint_epoch(self, epoch: int) -> bool:
         """Not the last epoch: the trials' records are written right after it (a retry of a trial that fails
@@ -262,7 +294,8 @@ class PackReporter:
         return epoch % self.train.checkpoint_every == 0 and epoch < self.train.epochs
 
     def _report(self, i: int, epoch: int, metrics: dict) -> None:
-        self.records[i].log_epoch(epoch, metrics)
+        if "failed" not in metrics:  # a trial that failed in training: its run ends FAILED with its error (_train)
+            self.records[i].log_epoch(epoch, metrics)
         self.epoch = epoch
         self.epoch_metrics[i] = metrics
         if finite(metrics.get(self.metric)):
@@ -279,7 +312,18 @@ class PackReporter:
             return
         if self.folder is None:
             self.folder = tempfile.mkdtemp(prefix=f"{CHECKPOINT_PREFIX}{os.getpid()}-")
-        save_state(state, Path(self.folder) / self.ids[i])
+        try:
+            save_state(state, Path(self.folder) / self.ids[i])
+        except Exception:
+            # that trial fails (run_trials); the checkpoint goes without it, the others' still whole
+            shutil.rmtree(Path(self.folder) / self.ids[i], ignore_errors=True)
+            self._saved_one()
+            raise
+        self._saved_one()
+
+    def _saved_one(self) -> None:
+        """Every trial is saved at each checkpoint epoch (a failed one as it was before it failed): once all
+        were, the checkpoint goes."""
         self.saved += 1
         if self.saved == len(self.ids):
             self._send(self.folder)
@@ -307,13 +351,26 @@ class PackReporter:
         self._next_epoch()
 
     def _next_epoch(self) -> None:
-        self.dead |= {i for i, m in self.epoch_metrics.items() if "diverged" in m}
+        self.dead |= {i for i, m in self.epoch_metrics.items() if "diverged" in m or "failed" in m}
         self.epoch_metrics, self.saved, self.folder = {}, 0, None
 
     def flush(self) -> None:
         """Send what the last epoch left (all trials diverged before a checkpoint epoch's save)."""
         if self.epoch_metrics or self.folder:
             self._send(self.folder if self.saved == len(self.ids) else None)
+
+
+def _full_disk_ends_pack(callback, *args) -> None:
+    """A trial's callback. Its error fails that trial alone (run_trials), but a full disk is no trial's own: it ends
+    the pack (PackError), and ``train_pack`` the sweep."""
+    try:
+        callback(*args)
+    except Exception as err:
+        if disk_full(str(err)):
+            from urn_study.trial import PackError
+
+            raise PackError(str(err)) from err
+        raise
 
 
 def _whereabouts() -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any
 
 ROLE_TAG, STUDY_TAG, SWEEP_TAG, TRIAL_TAG = "urn.role", "urn.study", "urn.sweep", "urn.trial_id"
 ATTEMPTS_TAG = "urn.attempts"
+ERROR_TAG = "urn.error"  # a failed run: the line of the error it failed with, where one is known
 PARENT_TAG = "mlflow.parentRunId"
 PHASE_CODES = {"dead": 0, "recurrent": 1, "shallow": 2, "residual": 3, "locally_connected": 4, "fully_connected": 5, "diverged": 6}
 # the final figures that are words or lists: tags (phase and depth as the functional reading; w_: the |W| pattern)

@@ -17,6 +17,7 @@ from urn_study.config import TrialConfig, to_flat
 from urn_study.tracking.experiments import SOURCE_PREFIX
 from urn_study.tracking.runs import (
     ATTEMPTS_TAG,
+    ERROR_TAG,
     FINAL_TAGS,
     METRIC_BATCH,
     PARENT_TAG,
@@ -150,9 +151,13 @@ class TrialRecord:
         self.summary = {**{k: v for k, v in result.metrics.items() if _is_number(v)}, **tags}
         return self.summary
 
-    def fail(self) -> None:
+    def fail(self, error: str | None = None) -> None:
+        """End the run FAILED, with what the trial reported before it failed and ``error`` (one line: why) as
+        its ``urn.error`` tag where given."""
         try:
             self._sender.close()  # keep what the trial reported before it failed
+            if error:
+                _set_tags(self._client, self.run_id, {ERROR_TAG: error[:5000]})
         finally:
             self._client.set_terminated(self.run_id, "FAILED")
 
