@@ -26,11 +26,15 @@ demo: setup
 	$(BIN)/urn-study sweep search_spaces/quickstart.yaml
 	$(BIN)/urn-study phase search_spaces/quickstart.yaml --out urn_results/figures/quickstart
 
+# the tests run on every core (at most 4: each slow test starts its own Ray or server); a test's worker takes the next
+# test when it is free (worksteal), so the long ones do not queue behind each other
+XDIST := -n auto --maxprocesses 4 --dist worksteal
+
 test: setup browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(XDIST)
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" $(XDIST)
 
 clean-results:
 	rm -rf urn_results
