@@ -344,8 +344,42 @@ def _train_step(
     model.set_gradients(states, grad_logits)
     # the regulators' gradient in closed form: their value is not needed here (see _epoch_metrics)
     add_regulator_gradient(model.W.grad, model.W, cost, strengths, batch.active)
-    batch.optimizer.step()
+    _adam_step(batch.optimizer)
     return task
+
+
+def _adam_step(optimizer: torch.optim.Adam) -> None:
+    """``optimizer.step()`` of a fused Adam, its one kernel called directly: torch's step around it (hooks,
+    checks, grouping the tensors by device and type) costs about 0.25 ms per training step inside the loop,
+    where its Python runs cold after the products (S = 522: 0.55 against 0.27 ms; S = 202: 0.37 against
+    0.12 ms, one thread's CPU time). The same update: torch's own ``_fused_adam`` makes these two calls.
+    Anything else (the first step, which creates the state; a configuration this does not handle) goes
+    through ``optimizer.step()``."""
+    group = optimizer.param_groups[0]
+    params = group["params"]
+    states = [optimizer.state.get(p) for p in params]
+    plain = not (group["amsgrad"] or group["maximize"] or group["decoupled_weight_decay"] or isinstance(group["lr"], torch.Tensor))
+    if len(optimizer.param_groups) > 1 or not group["fused"] or not plain or not all(states) or any(p.grad is None for p in params):
+        optimizer.step()
+        return
+    steps = [s["step"] for s in states]
+    torch._foreach_add_(steps, 1)
+    beta1, beta2 = group["betas"]
+    torch._fused_adam_(
+        params,
+        [p.grad for p in params],
+        [s["exp_avg"] for s in states],
+        [s["exp_avg_sq"] for s in states],
+        [],
+        steps,
+        lr=group["lr"],
+        beta1=beta1,
+        beta2=beta2,
+        weight_decay=group["weight_decay"],
+        eps=group["eps"],
+        amsgrad=False,
+        maximize=False,
+    )
 
 
 @torch.no_grad()
