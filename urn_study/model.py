@@ -148,13 +148,15 @@ def recursion_backward(
     grad_b = W.new_zeros(W.shape[:2])
     # (rows, columns of W, gradient of that step's pre-activation, the state it multiplied)
     products = [(slice(n_act, None), slice(None, n_in) if steps == 1 else slice(None), grad_logits[-1], states[-1])]
-    grad_b[:, n_act:] += grad_logits[-1].sum(dim=1)
+    grad_b[:, n_act:].add_(grad_logits[-1].sum(dim=1))  # in place on the view (``+=`` would copy it back too)
     grad_h = torch.bmm(grad_logits[-1], W[:, n_act:]) if steps > 1 else None
     for t in range(steps - 1, 0, -1):
         grad_a = BACKWARDS[activation](grad_h, states[t])
-        grad_a[..., n_act:] = grad_h[..., n_act:]
+        outputs = grad_a[..., n_act:]  # linear: the state's gradient itself, plus this step's readout's
         if readout == "all" and t >= readout_from:
-            grad_a[..., n_act:] += grad_logits[t - readout_from]
+            torch.add(grad_h[..., n_act:], grad_logits[t - readout_from], out=outputs)
+        else:
+            outputs.copy_(grad_h[..., n_act:])
         if input_mode == "clamp":
             grad_a[..., :n_in] = 0.0
         grad_b += grad_a.sum(dim=1)
