@@ -452,7 +452,8 @@ def _adam_step(optimizer: torch.optim.Adam) -> None:
     group = optimizer.param_groups[0]
     params = group["params"]
     states = [optimizer.state.get(p) for p in params]
-    plain = not (group["amsgrad"] or group["maximize"] or group["decoupled_weight_decay"] or isinstance(group["lr"], torch.Tensor))
+    options = ("amsgrad", "maximize", "decoupled_weight_decay")  # the last one is newer than some torch we accept
+    plain = not (any(group.get(o, False) for o in options) or isinstance(group["lr"], torch.Tensor))
     if len(optimizer.param_groups) > 1 or not group["fused"] or not plain or not all(states) or any(p.grad is None for p in params):
         optimizer.step()
         return
