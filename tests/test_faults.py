@@ -366,6 +366,8 @@ def test_server_down_mid_sweep_loses_no_record_and_no_token_is_written(results, 
     from urn_study.sweep.trainable import PAUSE_ENV
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")  # Ray's workers inherit the driver's env
+    # and 3 retries (1 + 2 + 4 s) instead of 7 (up to 2 min): past them the sender's own next turn tries again
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", TOKEN)
     gate = tmp_path / "gate"
     gate.mkdir()
