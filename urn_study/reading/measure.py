@@ -79,17 +79,7 @@ class Null:
 def measure_null(W0: np.ndarray, layout: Layout, model: Any, probe: Probe, thresholds: Thresholds = Thresholds()) -> Null:
     """The untrained W0 (zero biases), held to random untrained networks of its shape (it is one of them)."""
     function = functional_report(Network.of(W0, None, layout, model), probe, None, thresholds)
-    weights = structure_report(
-        W0,
-        layout,
-        model.steps,
-        model.input_mode,
-        model.readout,
-        model.readout_from,
-        accuracy=function.accuracy,
-        n_classes=layout.n_out,
-    )
-    return Null(function, weights)
+    return Null(function, _weights_report(W0, layout, model, function.accuracy))
 
 
 @dataclass
@@ -144,18 +134,22 @@ def measure(
 ) -> Measurement:
     """The record of one W (``model``: a ModelConfig or anything with its fields)."""
     function = functional_report(Network.of(W, b, layout, model), probe, null.function if null else None, thresholds)
-    weights = structure_report(
+    weights = _weights_report(W, layout, model, function.accuracy)
+    shuffled = None
+    if shuffle:
+        shuffled = _weights_report(degree_preserving_shuffle(prune(W), seed=0), layout, model)
+    return Measurement(function, weights, null, shuffled)
+
+
+def _weights_report(W: np.ndarray, layout: Layout, model, accuracy: float | None = None) -> StructureReport:
+    """The |W| descriptors of one W under ``model``'s recursion (with its accuracy where one is known)."""
+    return structure_report(
         W,
         layout,
         model.steps,
         model.input_mode,
         model.readout,
         model.readout_from,
-        accuracy=function.accuracy,
-        n_classes=layout.n_out,
+        accuracy=accuracy,
+        n_classes=layout.n_out,  # read only beside an accuracy
     )
-    shuffled = None
-    if shuffle:
-        rewired = degree_preserving_shuffle(prune(W), seed=0)
-        shuffled = structure_report(rewired, layout, model.steps, model.input_mode, model.readout, model.readout_from)
-    return Measurement(function, weights, null, shuffled)
