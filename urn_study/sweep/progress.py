@@ -46,7 +46,7 @@ class Progress(tune.Callback):
     def counts(self, trials: list) -> dict[str, float]:
         out = {"done": self.done_before, "running": 0, "failed": 0, "epochs": float(self.done_before * self.epochs)}
         for trial in trials:
-            size = _pack_size(trial.config)
+            size = pack_size(trial.config)
             status = trial.status
             if status == "TERMINATED" and "urn_summary" not in (trial.last_result or {}):
                 continue  # stopped by an interrupt, not finished: waiting for a resume
@@ -203,7 +203,8 @@ def _kill_here(pid: int) -> None:
         pass
 
 
-def _pack_size(config: dict) -> int:
+def pack_size(config: dict) -> int:
+    """How many URN trials a Tune trial's config trains (a pack's members; else one)."""
     return len(config.get("pack", [None]))
 
 

@@ -10,7 +10,7 @@ import time
 from ray import tune
 
 from urn_study import tracking
-from urn_study.sweep.progress import _pack_size
+from urn_study.sweep.progress import pack_size
 
 _log = logging.getLogger(__name__)
 
@@ -41,10 +41,10 @@ class TableKeeper(tune.Callback):
         self._reset()
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
-        self._ended(_pack_size(trial.config))
+        self._ended(pack_size(trial.config))
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
-        self._ended(_pack_size(trial.config))
+        self._ended(pack_size(trial.config))
 
     def on_step_end(self, iteration: int, trials: list, **info) -> None:
         self._maybe_write()
