@@ -424,6 +424,7 @@ def test_a_retried_trial_continues_its_run(results, trial):
     first.fail("ValueError: no reading")  # its error, as a pack's trial that failed in training
     run = tracking.client(uri).get_run(first.run_id)
     assert run.info.status == "FAILED" and run.data.tags["urn.error"] == "ValueError: no reading"
+    assert first.failed and not first.finished  # train_pack's own clean-up leaves it ended
     # the retry trains again from a checkpoint at epoch 1: epoch 2 is reported again, but logged once
     second = tracking.TrialRecord.open(uri, experiment_id, parent, "tiny", "tiny-sweep", "tiny-0000", config)
     assert not second.finished and second.last_step == 2 and second.run_id == first.run_id

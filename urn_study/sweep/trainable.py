@@ -129,7 +129,7 @@ def train_pack(tune_config: dict, context: SweepContext) -> None:
     finally:
         logging.getLogger("urn_study").removeHandler(RELAY)
         for record in records:
-            if not record.finished:
+            if not (record.finished or record.failed):  # a member failed in training is ended FAILED already
                 try:
                     record.fail()
                 except Exception as err:

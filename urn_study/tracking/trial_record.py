@@ -49,6 +49,7 @@ class TrialRecord:
         self.uri, self.run_id, self.trial_id = uri, run_id, trial_id
         self.last_step = last_step  # epochs <= this are already in the run
         self.finished = finished  # the run ended FINISHED before: nothing to do
+        self.failed = False  # this attempt ended the run FAILED (``fail``): nothing more to end
         self.summary = summary  # finished runs: final metrics and tags, for the sweep's table
         self._client = client(uri)
         self._sender = MetricSender(lambda items: self._client.log_batch(self.run_id, metrics=items, synchronous=True))
@@ -160,6 +161,7 @@ class TrialRecord:
                 _set_tags(self._client, self.run_id, {ERROR_TAG: error[:5000]})
         finally:
             self._client.set_terminated(self.run_id, "FAILED")
+            self.failed = True
 
 
 def ground_truth_tags(data_info: dict) -> dict[str, str]:
