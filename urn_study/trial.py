@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from urn_study.adam import Adam
 from urn_study.config import REGULATORS, ConfigError, TrialConfig, change_epochs
 from urn_study.data import Dataset, lattice_shape_of, load_dataset, n_classes_of
 from urn_study.layout import Layout, make_layout
@@ -186,7 +187,7 @@ class _Batch:
             w0, self.datasets[0].n_in, self.datasets[0].n_classes, m.steps, m.input_mode, m.readout, m.readout_from, m.activation
         ).to(self.device)
         # fused: one pass over W per step instead of about eight (same update, float rounding aside)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=first.train.lr, fused=self.device.type in ("cpu", "cuda"))
+        self.optimizer = Adam(self.model.parameters(), lr=first.train.lr)
         distances = torch.tensor(np.stack([lay.distances for lay in self.layouts]), dtype=torch.float32)
         alphas = torch.tensor([c.regulators.locality_alpha for c in configs], dtype=torch.float32)
         self.costs = wiring_costs(distances, alphas).to(self.device)
@@ -414,8 +415,7 @@ def _train_epoch(batch: _Batch, epoch: int, alive: list[bool]) -> torch.Tensor:
     train = batch.configs[0].train
     changes = change_epochs(batch.configs[0])  # the batch's trials share them under restart (group_key)
     for start in range(0, n, size):
-        for group in batch.optimizer.param_groups:
-            group["lr"] = learning_rate(train, changes, epoch + start / n)
+        batch.optimizer.lr = learning_rate(train, changes, epoch + start / n)
         idx = order[:, start : start + size]
         total += _train_step(batch, batch.x_train[rows, idx], batch.y_train[rows, idx], mask, cost, strengths)
         steps += 1
@@ -438,43 +438,8 @@ def _train_step(
     model.set_gradients(states, grad_logits)
     # the regulators' gradient in closed form: their value is not needed here (see _epoch_metrics)
     add_regulator_gradient(model.W.grad, model.W, cost, strengths, batch.active)
-    _adam_step(batch.optimizer)
+    batch.optimizer.step()
     return task
-
-
-def _adam_step(optimizer: torch.optim.Adam) -> None:
-    """``optimizer.step()`` of a fused Adam, its one kernel called directly: torch's step around it (hooks,
-    checks, grouping the tensors by device and type) costs about 0.25 ms per training step inside the loop,
-    where its Python runs cold after the products (S = 522: 0.55 against 0.27 ms; S = 202: 0.37 against
-    0.12 ms, one thread's CPU time). The same update: torch's own ``_fused_adam`` makes these two calls.
-    Anything else (the first step, which creates the state; a configuration this does not handle) goes
-    through ``optimizer.step()``."""
-    group = optimizer.param_groups[0]
-    params = group["params"]
-    states = [optimizer.state.get(p) for p in params]
-    options = ("amsgrad", "maximize", "decoupled_weight_decay")  # the last one is newer than some torch we accept
-    plain = not (any(group.get(o, False) for o in options) or isinstance(group["lr"], torch.Tensor))
-    if len(optimizer.param_groups) > 1 or not group["fused"] or not plain or not all(states) or any(p.grad is None for p in params):
-        optimizer.step()
-        return
-    steps = [s["step"] for s in states]
-    torch._foreach_add_(steps, 1)
-    beta1, beta2 = group["betas"]
-    torch._fused_adam_(
-        params,
-        [p.grad for p in params],
-        [s["exp_avg"] for s in states],
-        [s["exp_avg_sq"] for s in states],
-        [],
-        steps,
-        lr=group["lr"],
-        beta1=beta1,
-        beta2=beta2,
-        weight_decay=group["weight_decay"],
-        eps=group["eps"],
-        amsgrad=False,
-        maximize=False,
-    )
 
 
 def _task_loss_and_gradient(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
