@@ -128,6 +128,8 @@ def start_server(folder: Path, port: int) -> subprocess.Popen:
     """``mlflow server`` on 127.0.0.1:port (the tests' fixture's command), answering when this returns."""
     from conftest import MLFLOW, wait_http
 
+    from urn_study.tracking import server_env
+
     with open(folder / "server.log", "ab") as log:  # the server keeps its own copy of the descriptor
         process = subprocess.Popen(
             [
@@ -146,6 +148,7 @@ def start_server(folder: Path, port: int) -> subprocess.Popen:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            env=server_env(),
             start_new_session=True,
         )
     wait_http(f"http://127.0.0.1:{port}/health", process=process)

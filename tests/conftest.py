@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import pytest
 
-from urn_study.tracking import stop_group
+from urn_study.tracking import server_env, stop_group
 
 ROOT = Path(__file__).resolve().parents[1]
 MLFLOW = Path(sys.executable).parent / "mlflow"
@@ -90,6 +90,7 @@ def start_mlflow_server(folder: Path, port: int, workers: int = 1) -> subprocess
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=folder,
+            env=server_env(),  # as the project's own servers run: without MLflow's job runner
             start_new_session=True,
         )
     try:

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from urn_study.tracking.ui import JOB_EXECUTION_ENV
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -122,4 +124,11 @@ def test_nothing_reports_usage_to_its_makers(cluster):
     starts = [c for key in ("head_start_ray_commands", "worker_start_ray_commands") for c in cluster[key] if "ray start" in c]
     assert len(starts) == 2 and all("--disable-usage-stats" in c for c in starts)
     server = next(c for c in cluster["head_start_ray_commands"] if "mlflow server" in c)
-    assert "MLFLOW_DISABLE_TELEMETRY=true nohup" in server
+    assert "MLFLOW_DISABLE_TELEMETRY=true" in server and " nohup " in server
+
+
+def test_the_heads_mlflow_server_runs_without_mlflows_job_runner(cluster):
+    """As the servers urn_study starts (tracking.server_env): no job runner beside it."""
+    server = next(c for c in cluster["head_start_ray_commands"] if "mlflow server" in c)
+    env = server[: server.index(" nohup ")].rsplit("&&", 1)[-1].split()
+    assert f"{JOB_EXECUTION_ENV}=false" in env

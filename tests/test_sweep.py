@@ -14,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
+import psutil
 import pytest
 
 from urn_study import cli, tracking
@@ -851,6 +852,9 @@ def test_ui_serves_the_local_store_on_loopback_only(results, tmp_path, net, wait
     )
     try:
         net.wait_http(f"http://127.0.0.1:{port}/health", process=ui)
+        # the server alone: MLflow's job runner (7 processes importing MLflow) is not started beside it
+        started = [" ".join(p.cmdline()) for p in psutil.Process(ui.pid).children(recursive=True)]
+        assert started and not [c for c in started if "mlflow.server.jobs" in c or "huey" in c], started
         addresses = _listening_addresses(port)
         if Path("/proc/net/tcp").exists():
             assert addresses == {"0100007F"}, addresses  # 127.0.0.1, nothing else

@@ -69,7 +69,7 @@ from urn_study.tracking.store import (
 from urn_study.tracking.study_table import SweepTable
 from urn_study.tracking.sweep_runs import close_sweep_run, latest_sweep_run, log_sweep_report, open_sweep_run, trial_runs
 from urn_study.tracking.trial_record import MetricSender, TrialRecord
-from urn_study.tracking.ui import serve_ui, stop_group, ui_command
+from urn_study.tracking.ui import serve_ui, server_env, stop_group, ui_command
 
 __all__ = [
     "ATTEMPTS_TAG",
@@ -106,6 +106,7 @@ __all__ = [
     "search_runs",
     "serve_ui",
     "source_tags",
+    "server_env",
     "stop_group",
     "trial_runs",
     "ui_command",

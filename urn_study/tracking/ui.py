@@ -35,6 +35,20 @@ def ui_command(uri: str, port: int) -> list[str]:
     ]
 
 
+# MLflow's server starts a job runner beside it (huey consumers: 7 processes, each importing MLflow, about 25 s of CPU
+# at every start and some 1.5 GB of memory), for its GenAI jobs (evaluation, prompt optimisation): nothing a study
+# uses. Off in the servers this project starts, unless the environment says otherwise.
+JOB_EXECUTION_ENV = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
+
+
+def server_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for an ``mlflow server`` this project starts: ``environ`` (default: this process's) with
+    MLflow's job runner off unless it sets ``MLFLOW_SERVER_ENABLE_JOB_EXECUTION`` itself."""
+    env = dict(os.environ if environ is None else environ)
+    env.setdefault(JOB_EXECUTION_ENV, "false")
+    return env
+
+
 def _check_port_free(port: int) -> None:
     """A port something already listens on would have the browser open that instead: say so, before starting."""
     import socket
@@ -65,8 +79,8 @@ def serve_ui(uri: str | None, port: int, out: Any = None) -> int:
     print(f"MLflow UI for {uri} at {base} (loopback only; Ctrl-C stops it)", file=out, flush=True)
     for name, experiment_id in _viewed_experiments(uri):
         print(f"  {name}: {view_url(base, experiment_id)}", file=out, flush=True)
-    # its own process group: the server's workers and job runner all stop with it
-    process = subprocess.Popen(ui_command(uri, port), start_new_session=True)
+    # its own process group: the server's workers (and a job runner, if the environment asks for one) stop with it
+    process = subprocess.Popen(ui_command(uri, port), env=server_env(), start_new_session=True)
 
     def stop(*_):
         raise KeyboardInterrupt
