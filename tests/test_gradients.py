@@ -4,11 +4,14 @@ steps equal the same training written plainly (autograd, torch.optim.Adam unfuse
 
 import itertools
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
+from urn_study.adam import Adam
 from urn_study.config import REGULATORS, parse_config
 from urn_study.model import ACTIVATIONS, URN, initial_weights
 from urn_study.regulators import add_regulator_gradient, linear_cost, regulator_penalty, waits
@@ -203,3 +206,44 @@ def test_training_steps_equal_plain_autograd_and_unfused_adam(device, activation
         assert int(state[param]["step"]) == int(moments["step"]) == STEP_EPOCHS * 3
         for key in ("exp_avg", "exp_avg_sq"):
             torch.testing.assert_close(state[param][key].cpu(), moments[key], rtol=1e-9, atol=1e-15)
+
+
+def test_adams_fallback_steps_as_the_fused_kernel_from_a_loaded_state():
+    """Where the fused kernel does not run (a device other than CPU and CUDA), torch's own Adam steps on the same
+    state: here forced on the CPU, from a state loaded before the first step (a resume), against the fused path."""
+    gen = torch.Generator().manual_seed(0)
+    start = torch.randn(2, 5, 5, generator=gen, dtype=torch.float64)
+    grads = [torch.randn(2, 5, 5, generator=gen, dtype=torch.float64) for _ in range(4)]
+    loaded = {"step": torch.tensor(3.0), "exp_avg": 0.1 * grads[0], "exp_avg_sq": grads[1] ** 2}
+    results = []
+    for fused in (True, False):
+        w = start.clone().requires_grad_()
+        adam = Adam([w], lr=0.01)
+        adam.fused = fused
+        adam.state[w] = {key: value.clone() for key, value in loaded.items()}
+        for k, g in enumerate(grads):
+            adam.lr = 0.01 / (k + 1)  # changed between steps, as the schedule does
+            w.grad = g.clone()
+            adam.step()
+        results.append((w.detach(), adam.state[w]))
+    (w_fused, fused_state), (w_torch, torch_state) = results
+    assert not torch.equal(w_fused, start)
+    torch.testing.assert_close(w_torch, w_fused, rtol=1e-12, atol=1e-15)
+    assert int(torch_state["step"]) == int(fused_state["step"]) == 3 + len(grads)
+    for key in ("exp_avg", "exp_avg_sq"):
+        torch.testing.assert_close(torch_state[key], fused_state[key], rtol=1e-12, atol=1e-15)
+
+
+def test_a_process_that_trains_does_not_import_torchs_compiler():
+    """torch.optim's optimisers import torch._dynamo when built (about 1.9 s of CPU in every fresh trial process):
+    a trial's training does without it."""
+    code = (
+        "import sys\n"
+        "from urn_study.config import parse_config\n"
+        "from urn_study.trial import run_trial\n"
+        "run_trial(parse_config({'data.name': 'nlgp', 'data.side': 8, 'data.n_samples': 100, 'train.epochs': 2}))\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == "False"
