@@ -476,7 +476,9 @@ def test_server_gone_for_good_is_one_clear_error(results, net, monkeypatch):
 
 
 @pytest.mark.slow
-def test_diverging_trial_is_recorded_as_diverged_and_the_sweep_goes_on(results, tmp_path):
+def test_diverging_trial_is_recorded_as_diverged_and_its_pack_and_the_sweep_go_on(results, tmp_path):
+    """Three trials in packs of two (a Tune trial each): the first diverges at its first epoch, its pack partner and
+    the other pack train to the end. Each member keeps its own run and its own folder in the pack's checkpoints."""
     path = tmp_path / "diverge.yaml"
     path.write_text(
         textwrap.dedent("""\
@@ -484,7 +486,7 @@ def test_diverging_trial_is_recorded_as_diverged_and_the_sweep_goes_on(results, 
         # Run: urn-study sweep diverge.yaml
         name: diverge
         base: {data.name: nlgp, data.side: 8, data.n_samples: 200, train.epochs: 3, train.batch_size: 50,
-               train.snapshot_every: 1, model.steps: 40, model.activation: identity}
+               train.snapshot_every: 1, train.checkpoint_every: 1, model.steps: 40, model.activation: identity}
         grid:
           model.init_scale: [10.0, 0.05, 0.1]
         trials_per_worker: 2
@@ -501,6 +503,20 @@ def test_diverging_trial_is_recorded_as_diverged_and_the_sweep_goes_on(results, 
     for trial_id in ("diverge-0001", "diverge-0002"):
         assert runs[trial_id].data.tags["phase"] != "diverged"
         assert runs[trial_id].data.metrics["epochs"] == 3
+    packs: dict[str, list[str]] = {}
+    for trial_id, run in runs.items():
+        packs.setdefault(run.data.tags["urn.tune_trial"], []).append(trial_id)
+    assert {k: sorted(v) for k, v in packs.items()} == {
+        "diverge-0000+1": ["diverge-0000", "diverge-0001"],
+        "diverge-0002": ["diverge-0002"],
+    }
+    checkpoints = sorted((results / "ray").glob("diverge-*/diverge-0000+1_*/checkpoint_*"))
+    assert checkpoints
+    assert sorted(p.name for p in checkpoints[-1].iterdir()) == ["diverge-0000", "diverge-0001"]
+    # MLflow is the record: of Tune's per-report files only its JSON, no CSV or TensorBoard copies
+    trial_folder = checkpoints[-1].parent
+    files = {p.name for p in trial_folder.iterdir() if not p.name.startswith("checkpoint_")}
+    assert files == {"result.json", "params.json", "params.pkl"}, files
 
 
 # --- 5. many writers at once to the local store -----------------------------------------------------------

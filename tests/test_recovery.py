@@ -468,7 +468,9 @@ def test_a_boundary_search_resumes_from_its_records_after_its_driver_is_killed(r
 
 
 @pytest.mark.slow
-def test_an_optuna_sweep_resumes_its_unfinished_trial_under_its_own_number(results, tmp_path, wait):
+def test_an_optuna_sweep_keeps_its_study_on_disk_and_resumes_its_unfinished_trial_under_its_own_number(results, tmp_path, wait):
+    """Optuna samples the study's axis (its study in results/optuna.db); its driver killed while the second
+    trial waits, the resume finishes that trial under its own number and point, and samples the third."""
     import optuna
 
     path = tmp_path / "osearch.yaml"
@@ -484,8 +486,11 @@ def test_an_optuna_sweep_resumes_its_unfinished_trial_under_its_own_number(resul
     assert again.info.run_id == before["osearch-o0001"][0].info.run_id  # the same trial, the same point
     assert again.data.params["regulators.l1"] == before["osearch-o0001"][0].data.params["regulators.l1"]
     assert again.data.tags["urn.resumed_from_epoch"] == "1"
+    l1 = [float(found[0].data.params["regulators.l1"]) for found in after.values()]
+    assert all(1e-5 <= v <= 1e-2 for v in l1) and len(set(l1)) == 3  # sampled from the study's range
     storage = f"sqlite:///{results / 'optuna.db'}"
     (summary,) = optuna.get_all_study_summaries(storage)
+    assert summary.study_name.startswith("osearch-")
     states = [t.state for t in optuna.load_study(study_name=summary.study_name, storage=storage).trials]
     assert states.count(optuna.trial.TrialState.COMPLETE) == 3 and optuna.trial.TrialState.RUNNING not in states
 

@@ -774,50 +774,6 @@ def test_multinode_sweep_logs_over_http_and_packs_four_trials_per_gpu(results, t
     assert all(r.data.tags[tracking.PARENT_TAG] == parent.info.run_id for r in runs.values())
 
 
-@pytest.mark.slow
-def test_packs_of_trials_share_a_tune_trial_but_keep_their_own_runs_and_checkpoints(results, tmp_path):
-    path = write(tmp_path, TINY + "trials_per_worker: 4\n")
-    assert cli.main(["sweep", str(path), "--num-cpus", "2"]) == 0
-    study = load_study(path)
-    runs = assert_each_trial_once(tracking.resolve_tracking_uri(), study, epochs=2)
-    packs: dict[str, list[str]] = {}
-    for trial_id, run in runs.items():
-        packs.setdefault(run.data.tags["urn.tune_trial"], []).append(trial_id)
-    assert sorted(packs) == ["tiny-0000+3", "tiny-0004+3"]
-    assert sorted(packs["tiny-0000+3"]) == ["tiny-0000", "tiny-0001", "tiny-0002", "tiny-0003"]
-    checkpoints = sorted((results / "ray").glob("tiny-*/tiny-0000+3_*/checkpoint_*"))
-    assert checkpoints
-    assert sorted(p.name for p in checkpoints[-1].iterdir()) == sorted(packs["tiny-0000+3"])
-    # MLflow is the record: of Tune's per-report files only its JSON, no CSV or TensorBoard copies
-    trial_folder = checkpoints[-1].parent
-    files = {p.name for p in trial_folder.iterdir() if not p.name.startswith("checkpoint_")}
-    assert files == {"result.json", "params.json", "params.pkl"}, files
-
-
-@pytest.mark.slow
-def test_optuna_searches_sampled_axes_with_its_study_on_disk(results, tmp_path, capsys):
-    import optuna
-
-    text = TINY.replace("  regulators.l1: [0, 1.0e-4, 1.0e-3, 1.0e-2]\n", "") + textwrap.dedent("""\
-        sample:
-          regulators.l1: {loguniform: [1.0e-5, 1.0e-2]}
-        samples: 3
-        """)
-    path = write(tmp_path, text)
-    assert cli.main(["sweep", str(path), "--searcher", "optuna", "--num-cpus", "2"]) == 0
-    uri = tracking.resolve_tracking_uri()
-    runs = finished_runs(uri, "tiny")
-    assert sorted(runs) == ["tiny-o0000", "tiny-o0001", "tiny-o0002"]
-    assert all(len(r) == 1 and r[0].info.status == "FINISHED" for r in runs.values())
-    l1 = [float(r[0].data.params["regulators.l1"]) for r in runs.values()]
-    assert all(1e-5 <= v <= 1e-2 for v in l1) and len(set(l1)) == 3
-    storage = f"sqlite:///{results / 'optuna.db'}"
-    (summary,) = optuna.get_all_study_summaries(storage)
-    assert summary.study_name.startswith("tiny-") and summary.n_trials == 3
-    trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
-    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
-
-
 # --- the UI -----------------------------------------------------------------------------------------------
 
 
