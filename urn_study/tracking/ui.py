@@ -35,9 +35,9 @@ def ui_command(uri: str, port: int) -> list[str]:
     ]
 
 
-# MLflow's server starts a job runner beside it (huey consumers: 7 processes, each importing MLflow, about 25 s of CPU
-# at every start and some 1.5 GB of memory), for its GenAI jobs (evaluation, prompt optimisation): nothing a study
-# uses. Off in the servers this project starts, unless the environment says otherwise.
+# MLflow's server starts a job runner beside it (a runner and 7 huey consumers, each process importing MLflow: about
+# 25 s of CPU at every start on this project's 2-core machine), for its GenAI jobs (evaluation, prompt optimisation):
+# nothing a study uses. Off in the servers this project starts, unless the environment says otherwise.
 JOB_EXECUTION_ENV = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
 
 
