@@ -722,3 +722,8 @@ def test_mlflow_is_imported_by_the_record_edge_alone():
     assert not found, f"mlflow imported outside {MLFLOW_HOME}: {sorted(found)}"
     assert mlflow_imports((ROOT / MLFLOW_HOME / "store.py").read_text())  # the check sees tracking's own (lazy) imports
     assert {"analysis/runs.py", "urn_study/cli.py"} <= {path for path, _ in project_sources(ROOT)}  # it looked
+
+
+def test_the_servers_we_start_leave_out_mlflows_job_runner_unless_the_environment_asks_for_it():
+    assert tracking.server_env({"PATH": "/bin"}) == {"PATH": "/bin", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    assert tracking.server_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true"})["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "true"
