@@ -2,17 +2,18 @@
 same sweep with one trial per worker (``trials_per_worker: 1``), and a plain Python loop of ``run_trial`` over the
 same trials.
 
-    .venv/bin/python benchmarks/study_throughput.py            # 48 trials of structure.yaml: ~5 min on 2 cores
-    .venv/bin/python benchmarks/study_throughput.py --smoke    # 4 trials of 2 epochs: ~1 min, mostly Ray starting
+    .venv/bin/python benchmarks/study_throughput.py              # structure.yaml's 168 trials: ~6 min on 2 cores
+    .venv/bin/python benchmarks/study_throughput.py --sub-grid   # 48 of them: ~2.5 min
+    .venv/bin/python benchmarks/study_throughput.py --smoke      # 4 trials of 2 epochs: ~1 min, mostly Ray starting
 
-The study is a sub-grid of ``search_spaces/structure.yaml`` (its base config as shipped: digits, S = 138, 30
-epochs, structure every 5, a checkpoint every 10): locality 0, 1e-4, 3e-4, 1e-3 x l1 0, 1e-4, 1e-3 x T = 2, 3 x
-seeds 0, 1 (48 trials; the smoke: locality 0, 1e-3 x seeds 0, 1 at l1 1e-4, T = 3, 2 epochs); written to a
-temporary folder with its own URN_RESULTS_DIR (MLflow store, Ray results). Each way is one process, timed from its
-start to its exit (imports, Ray's start and stop, the record, the report inside): the two sweeps run ``python -m
-urn_study.cli sweep FILE --num-cpus CORES``; the loop runs ``run_trial`` on each trial of the loaded study, one
-after the other, with torch's default threads, recording nothing. Ways take turns across repeats; medians are
-printed, and each repeat's figures.
+The study is ``search_spaces/structure.yaml`` as shipped (digits, S = 138, 30 epochs, structure every 5, a
+checkpoint every 10; locality 7 x l1 4 x T = 2, 3 x seeds 0, 1, 2: 168 trials), or with ``--sub-grid`` its
+locality 0, 1e-4, 3e-4, 1e-3 x l1 0, 1e-4, 1e-3 x T = 2, 3 x seeds 0, 1 (48 trials; the smoke: locality 0, 1e-3
+x seeds 0, 1 at l1 1e-4, T = 3, 2 epochs); written to a temporary folder with its own URN_RESULTS_DIR (MLflow
+store, Ray results). Each way is one process, timed from its start to its exit (imports, Ray's start and stop,
+the record, the report inside): the two sweeps run ``python -m urn_study.cli sweep FILE --num-cpus CORES``; the
+loop runs ``run_trial`` on each trial of the loaded study, one after the other, with torch's default threads,
+recording nothing. Ways take turns across repeats; medians are printed, and each repeat's figures.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ for trial in load_study(sys.argv[1]).trials():
 """
 
 
-def write_study(folder: Path, smoke: bool, per_worker: int | None) -> Path:
-    """The sub-grid of structure.yaml; ``per_worker`` None: as shipped (auto), else that many trials per worker."""
+def write_study(folder: Path, smoke: bool, per_worker: int | None, sub_grid: bool = False) -> Path:
+    """structure.yaml's grid and seeds as shipped (``sub_grid``: 48 of its trials); ``per_worker`` None: packed as
+    shipped (auto), else that many trials per worker."""
     study = yaml.safe_load(SHIPPED.read_text())
     for key in ("smoke", "refine"):
         study.pop(key, None)
@@ -56,7 +58,7 @@ def write_study(folder: Path, smoke: bool, per_worker: int | None) -> Path:
         study["base"].update({"train.epochs": 2, "train.snapshot_every": 1, "train.checkpoint_every": 1})
         study["grid"] = {"regulators.locality": [0, 1.0e-3], "regulators.l1": [1.0e-4], "model.steps": [3]}
         study["seeds"] = [0, 1]
-    else:
+    elif sub_grid:
         study["grid"] = {
             "regulators.locality": [0, 1.0e-4, 3.0e-4, 1.0e-3],
             "regulators.l1": [0, 1.0e-4, 1.0e-3],
@@ -99,18 +101,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="Ray's CPUs for the two sweeps")
     parser.add_argument("--smoke", action="store_true", help="4 trials of 2 epochs, once")
+    parser.add_argument("--sub-grid", action="store_true", help="48 trials of structure.yaml's grid, not all 168")
     args = parser.parse_args(argv)
     if args.smoke:
         args.repeats = 1
     print("study_throughput |", describe(pick_device("auto")))
     with tempfile.TemporaryDirectory(prefix="urn-throughput-") as tmp:
         folder = Path(tmp)
-        packed = write_study(folder, args.smoke, None)
-        paths = {"packed": packed, "one per worker": write_study(folder, args.smoke, 1), "plain loop": packed}
+        packed = write_study(folder, args.smoke, None, args.sub_grid)
+        paths = {"packed": packed, "one per worker": write_study(folder, args.smoke, 1, args.sub_grid), "plain loop": packed}
         study = load_study(packed)
         trials = len(study.trials())
         print(
-            f"{trials} trials of structure.yaml's sub-grid ({', '.join(f'{k} {v}' for k, v in study.grid.items())}, "
+            f"{trials} trials of structure.yaml's {'sub-grid' if args.sub_grid else 'grid'} "
+            f"({', '.join(f'{k} {v}' for k, v in study.grid.items())}, "
             f"seeds {study.seeds}), {study.trials()[0].config.train.epochs} epochs; sweeps on {args.cores} CPUs, "
             f"the loop one trial after another; {args.repeats} repeat(s), ways in turn"
         )

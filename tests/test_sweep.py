@@ -626,6 +626,55 @@ def test_a_local_ray_that_misses_rays_start_up_wait_is_killed_and_started_again(
         assert p.wait(timeout=30) is not None
 
 
+def test_the_record_opens_while_ray_starts_and_either_failing_leaves_nothing_running(results, tmp_path, monkeypatch):
+    """The study's store is opened in a thread while Ray starts (each waits for the other here: run one after the
+    other, they would time out). Ray that does not start: its error, the sweep's run ended FAILED. A store that
+    fails: its error, Ray stopped again, no sweep record left."""
+    import threading
+
+    from urn_study.sweep import driver
+
+    study = write(tmp_path, TINY)
+    store_open, ray_up, calls = threading.Event(), threading.Event(), []
+    ensure = tracking.ensure_experiment
+
+    def ensure_experiment(*args):
+        calls.append(("store", threading.current_thread() is threading.main_thread()))
+        store_open.set()
+        assert ray_up.wait(timeout=60), "Ray did not start while the store was opened"
+        if fail == "store":
+            raise ConfigError("the store refused")
+        return ensure(*args)
+
+    def start_ray(address, num_cpus):
+        calls.append(("ray", threading.current_thread() is threading.main_thread()))
+        ray_up.set()
+        assert store_open.wait(timeout=60), "the store was not opened while Ray started"
+        if fail == "ray":
+            raise driver.RayStartError("local Ray did not start")
+        return True
+
+    shutdowns = []
+    monkeypatch.setattr(driver.tracking, "ensure_experiment", ensure_experiment)
+    monkeypatch.setattr(driver, "start_ray", start_ray)
+    monkeypatch.setattr(driver.ray, "shutdown", lambda: shutdowns.append(1))
+
+    fail = "ray"
+    with pytest.raises(ConfigError, match="local Ray did not start"):
+        driver.run_sweep(study)
+    assert sorted(calls) == [("ray", True), ("store", False)] and shutdowns == []
+    client = tracking.client(tracking.resolve_tracking_uri())
+    [sweep_run] = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    assert sweep_run.info.status == "FAILED"
+
+    fail, records = "store", sorted((results / "sweeps").glob("*.json"))
+    store_open.clear(), ray_up.clear(), calls.clear()
+    with pytest.raises(ConfigError, match="the store refused"):
+        driver.run_sweep(study)
+    assert sorted(calls) == [("ray", True), ("store", False)] and shutdowns == [1]
+    assert sorted((results / "sweeps").glob("*.json")) == records  # no record of the refused sweep
+
+
 def test_a_trials_warnings_reach_the_drivers_terminal_with_its_next_report(monkeypatch, capsys):
     """Workers' logs stay out of the driver's terminal, but what the project's own loggers warn of inside a trial (a
     store that stops taking metrics) rides on the trial's next report, once, and Progress prints it with the trial."""

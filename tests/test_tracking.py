@@ -300,6 +300,40 @@ def check_snapshot_images(client, run_id, epochs):
         assert min(image.size) > 50
 
 
+def test_the_snapshot_images_are_the_files_log_image_stores(results):
+    """``write_images`` (the images of a trial's snapshots, sent with its other artifacts) leaves what MLflow's own
+    ``log_image(run, image, key, step)`` leaves in a run, for the UI's image view: the same names but for the time
+    and the uuid, a PNG of the image's size and a WebP of the compressed copy's size, and the run's
+    ``mlflow.loggedImages`` tag. Fails when MLflow changes its layout."""
+    from PIL import Image
+
+    from urn_study.tracking.trial_record import LOGGED_IMAGES_TAG, write_images
+
+    uri = tracking.resolve_tracking_uri()
+    client = tracking.client(uri)
+    experiment_id = tracking.ensure_experiment(uri, "images")
+    images = [(5, Image.new("RGB", (524, 474), (200, 10, 10))), (10, Image.new("RGB", (300, 700), (10, 10, 200)))]
+    theirs = client.create_run(experiment_id).info.run_id
+    for step, image in images:
+        client.log_image(theirs, image, key="W", step=step, synchronous=True)
+    ours = client.create_run(experiment_id).info.run_id
+    folder = results / "ours"
+    write_images(images, folder, "W")
+    client.log_artifacts(ours, str(folder))
+    client.set_tag(ours, LOGGED_IMAGES_TAG, "True")
+
+    def stored(run_id):
+        files = {}
+        for artifact in client.list_artifacts(run_id, "images"):
+            name = re.sub(r"\+timestamp\+\d+\+[0-9a-f-]{36}", "+timestamp+T+U", artifact.path)
+            with Image.open(client.download_artifacts(run_id, artifact.path)) as image:
+                files[name] = (image.format, image.size)
+        return files, client.get_run(run_id).data.tags.get(LOGGED_IMAGES_TAG)
+
+    assert stored(ours) == stored(theirs)
+    assert stored(ours)[0]["images/W+step+10+timestamp+T+U+compressed.webp"] == ("WEBP", (109, 256))
+
+
 def record_and_check_one_trial(uri, experiment, trial):
     """A sweep run and one finished trial run in ``uri``, checked: (experiment id, parent run id, runs, client)."""
     config, reports, result = trial

@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -114,27 +115,19 @@ def _run_locked(
     out,
     report: Report | None,
 ) -> int:
-    experiment_id = tracking.ensure_experiment(record.tracking_uri, study.name, study_question(study.path), tuple(study.axes))
-    save_record(record)
     if searcher == "boundary":
         n_trials = study.boundary_search().budget  # at most: the search may stop before
     else:
         n_trials = study.samples if searcher == "optuna" else len(study.trials())
-    parent = tracking.open_sweep_run(
-        record.tracking_uri,
-        experiment_id,
-        study.name,
-        record.sweep_id,
-        {
-            "searcher": searcher,
-            "trials": n_trials,
-            "study_file": tracking.repo_path(study.path),
-            "smoke": smoke,
-            "fingerprint": record.fingerprint,
-            "trials_per_worker": str(study.trials_per_worker),
-        },
-        study.path,
-    )
+    params = {
+        "searcher": searcher,
+        "trials": n_trials,
+        "study_file": tracking.repo_path(study.path),
+        "smoke": smoke,
+        "fingerprint": record.fingerprint,
+        "trials_per_worker": str(study.trials_per_worker),
+    }
+    experiment_id, parent, started = _open_record_while_ray_starts(study, record, params, address, num_cpus)
     print(
         f"{'resuming' if resume else 'starting'} sweep {record.sweep_id}: {n_trials} trials of {study.name} "
         f"({searcher}), {study.resources.cpu:g} CPU + {study.resources.gpu:g} GPU each\n"
@@ -143,8 +136,9 @@ def _run_locked(
         flush=True,
     )
     resume_command = f"urn-study sweep {study.path}{' --smoke' if smoke else ''} --resume {record.sweep_id}"
-    status, started = "FAILED", False
+    status = "FAILED"
     stop = _Interrupts()
+    stopping: threading.Thread | None = None
     try:
         state = earlier_state(record, experiment_id) if resume else Earlier()
         if resume:
@@ -154,7 +148,6 @@ def _run_locked(
                 file=out,
                 flush=True,
             )
-        started = start_ray(address, num_cpus)
         per_pack = _packing(study, record, searcher, out)
         space, base, trials = _search_space(study, searcher, state.finished, per_pack)
         context = SweepContext(
@@ -177,6 +170,9 @@ def _run_locked(
             )
         rows = summary_rows(study, record, experiment_id, searcher, grid)
         reason = stop_reason(grid)
+        if started:  # Ray's part is over: it stops (~1.5 s, mostly waiting for its processes) while the report is made
+            stopping = threading.Thread(target=ray.shutdown, name="urn-ray-shutdown")
+            stopping.start()
         if reason:
             print(
                 f"stopped: the disk is full ({reason}) under {results_dir()} or the tracking store; free space, "
@@ -207,16 +203,55 @@ def _run_locked(
             print(f"not every trial finished; continue with: {resume_command}", file=out, flush=True)
         return 0 if complete else 1
     finally:
+        _close_sweep_run(record, experiment_id, parent, status)
+        if stopping is not None:
+            stopping.join()
+        elif started:
+            ray.shutdown()
+
+
+def _open_record(study: Study, record: SweepRecord, params: dict) -> tuple[str, str]:
+    """The study's experiment, the sweep's record on disk and its parent run: (experiment id, run id)."""
+    experiment_id = tracking.ensure_experiment(record.tracking_uri, study.name, study_question(study.path), tuple(study.axes))
+    save_record(record)
+    return experiment_id, tracking.open_sweep_run(
+        record.tracking_uri, experiment_id, study.name, record.sweep_id, params, study.path
+    )
+
+
+def _open_record_while_ray_starts(
+    study: Study, record: SweepRecord, params: dict, address: str | None, num_cpus: int | None
+) -> tuple[str, str, bool]:
+    """``_open_record`` in a thread while Ray starts here (``start_ray``: in the main thread, where Ray sets its
+    signal handlers): a new local Ray spends seconds waiting for its processes, a new store migrating its
+    schema. A refused store is said first, as if Ray had not started (it is stopped again); a Ray that does not
+    start ends the opened run FAILED. Returns (experiment id, the sweep's run id, whether Ray was started)."""
+    with ThreadPoolExecutor(1, thread_name_prefix="urn-record") as pool:
+        opening = pool.submit(_open_record, study, record, params)
         try:
-            tracking.close_sweep_run(record.tracking_uri, experiment_id, record.sweep_id, parent, status)
-        except Exception as err:  # noqa: BLE001 - a full disk, a store gone: the resume ends the run instead
-            print(
-                f"urn-study: could not end the sweep's MLflow run ({error_line(str(err))}); its resume will",
-                file=sys.stderr,
-                flush=True,
-            )
+            started = start_ray(address, num_cpus)
+        except BaseException:
+            experiment_id, parent = opening.result()  # the store's own error first
+            _close_sweep_run(record, experiment_id, parent, "FAILED")
+            raise
+    try:
+        experiment_id, parent = opening.result()
+    except BaseException:
         if started:
             ray.shutdown()
+        raise
+    return experiment_id, parent, started
+
+
+def _close_sweep_run(record: SweepRecord, experiment_id: str, parent: str, status: str) -> None:
+    try:
+        tracking.close_sweep_run(record.tracking_uri, experiment_id, record.sweep_id, parent, status)
+    except Exception as err:  # noqa: BLE001 - a full disk, a store gone: the resume ends the run instead
+        print(
+            f"urn-study: could not end the sweep's MLflow run ({error_line(str(err))}); its resume will",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 class _Interrupts:

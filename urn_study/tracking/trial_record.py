@@ -7,6 +7,7 @@ import logging
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,8 @@ from urn_study.tracking.store import _flush_every, client
 _log = logging.getLogger(__name__)
 
 IMAGE_KEY = "W"  # the snapshots' heatmaps in the UI's image view, one step per snapshot epoch
+LOGGED_IMAGES_TAG = "mlflow.loggedImages"  # what log_image sets: the UI looks for images/ in such a run
+THUMBNAIL = 256  # the longer side of each image's compressed copy (mlflow.tracking.multimedia's size)
 
 
 # --- one trial (child run) -----------------------------------------------------------------------
@@ -141,12 +144,11 @@ class TrialRecord:
         self._sender.close()  # everything queued is in the store, or TrackingError
         tags = {k: _tag_text(result.metrics.get(k, result.structure.get(k))) for k in FINAL_TAGS}
         tags.update(ground_truth_tags(result.data_info))
-        _set_tags(self._client, self.run_id, tags)
+        _set_tags(self._client, self.run_id, {**tags, **({LOGGED_IMAGES_TAG: "True"} if result.snapshots else {})})
         with tempfile.TemporaryDirectory(prefix="urn-artifacts-") as folder:
             write_artifacts(result, Path(folder), title=self.trial_id)
+            write_images(snapshot_images(result), Path(folder), IMAGE_KEY)
             self._client.log_artifacts(self.run_id, folder)
-        for epoch, image in snapshot_images(result):
-            self._client.log_image(self.run_id, image, key=IMAGE_KEY, step=epoch, synchronous=True)
         self._client.set_terminated(self.run_id, "FINISHED")
         self.finished = True
         self.summary = {**{k: v for k, v in result.metrics.items() if _is_number(v)}, **tags}
@@ -162,6 +164,29 @@ class TrialRecord:
         finally:
             self._client.set_terminated(self.run_id, "FAILED")
             self.failed = True
+
+
+def write_images(images: list[tuple[int, Any]], folder: Path, key: str) -> None:
+    """Each (step, PIL image) as the files ``MlflowClient.log_image(run, image, key=key, step=step)`` would
+    store, under ``folder/images``, so that they go up with the run's other artifacts in one call: the image
+    (PNG) and its copy scaled to fit ``THUMBNAIL`` pixels (WebP), named ``KEY+step+STEP+timestamp+MS+UUID``
+    (``+compressed`` for the copy): what the UI's image view reads (with the ``LOGGED_IMAGES_TAG`` on the run).
+    ``log_image`` stores each with its own calls and encodes it at zlib's default level: 26 ms an image at
+    S = 138 here, ~10 ms this way (benchmarks/README.md, study_throughput)."""
+    if images:
+        (folder / "images").mkdir(parents=True, exist_ok=True)
+    for step, image in images:
+        name = f"images/{key.replace('/', '~')}+step+{int(step)}+timestamp+{_now()}+{uuid.uuid4()}"
+        image.save(folder / f"{name}.png", compress_level=1)
+        small = image.resize(_thumbnail_size(*image.size))
+        small.save(folder / f"{name}+compressed.webp", method=0)
+
+
+def _thumbnail_size(width: int, height: int) -> tuple[int, int]:
+    """The compressed copy's size, as mlflow.tracking.multimedia.compress_image_size computes it."""
+    if width > height:
+        return THUMBNAIL, int(height * (THUMBNAIL / width))
+    return int(width * (THUMBNAIL / height)), THUMBNAIL
 
 
 def ground_truth_tags(data_info: dict) -> dict[str, str]:
