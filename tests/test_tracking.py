@@ -468,6 +468,9 @@ def test_a_retried_trial_continues_its_run(results, trial):
     client = tracking.client(uri)
     runs = tracking.trial_runs(uri, experiment_id, "tiny-sweep")
     assert len(runs) == 1 and runs[0].data.tags[tracking.ATTEMPTS_TAG] == "2"
+    # the finished run says no error of its own; the first attempt's is kept under its own name
+    assert "urn.error" not in runs[0].data.tags
+    assert runs[0].data.tags["urn.earlier_error"] == "attempt 1: ValueError: no reading"
     check_trial_run(client, runs[0], config, reports, result)
 
 

@@ -38,6 +38,7 @@ _log = logging.getLogger(__name__)
 
 IMAGE_KEY = "W"  # the snapshots' heatmaps in the UI's image view, one step per snapshot epoch
 LOGGED_IMAGES_TAG = "mlflow.loggedImages"  # what log_image sets: the UI looks for images/ in such a run
+EARLIER_ERROR_TAG = "urn.earlier_error"  # a retried run: the error its last failed attempt ended with
 THUMBNAIL = 256  # the longer side of each image's compressed copy (mlflow.tracking.multimedia's size)
 
 
@@ -81,6 +82,9 @@ class TrialRecord:
             run_id = run.info.run_id
             mlflow_client.update_run(run_id, status="RUNNING")
             attempts = int(run.data.tags.get(ATTEMPTS_TAG, "1")) + 1
+            if ERROR_TAG in run.data.tags:  # an earlier attempt's: this one may finish, the error is kept apart
+                tags = {EARLIER_ERROR_TAG: f"attempt {attempts - 1}: {run.data.tags[ERROR_TAG]}"[:5000], **(tags or {})}
+                mlflow_client.delete_tag(run_id, ERROR_TAG)
             history = mlflow_client.get_metric_history(run_id, "task_loss")
             last_step = max((m.step for m in history), default=0)
         else:
