@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
         study = load_study(packed)
         trials = len(study.trials())
         print(
-            f"{trials} trials of structure.yaml's {'sub-grid' if args.sub_grid else 'grid'} "
+            f"{trials} trials of structure.yaml's {'smoke grid' if args.smoke else 'sub-grid' if args.sub_grid else 'grid'} "
             f"({', '.join(f'{k} {v}' for k, v in study.grid.items())}, "
             f"seeds {study.seeds}), {study.trials()[0].config.train.epochs} epochs; sweeps on {args.cores} CPUs, "
             f"the loop one trial after another; {args.repeats} repeat(s), ways in turn"

@@ -192,12 +192,25 @@ def test_progress_output_smoke_counts_what_each_reporter_prints(capsys):
     assert lines["Progress"] >= 3 and lines["Progress"] < min(lines["CLIReporter"], lines["new output"])
 
 
+def test_study_throughput_runs_structure_yaml_as_shipped_or_its_48_trial_sub_grid(tmp_path):
+    from urn_study.study import load_study
+
+    bench = _load("study_throughput")
+    shipped = load_study(BENCHMARKS.parent / "search_spaces" / "structure.yaml")
+    whole = load_study(bench.write_study(tmp_path, False, None))
+    assert [t.config for t in whole.trials()] == [t.config for t in shipped.trials()] and len(whole.trials()) == 168
+    assert whole.trials_per_worker == "auto"
+    sub = load_study(bench.write_study(tmp_path, False, 1, sub_grid=True))
+    assert len(sub.trials()) == 48 and sub.trials_per_worker == 1
+    assert all(t.config in [s.config for s in shipped.trials()] for t in sub.trials())
+
+
 @pytest.mark.slow  # two smoke sweeps through `urn-study sweep` (each starts Ray) and a loop of four short trials: ~1 min
 def test_study_throughput_smoke_prints_the_three_ways_and_their_ratios(capsys):
     _load("study_throughput").main(["--smoke"])
     out = capsys.readouterr().out
     assert "torch " in out and "cores" in out
-    assert "4 trials of structure.yaml's sub-grid" in out
+    assert "4 trials of structure.yaml's smoke grid" in out
     # the packed sweep said what it packed: on the machine's cores, as many as leave none idle
     assert "the packed sweep's packing: up to" in out and "trials of one shape train together (auto:" in out
     walls = {}
