@@ -216,7 +216,8 @@ def test_study_throughput_smoke_prints_the_three_ways_and_their_ratios(capsys):
     walls = {}
     for way in ("packed", "one per worker", "plain loop"):
         wall, per_hour = _numbers(out, way)[:2]
-        assert wall > 0 and per_hour == pytest.approx(4 / wall * 3600, rel=0.01, abs=1)
+        # of the unrounded wall, printed to 0.1 s: a 3 s loop's trials/hour may differ by 2% from the printed wall's
+        assert wall > 0 and 4 / (wall + 0.05) * 3600 - 1 <= per_hour <= 4 / (wall - 0.05) * 3600 + 1
         walls[way] = wall
     for label, (a, b) in (
         ("plain loop / packed", ("plain loop", "packed")),
