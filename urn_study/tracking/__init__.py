@@ -23,9 +23,9 @@ The record of a study (experiment = the study's name; ``<name>-smoke`` for smoke
   ``urn.node_id``, ``urn.gpu_ids``, ``urn.device``, ``urn.resources``, ``urn.tune_trial``, ``urn.pid``),
   ``urn.resumed_from_epoch`` when an attempt started from a checkpoint, ``urn.error`` (the error's line) on a run
   that ended FAILED with one, moved to ``urn.earlier_error`` (``attempt N: ...``) when a retry takes the run up;
-  when it ends the ``FINAL_TAGS`` (phase, depth, widths per level and per block... lists as JSON), and on teacher data the teacher's
-  ``teacher_depth``, ``teacher_widths``, ``teacher_receptive_field``. Params: every config key (``to_flat``).
-  Metrics, step = epoch: everything the trial reports per epoch, ``phase_index`` (see ``PHASE_CODES``)
+  when it ends the ``FINAL_TAGS`` (phase, depth, widths per level and per block... lists as JSON), and on teacher
+  data the teacher's ``teacher_depth``, ``teacher_widths``, ``teacher_receptive_field``. Params: every config
+  key (``to_flat``). Metrics, step = epoch: everything the trial reports per epoch, ``phase_index`` (see ``PHASE_CODES``)
   at snapshot epochs, and at the last epoch the final figures not reported per epoch (``seconds``...).
   Per-epoch metrics leave in batches from a background thread (``MetricSender``), about
   ``FLUSH_EVERY_S`` (5 s; ``$URN_METRICS_EVERY_S``) after the epoch at most, all of them before the run ends.
